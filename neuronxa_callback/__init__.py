@@ -1,0 +1,87 @@
+"""neuronxa_callback: watch a language model's cross-lingual alignment (NeuronXA) while it is fine-tuned.
+
+    from neuronxa_callback import NeuronXACallback
+    trainer = Trainer(model=model, args=args, train_dataset=ds,
+                      callbacks=[NeuronXACallback(data="bundled", languages=["isl_Latn"], eval_steps=50)])
+
+NeuronXA (Huang et al., 2025, arXiv 2507.14900) represents a sentence by the pooled activation state (NAS) or
+magnitude (NAV) of every FFN neuron in a layer and scores, per layer, the fraction of parallel sentence pairs that
+are each other's nearest neighbours (NASCA / NAVCA).
+
+Public names are imported lazily so that `import neuronxa_callback` stays cheap (no torch / transformers at import).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> defining module
+_EXPORTS: dict[str, str] = {
+    "NeuronXACallback": "callback",
+    "measure_alignment": "alignment",
+    "score_encoded": "alignment",
+    "AlignmentReport": "alignment",
+    "encode": "activations",
+    "Encoded": "activations",
+    "ActivationCapture": "activations",
+    "register_architecture": "architectures",
+    "activation_modules": "architectures",
+    "UnsupportedArchitectureError": "architectures",
+    "weak_alignment": "scoring",
+    "retrieval_accuracy": "scoring",
+    "chance_probability": "scoring",
+    "cosine_matrices": "scoring",
+    "PairScore": "scoring",
+    "ParallelSet": "data",
+    "ParallelDataError": "data",
+    "load_parallel": "data",
+    "load_file_pair": "data",
+    "load_training_pairs": "data",
+    "normalize_language": "data",
+    "load_model_and_tokenizer": "models",
+    "prepare_for_training": "models",
+    "translate": "generation",
+    "QualityScore": "quality",
+    "ChrFScorer": "quality",
+    "BLEUScorer": "quality",
+    "CometScorer": "quality",
+    "CometKiwiScorer": "quality",
+    "make_scorers": "quality",
+    "MeasurementHistory": "tracking",
+    "PlateauDetector": "tracking",
+    "JsonlLogger": "loggers",
+    "WandbLogger": "loggers",
+    "write_report": "report",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neuronxa_callback' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .activations import ActivationCapture, Encoded, encode
+    from .alignment import AlignmentReport, measure_alignment, score_encoded
+    from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
+    from .callback import NeuronXACallback
+    from .data import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
+    from .generation import translate
+    from .loggers import JsonlLogger, WandbLogger
+    from .models import load_model_and_tokenizer, prepare_for_training
+    from .quality import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
+    from .report import write_report
+    from .scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
+    from .tracking import MeasurementHistory, PlateauDetector

