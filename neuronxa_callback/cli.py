@@ -1,0 +1,260 @@
+"""The `neuronxa` command line: score any model outside training, translate, and report on a run.
+
+    neuronxa score --model gemma-3-270m --data bundled --languages isl_Latn,deu_Latn --output result.json --plot layers.png
+    neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --source-lang eng_Latn --target-lang isl_Latn
+    neuronxa translate --model gemma-3-270m --data bundled --languages isl_Latn --direction x2en --output translations.json
+    neuronxa report runs/demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger("neuronxa")
+
+_REPRESENTATIONS = {"nas": ("nas",), "nav": ("nav",), "embedding": ("embedding",), "all": ("nas", "nav", "embedding")}
+
+
+def _comma_list(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty value")
+    return items
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+    return number
+
+
+def _layer_range(value: str) -> tuple[int, int]:
+    """'4:12' -> (4, 12): layers 4..11, Python slice semantics."""
+    try:
+        start, stop = (int(part) for part in value.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers expects START:STOP (e.g. 4:12), got {value!r}") from None
+    if not 0 <= start < stop:
+        raise argparse.ArgumentTypeError(f"--layers expects 0 <= START < STOP, got {value!r}")
+    return start, stop
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="gemma-3-270m",
+                       help="local directory, hub id (online), or the embedded default 'gemma-3-270m' (default) / 'smollm2-135m'")
+    group.add_argument("--gguf-file", default=None, help="GGUF file name inside --model's directory")
+    group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype")
+    group.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    group.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code (off by default)")
+    group.add_argument("--hf-token", default=None,
+                       help="Hugging Face token for gated models/data (default: $HF_TOKEN); never written to any output")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("parallel data (either --source-file/--target-file or --data)")
+    group.add_argument("--source-file", type=Path, help="one sentence per line, aligned with --target-file")
+    group.add_argument("--target-file", type=Path)
+    group.add_argument("--source-lang", default="eng_Latn", help="language of --source-file (default eng_Latn)")
+    group.add_argument("--target-lang", default=None, help="language of --target-file (required with --target-file)")
+    group.add_argument("--data", default=None,
+                       help="'bundled', 'flores' (hub, gated), a FLORES-200 or NTREX-128 directory, a .tsv or .jsonl file")
+    group.add_argument("--pivot", default="eng_Latn", help="pivot language for --data (default eng_Latn)")
+    group.add_argument("--languages", type=_comma_list, default=None, help="comma-separated target languages for --data")
+    group.add_argument("--split", default="devtest", help="FLORES split (default devtest)")
+    group.add_argument("--num-pairs", type=_positive_int, default=100, help="number of parallel pairs (default 100)")
+    group.add_argument("--sample", choices=["first", "random"], default="first",
+                       help="first N pairs (default) or a seeded random sample")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuronxa", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info messages on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    score = commands.add_parser("score", help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences")
+    _add_model_arguments(score)
+    _add_data_arguments(score)
+    group = score.add_argument_group("scoring")
+    group.add_argument("--representation", choices=sorted(_REPRESENTATIONS), default="all",
+                       help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)")
+    group.add_argument("--pooling", choices=["weighted", "mean", "last"], default="weighted")
+    group.add_argument("--batch-size", type=_positive_int, default=16)
+    group.add_argument("--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)")
+    group.add_argument("--layers", type=_layer_range, default=None, help="layer range START:STOP for the layer mean")
+    group.add_argument("--center", action="store_true",
+                       help="BEYOND THE PAPER: subtract each language's mean representation before the cosine")
+    group.add_argument("--output", type=Path, default=None, help="write the result JSON here (default: stdout)")
+    group.add_argument("--plot", type=Path, default=None, help="write the layer profile per pair as a PNG")
+
+    translate = commands.add_parser("translate", help="the model's own translations of the parallel pairs, scored")
+    _add_model_arguments(translate)
+    _add_data_arguments(translate)
+    group = translate.add_argument_group("translation")
+    group.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en",
+                       help="x2en: target languages into the pivot (default); en2x: pivot into them")
+    group.add_argument("--prompt", default="auto", help="'auto', 'fewshot', 'chat' or a template with {source} etc.")
+    group.add_argument("--num-fewshot", type=int, default=3, help="few-shot examples (from the bundled pool)")
+    group.add_argument("--batch-size", type=_positive_int, default=16)
+    group.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    group.add_argument("--metrics", type=_comma_list, default=["chrf", "bleu"], help="chrf,bleu[,comet,cometkiwi]")
+    group.add_argument("--comet-model", default=None, help="COMET model name or local directory (enables COMET)")
+    group.add_argument("--cometkiwi-model", default=None, help="CometKiwi model name or local directory (enables CometKiwi)")
+    group.add_argument("--output", type=Path, default=None, help="write hypotheses and scores as JSON (default: stdout)")
+
+    report = commands.add_parser("report", help="figures and a Markdown summary from a run's metrics.jsonl")
+    report.add_argument("run_dir", type=Path, help="the Trainer output_dir (holding neuronxa/metrics.jsonl) or a .jsonl file")
+    report.add_argument("--output-dir", type=Path, default=None, help="where to write (default: <run_dir>/neuronxa/report)")
+    return parser
+
+
+def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    from .data import load_file_pair, load_parallel
+
+    if args.source_file or args.target_file:
+        if args.data:
+            parser.error("give either --source-file/--target-file or --data, not both")
+        if not (args.source_file and args.target_file):
+            parser.error("--source-file and --target-file go together")
+        if not args.target_lang:
+            parser.error("--target-file needs --target-lang (e.g. isl_Latn)")
+        return load_file_pair(args.source_file, args.target_file, args.source_lang, args.target_lang,
+                              num_pairs=args.num_pairs, sample=args.sample, seed=args.seed)
+    if not args.data:
+        parser.error("give --data SPEC (e.g. bundled) or --source-file/--target-file")
+    return load_parallel(args.data, pivot=args.pivot, languages=tuple(args.languages or ("isl_Latn",)),
+                         num_pairs=args.num_pairs, sample=args.sample, seed=args.seed, split=args.split,
+                         token=_token(args))
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return args.hf_token or os.environ.get("HF_TOKEN") or None
+
+
+def _load_model(args: argparse.Namespace):
+    import torch
+
+    from .models import load_model_and_tokenizer
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    started = time.perf_counter()
+    model, tokenizer = load_model_and_tokenizer(args.model, gguf_file=args.gguf_file, dtype=dtype, device=args.device,
+                                                trust_remote_code=args.trust_remote_code, token=_token(args))
+    return model, tokenizer, time.perf_counter() - started
+
+
+def _write_json(payload: dict, output: Path | None) -> None:
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n", encoding="utf-8")
+    logger.info("wrote %s", output)
+
+
+def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .alignment import measure_alignment
+
+    data = _load_data(args, parser)  # data errors surface before the (slow) model load
+    model, tokenizer, load_seconds = _load_model(args)
+    report = measure_alignment(model, tokenizer, data, representations=_REPRESENTATIONS[args.representation],
+                               pooling=args.pooling, batch_size=args.batch_size, max_length=args.max_length,
+                               layers=args.layers, center=args.center, model_name=args.model,
+                               progress=not args.quiet)
+    payload = report.to_dict()
+    payload["timing"]["load_seconds"] = round(load_seconds, 3)
+    _write_json(payload, args.output)
+    if args.plot:
+        from .plots import plot_layer_profile
+
+        plot_layer_profile(payload, args.plot)
+        logger.info("wrote %s", args.plot)
+    for pair in report.pairs:
+        summary = ", ".join(f"{metric} {report.mean(metric, pair):.3f}" for metric in _metrics_in(payload, pair))
+        logger.info("%s: %s (n=%d)", pair, summary, len(data))
+    return 0
+
+
+def _metrics_in(payload: dict, pair: str) -> list[str]:
+    return [metric for metric in ("nasca", "navca", "mexa") if f"{metric}_mean" in payload["pairs"][pair]]
+
+
+def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .fewshot import load_fewshot_examples
+    from .generation import translate
+    from .quality import make_scorers
+
+    data = _load_data(args, parser)
+    metrics = list(args.metrics)
+    if args.comet_model and "comet" not in metrics:
+        metrics.append("comet")
+    if args.cometkiwi_model and "cometkiwi" not in metrics:
+        metrics.append("cometkiwi")
+    scorers = make_scorers(metrics, comet_model=args.comet_model, cometkiwi_model=args.cometkiwi_model)
+    model, tokenizer, load_seconds = _load_model(args)
+    directions = {"x2en": [(lang, data.pivot) for lang in data.targets],
+                  "en2x": [(data.pivot, lang) for lang in data.targets],
+                  "both": [(lang, data.pivot) for lang in data.targets] + [(data.pivot, lang) for lang in data.targets]}
+    results = {}
+    started = time.perf_counter()
+    for source_lang, target_lang in directions[args.direction]:
+        sources, references = list(data.sentences(source_lang)), list(data.sentences(target_lang))
+        examples = load_fewshot_examples(source_lang, target_lang, k=args.num_fewshot, exclude=sources)
+        hypotheses = translate(model, tokenizer, sources, source_lang=source_lang, target_lang=target_lang,
+                               prompt=args.prompt, examples=examples, batch_size=args.batch_size,
+                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+        scores = {scorer.name: scorer.score(sources, hypotheses, references).to_dict() for scorer in scorers}
+        results[f"{source_lang}->{target_lang}"] = {
+            "scores": scores,
+            "translations": [{"id": sid, "source": s, "hypothesis": h, "reference": r}
+                             for sid, s, h, r in zip(data.ids, sources, hypotheses, references)],
+        }
+        logger.info("%s->%s: %s", source_lang, target_lang,
+                    ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()))
+    payload = {"model": args.model, "data": {"origin": data.origin, "ids": list(data.ids)},
+               "settings": {"direction": args.direction, "prompt": args.prompt, "num_fewshot": args.num_fewshot,
+                            "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size},
+               "timing": {"load_seconds": round(load_seconds, 3),
+                          "translate_and_score_seconds": round(time.perf_counter() - started, 3)},
+               "directions": results}
+    _write_json(payload, args.output)
+    return 0
+
+
+def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .report import write_report
+
+    written = write_report(args.run_dir, out_dir=args.output_dir)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    handlers = {"score": _score, "translate": _translate, "report": _report}
+    try:
+        return handlers[args.command](args, parser)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        # Input errors already name the file/line/argument: print them without a traceback.
+        print(f"neuronxa {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
