@@ -1,0 +1,284 @@
+"""JsonlLogger (append, resume, crash tolerance), read_jsonl errors, flat metric names, and W&B offline read-back."""
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from neuronxa_callback.loggers import (JsonlFormatError, JsonlLogger, WandbLogger, flatten_record, read_jsonl)
+
+PAIR = "eng_Latn-isl_Latn"
+
+
+def make_record(step: int, nasca: list[float], *, chrf: float | None = None, index: int = 0) -> dict:
+    """A record in the schema of docs/DESIGN.md ("JSONL record"), with synthetic numbers."""
+    record = {
+        "schema": 1, "event": "measurement", "step": step, "epoch": step / 100, "trigger": "step",
+        "time": "2026-11-22T01:00:00+00:00", "measurement_index": index,
+        "pairs": {PAIR: {"num_layers": len(nasca), "nasca": nasca, "nasca_mean": sum(nasca) / len(nasca),
+                         "nasca_pvalue": 0.01, "navca": [v / 2 for v in nasca],
+                         "navca_mean": sum(nasca) / len(nasca) / 2}},
+        "timing": {"alignment_seconds": 1.5},
+        "data": {"origin": "synthetic", "ids": [f"s{i}" for i in range(10)]},
+    }
+    if chrf is not None:
+        record["quality"] = {PAIR: {"direction": "isl_Latn->eng_Latn", "chrf": chrf, "bleu": chrf / 2, "comet": None,
+                                    "cometkiwi": None, "signatures": {"chrf": "chrF2|test"},
+                                    "translations": [{"id": "s0", "source": "Halló heimur", "hypothesis": "Hello world",
+                                                      "reference": "Hello, world"}]}}
+    return record
+
+
+RECORDS = [make_record(0, [0.1, 0.2, 0.1], chrf=19.0), make_record(50, [0.1, 0.3, 0.2], chrf=19.5, index=1),
+           make_record(100, [0.2, 0.4, 0.2], chrf=20.5, index=2)]
+
+
+def test_jsonl_appends_one_line_per_measurement(tmp_path):
+    path = tmp_path / "neuronxa" / "metrics.jsonl"
+    logger = JsonlLogger(path)
+    for record in RECORDS:
+        logger.log_measurement(record)
+    logger.finish()
+    assert len(path.read_text().splitlines()) == 3
+    assert read_jsonl(path) == RECORDS
+    assert logger.records == RECORDS
+
+
+def test_jsonl_resume_drops_records_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    first = JsonlLogger(path)
+    for record in RECORDS:
+        first.log_measurement(record)
+    resumed = JsonlLogger(path, resume_step=50)  # the checkpoint was at step 50; step 100 will be measured again
+    assert [r["step"] for r in resumed.records] == [0, 50]
+    assert [r["step"] for r in read_jsonl(path)] == [0, 50]
+    resumed.log_measurement(make_record(100, [0.3, 0.3, 0.3], index=2))
+    assert [r["step"] for r in read_jsonl(path)] == [0, 50, 100]
+    assert read_jsonl(path)[-1]["pairs"][PAIR]["nasca"] == [0.3, 0.3, 0.3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]  # no temporary file left behind
+
+
+def test_jsonl_relogging_a_step_replaces_it(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    logger = JsonlLogger(path)
+    for record in RECORDS:
+        logger.log_measurement(record)
+    again = make_record(50, [0.5, 0.5, 0.5], index=1)
+    JsonlLogger(path).log_measurement(again)  # e.g. a resumed run measuring its checkpoint's step once more
+    assert [r["step"] for r in read_jsonl(path)] == [0, 100, 50]
+    assert read_jsonl(path)[-1] == again
+
+
+def test_jsonl_resume_without_step_keeps_everything_and_appends(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    JsonlLogger(path).log_measurement(RECORDS[0])
+    again = JsonlLogger(path)
+    again.log_measurement(RECORDS[1])
+    assert read_jsonl(path) == RECORDS[:2]
+
+
+def test_jsonl_drops_a_truncated_last_line_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps(r) for r in RECORDS[:2]]
+    path.write_text(lines[0] + "\n" + lines[1] + "\n" + json.dumps(RECORDS[2])[:40])  # crash mid-write
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+        logger = JsonlLogger(path, resume_step=100)
+    assert f"{path}:3" in caplog.text and "truncated" in caplog.text
+    assert logger.records == RECORDS[:2]
+    logger.log_measurement(RECORDS[2])
+    assert read_jsonl(path) == RECORDS  # the broken piece is gone, the new line is whole
+
+
+def test_read_jsonl_names_file_and_line_of_malformed_input(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps(RECORDS[0]) + "\n{not json\n" + json.dumps(RECORDS[1]) + "\n")
+    with pytest.raises(JsonlFormatError, match=rf"{path}:2: not valid JSON"):
+        read_jsonl(path)
+    with pytest.raises(JsonlFormatError, match=rf"{path}:2"):
+        JsonlLogger(path)
+    path.write_text(json.dumps(RECORDS[0]) + "\n[1, 2]\n")
+    with pytest.raises(JsonlFormatError, match=rf"{path}:2: expected a JSON object, got list"):
+        read_jsonl(path)
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_flatten_record_uses_the_design_names():
+    record = dict(RECORDS[2])
+    record["correlation"] = {PAIR: {"chrf": {"n": 3, "pearson": 0.9, "pearson_pvalue": 0.28, "spearman": 1.0,
+                                             "spearman_pvalue": 0.0, "per_layer_pearson": [0.1, 0.9, None],
+                                             "best_layer": 1}}}
+    record["early_stopping"] = {"metric": "nasca", "pair": PAIR, "value": 0.27, "smoothed": 0.25, "best": 0.25,
+                                "best_step": 100, "bad_measurements": 0, "should_stop": False, "reason": None}
+    flat = flatten_record(record)
+    assert flat[f"neuronxa/{PAIR}/nasca_mean"] == pytest.approx(0.8 / 3)
+    assert flat[f"neuronxa/{PAIR}/nasca/layer_01"] == 0.4
+    assert flat[f"neuronxa/{PAIR}/navca/layer_02"] == 0.1
+    assert flat[f"neuronxa/{PAIR}/chrf"] == 20.5
+    assert f"neuronxa/{PAIR}/comet" not in flat  # None is left out, not logged as 0
+    assert flat[f"neuronxa/{PAIR}/r_chrf"] == 0.9
+    assert flat[f"neuronxa/{PAIR}/best_layer_chrf"] == 1
+    assert flat["neuronxa/early_stopping/smoothed"] == 0.25
+    assert flat["neuronxa/early_stopping/should_stop"] == 0.0
+    assert all(isinstance(v, float) for v in flat.values())
+
+
+# --- W&B offline: write a real run file and read it back -------------------------------------------------------
+
+def read_wandb_records(run_file: Path):
+    """Records of a .wandb file: a LevelDB-style log (7-byte ':W&B' header, 32 KiB blocks of
+    [crc32 u32, length u16, type u8] chunks: 1 full, 2 first, 3 middle, 4 last) of wandb_internal_pb2.Record.
+    wandb 0.31 has no Python reader any more (its Go core writes the file), so this is the format, read directly."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:7])
+    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0)
+    block, position, pending, records = 32768, 7, b"", []
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # block trailer too small for a header: padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        position += 7
+        chunk = data[position:position + length]
+        position += length
+        if kind == 0:
+            continue
+        if kind in (1, 2):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def wait_for_run_file(run_file: Path, timeout: float = 30.0):
+    """run.finish() can return before wandb-core has flushed the file (seen in 1 of 4 runs): wait for the exit record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_wandb_records(run_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def items_to_dict(items) -> dict:
+    """History/summary items -> {metric name: value}; W&B splits a dict value (an image, a table) over
+    nested_key [name, field], so those are rebuilt as dicts."""
+    result: dict = {}
+    for item in items:
+        keys = [item.key] if item.key else list(item.nested_key)
+        value = json.loads(item.value_json)
+        if len(keys) == 1:
+            result[keys[0]] = value
+        else:
+            target = result.setdefault(keys[0], {})
+            for key in keys[1:-1]:
+                target = target.setdefault(key, {})
+            target[keys[-1]] = value
+    return result
+
+
+def test_wandb_offline_run_holds_the_series_on_the_trainer_step_axis(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert not WandbLogger.active()
+    logger = WandbLogger(project="neuronxa-test", name="offline", dir=tmp_path,
+                         config={"every_steps": 50, "token": "hf_SECRETVALUE", "data": {"hub_token": "hf_OTHER"}})
+    assert WandbLogger.active() and logger.run is not None
+    # The Trainer logs its loss at step 120 before the callback logs the step-100 measurement: with step= this
+    # would be rejected as "step less than current step"; on the shared step axis it is fine.
+    wandb.log({"train/loss": 2.5, "train/global_step": 120})
+    for record in RECORDS:
+        logger.log_measurement(record)
+    logger.finish()
+    assert not WandbLogger.active()
+
+    run_files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    records = wait_for_run_file(run_files[0])
+    history = [items_to_dict(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
+    measured = [row for row in history if f"neuronxa/{PAIR}/nasca_mean" in row]
+    assert [row["train/global_step"] for row in measured] == [0, 50, 100]
+    assert [row[f"neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
+        [r["pairs"][PAIR]["nasca_mean"] for r in RECORDS])
+    assert [row[f"neuronxa/{PAIR}/nasca/layer_01"] for row in measured] == [0.2, 0.3, 0.4]
+    assert [row[f"neuronxa/{PAIR}/chrf"] for row in measured] == [19.0, 19.5, 20.5]
+    assert [row["_step"] for row in history] == list(range(len(history)))  # W&B's own counter never went back
+    assert all(row[f"neuronxa/{PAIR}/translations"]["_type"] == "table-file" for row in measured)
+    assert all(row[f"neuronxa/{PAIR}/nasca_heatmap"]["_type"] == "image-file" for row in measured)
+
+    metrics = [record.metric for record in records if record.WhichOneof("record_type") == "metric"]
+    assert any(m.glob_name == "neuronxa/*" and m.step_metric == "train/global_step" for m in metrics)
+
+    summary = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "summary":
+            summary.update(items_to_dict(record.summary.update))
+    assert summary[f"neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(0.8 / 3)
+    assert summary[f"neuronxa/{PAIR}/nasca_mean_best_step"] == 100
+    assert summary[f"neuronxa/{PAIR}/chrf_best"] == 20.5
+    # nothing that looks like a credential went into the run
+    config_file = next(run_files[0].parent.glob("files/config.yaml"), None)
+    written = run_files[0].read_bytes() + (config_file.read_bytes() if config_file else b"")
+    assert b"every_steps" in written
+    assert b"hf_SECRETVALUE" not in written and b"hf_OTHER" not in written
+
+
+def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    logger = WandbLogger(project="neuronxa-test", dir=tmp_path, heatmaps=False)
+    run = logger.run
+
+    class BrokenRun:
+        """Stands in for a W&B run whose backend has died."""
+        summary: dict = {}
+
+        def log(self, payload):
+            raise RuntimeError("backend gone")
+
+        def finish(self):
+            raise RuntimeError("backend gone")
+
+    logger._run = BrokenRun()
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+        logger.log_measurement(RECORDS[0])  # must not raise: training goes on, the JSONL has the record
+        logger.finish()
+    assert "logging step 0 to W&B failed" in caplog.text and "backend gone" in caplog.text
+    run.finish()
+
+
+def test_wandb_logger_without_run_and_without_init_logs_nothing(monkeypatch, caplog):
+    pytest.importorskip("wandb")
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+        logger = WandbLogger(init=False)
+    assert logger.run is None and "init=False" in caplog.text
+    logger.log_measurement(RECORDS[0])
+    logger.finish()
+
+
+def test_wandb_logger_joins_an_active_run_and_leaves_it_open(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    trainer_run = wandb.init(project="neuronxa-test", dir=tmp_path)  # what the Trainer's WandbCallback would start
+    try:
+        logger = WandbLogger(project="ignored", heatmaps=False, tables=False)
+        assert logger.run is trainer_run
+        logger.log_measurement(RECORDS[0])
+        logger.finish()
+        assert wandb.run is trainer_run  # the Trainer finishes its own run
+    finally:
+        trainer_run.finish()
