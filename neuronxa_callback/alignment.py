@@ -1,0 +1,365 @@
+"""NeuronXA alignment of a model on a parallel set: encode every language once, score pivot vs each target.
+
+Usage::
+
+    from neuronxa_callback.alignment import measure_alignment
+    from neuronxa_callback.data import load_parallel
+
+    data = load_parallel("bundled", languages=("isl_Latn", "deu_Latn"))
+    report = measure_alignment(model, tokenizer, data, representations=("nas", "nav"), model_name="gemma-3-270m")
+    report.mean("nasca", "eng_Latn-isl_Latn")     # layer mean of the weak-alignment score
+    payload = report.to_dict()                     # the CLI's JSON (see docs/DESIGN.md)
+
+All languages' sentences go to ONE encode() call (pivot first, then each target, in data.languages order), so
+batches are length-sorted across languages and the pivot is encoded once however many targets there are.
+Under DDP the callback encodes a shard per rank, gathers (distributed.gather_encoded) and calls score_encoded().
+Representation -> metric: nas -> nasca, nav -> navca, embedding -> mexa.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+from .scoring import (
+    METRIC_FOR_REPRESENTATION,
+    REPRESENTATION_FOR_METRIC,
+    LayerSpec,
+    PairScore,
+    layers_label,
+    library_versions,
+    score_pair,
+)
+
+if TYPE_CHECKING:
+    from .activations import Encoded
+    from .data import ParallelSet
+
+__all__ = ["AlignmentReport", "AlignmentError", "measure_alignment", "parallel_sentences", "score_encoded"]
+
+ALL_REPRESENTATIONS = ("nas", "nav", "embedding")
+
+
+class AlignmentError(ValueError):
+    """Bad input to measure_alignment / score_encoded (representations, encoded rows, report dicts)."""
+
+
+def normalize_representations(representations: Union[str, Sequence[str]]) -> tuple[str, ...]:
+    """("nas", "nav") -> same; "all" -> ("nas", "nav", "embedding"); "nav" -> ("nav",). Metric names also accepted."""
+    if isinstance(representations, str):
+        representations = ALL_REPRESENTATIONS if representations == "all" else (representations,)
+    result = []
+    for name in representations:
+        name = REPRESENTATION_FOR_METRIC.get(name, name)
+        if name not in METRIC_FOR_REPRESENTATION:
+            raise AlignmentError(
+                f"alignment: unknown representation {name!r}; use {ALL_REPRESENTATIONS}, their metric names "
+                f"{tuple(METRIC_FOR_REPRESENTATION.values())} or 'all'"
+            )
+        if name not in result:
+            result.append(name)
+    if not result:
+        raise AlignmentError("alignment: representations is empty")
+    return tuple(result)
+
+
+def parallel_sentences(data: ParallelSet) -> list[str]:
+    """The sentences in the row layout measure_alignment encodes: each language's n sentences, data.languages order."""
+    return [sentence for language in data.languages for sentence in data.sentences(language)]
+
+
+@dataclasses.dataclass
+class AlignmentReport:
+    """Scores of every (pivot, target) pair and metric, with the data, settings and timing that produced them.
+
+    scores[pair][metric] is a scoring.PairScore. to_dict() is the CLI JSON; from_dict() reads it back.
+    """
+
+    model: str | None
+    data_origin: str
+    data_ids: list[str]
+    languages: list[str]
+    num_layers: int
+    scores: dict[str, dict[str, PairScore]]
+    settings: dict[str, Any]
+    timing: dict[str, float | None]
+
+    @property
+    def pairs(self) -> list[str]:
+        """Pair names ("eng_Latn-isl_Latn", ...) in target-language order."""
+        return list(self.scores)
+
+    @property
+    def pivot(self) -> str:
+        return self.languages[0]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [METRIC_FOR_REPRESENTATION[r] for r in self.settings["representations"]]
+
+    def score(self, metric: str, pair: str | None = None) -> PairScore:
+        """The PairScore of `metric` ("nasca"/"navca"/"mexa" or "nas"/"nav"/"embedding") for `pair`.
+
+        pair may be left out when the report has one pair.
+        """
+        metric = METRIC_FOR_REPRESENTATION.get(metric, metric)
+        if pair is None:
+            if len(self.scores) != 1:
+                raise AlignmentError(f"AlignmentReport: several pairs {self.pairs}; name one")
+            pair = self.pairs[0]
+        if pair not in self.scores:
+            raise AlignmentError(f"AlignmentReport: no pair {pair!r}; pairs are {self.pairs}")
+        if metric not in self.scores[pair]:
+            measured = list(self.scores[pair])
+            raise AlignmentError(f"AlignmentReport: no metric {metric!r} for {pair}; measured {measured}")
+        return self.scores[pair][metric]
+
+    def mean(self, metric: str, pair: str | None = None) -> float:
+        """Layer mean of `metric` for `pair` (over the selected layers)."""
+        return self.score(metric, pair).mean
+
+    def flat_metrics(self, prefix: str = "neuronxa") -> dict[str, float]:
+        """{"<prefix>/<pair>/nasca_mean": x, "<prefix>/<pair>/nasca/layer_07": x, ...} for W&B and Trainer logs."""
+        flat: dict[str, float] = {}
+        for pair, by_metric in self.scores.items():
+            for metric, score in by_metric.items():
+                flat[f"{prefix}/{pair}/{metric}_mean"] = score.mean
+                for layer, value in enumerate(score.per_layer):
+                    flat[f"{prefix}/{pair}/{metric}/layer_{layer:02d}"] = value
+        return flat
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI JSON: {"model", "data": {"origin", "ids"}, "settings", "timing", "pairs": {pair: {...}}}."""
+        pairs = {}
+        for pair, by_metric in self.scores.items():
+            entry: dict[str, Any] = {"num_layers": self.num_layers}
+            for metric, score in by_metric.items():
+                entry[metric] = list(score.per_layer)
+                entry[f"{metric}_mean"] = score.mean
+                entry[f"{metric}_pvalue"] = score.mean_pvalue
+                entry[f"{metric}_layer_pvalues"] = list(score.layer_pvalues)
+            entry["retrieval"] = {metric: _copy_retrieval(score.retrieval) for metric, score in by_metric.items()}
+            entry["signature"] = {metric: score.signature() for metric, score in by_metric.items()}
+            pairs[pair] = entry
+        return {
+            "model": self.model,
+            "data": {"origin": self.data_origin, "ids": list(self.data_ids)},
+            "settings": _json_copy(self.settings),
+            "timing": dict(self.timing),
+            "pairs": pairs,
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> AlignmentReport:
+        """Rebuild a report from to_dict()'s output (e.g. a CLI JSON file)."""
+        try:
+            settings = dict(payload["settings"])
+            data = payload["data"]
+            pairs = payload["pairs"]
+            model = payload.get("model")
+            languages = list(settings["languages"])
+            n = len(data["ids"])
+            scores: dict[str, dict[str, PairScore]] = {}
+            num_layers = 0
+            for pair, entry in pairs.items():
+                num_layers = int(entry["num_layers"])
+                scores[pair] = {}
+                for representation in settings["representations"]:
+                    metric = METRIC_FOR_REPRESENTATION[representation]
+                    scores[pair][metric] = PairScore(
+                        metric=metric,
+                        pair=pair,
+                        n=n,
+                        per_layer=list(entry[metric]),
+                        layers=list(settings["layers_used"]),
+                        mean=entry[f"{metric}_mean"],
+                        layer_pvalues=list(entry[f"{metric}_layer_pvalues"]),
+                        mean_pvalue=entry[f"{metric}_pvalue"],
+                        retrieval=_copy_retrieval(entry["retrieval"][metric]),
+                        settings=_metric_settings(settings, representation, model, data["origin"]),
+                    )
+        except (KeyError, TypeError) as error:
+            problem = f"{type(error).__name__}: {error}"
+            raise AlignmentError(f"AlignmentReport.from_dict: not a report dict ({problem})") from error
+        timing = dict(payload.get("timing") or {})
+        return cls(
+            model=model,
+            data_origin=data["origin"],
+            data_ids=list(data["ids"]),
+            languages=languages,
+            num_layers=num_layers,
+            scores=scores,
+            settings=settings,
+            timing={key: timing.get(key) for key in ("load_seconds", "forward_seconds", "scoring_seconds")},
+        )
+
+
+def _copy_retrieval(retrieval: dict[str, Any]) -> dict[str, Any]:
+    return {key: (dict(value) if isinstance(value, dict) else list(value)) for key, value in retrieval.items()}
+
+
+def _json_copy(settings: dict[str, Any]) -> dict[str, Any]:
+    copied = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            value = dict(value)
+        elif isinstance(value, (list, tuple)):
+            value = list(value)
+        copied[key] = value
+    return copied
+
+
+def _metric_settings(settings: dict[str, Any], representation: str, model: str | None, origin: str) -> dict[str, Any]:
+    """A PairScore's settings, derived from the report's (so from_dict rebuilds them identically)."""
+    return {
+        "model": model,
+        "representation": representation,
+        "pooling": settings.get("pooling"),
+        "layers": settings.get("layers", "all"),
+        "center": bool(settings.get("center", False)),
+        "data_origin": origin,
+        "versions": dict(settings.get("versions") or {}),
+    }
+
+
+def score_encoded(
+    encoded: Encoded,
+    data: ParallelSet,
+    *,
+    pooling: str = "weighted",
+    layers: LayerSpec = None,
+    center: bool = False,
+    model_name: str | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+) -> AlignmentReport:
+    """Score representations that cover every row of parallel_sentences(data) (e.g. after gather_encoded under DDP).
+
+    Rows of `encoded` may come in any order; encoded.indices says which sentence each row is. pooling, batch_size
+    and max_length are the encode() settings, recorded in the report (they cannot be read back from `encoded`).
+    center=True is BEYOND THE PAPER (each language's mean representation is subtracted per layer).
+    """
+    import torch
+
+    started = time.perf_counter()
+    languages = list(data.languages)
+    n = len(data)
+    total = n * len(languages)
+    if len(languages) < 2:
+        raise AlignmentError(f"score_encoded: data needs a pivot and at least one target language; got {languages}")
+    if sorted(encoded.indices) != list(range(total)):
+        raise AlignmentError(
+            f"score_encoded: encoded rows must cover all {total} sentences of parallel_sentences(data) "
+            f"({len(languages)} languages x {n}); got {len(encoded.indices)} rows. Under DDP gather the shards first "
+            "(distributed.gather_encoded)."
+        )
+    representations = normalize_representations(tuple(encoded.representations))
+    order = torch.as_tensor(sorted(range(total), key=lambda row: encoded.indices[row]))
+    in_order = list(encoded.indices) == list(range(total))
+    versions = library_versions()
+    settings = {
+        "representations": list(representations),
+        "pooling": pooling,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "layers": layers_label(layers),
+        "layers_used": [],
+        "center": bool(center),
+        "pivot": languages[0],
+        "languages": languages,
+        "n": n,
+        "versions": versions,
+    }
+    scores: dict[str, dict[str, PairScore]] = {data.pair_name(language): {} for language in languages[1:]}
+    for representation in representations:
+        reps = encoded.representations[representation]
+        if reps.shape[1] != total:
+            raise AlignmentError(
+                f"score_encoded: representations[{representation!r}] has {reps.shape[1]} rows, indices {total}"
+            )
+        if not in_order:
+            reps = reps[:, order]
+        metric = METRIC_FOR_REPRESENTATION[representation]
+        metric_settings = _metric_settings(settings, representation, model_name, data.origin)
+        pivot_reps = reps[:, 0:n]
+        for position, language in enumerate(languages[1:], start=1):
+            score = score_pair(
+                pivot_reps,
+                reps[:, position * n : (position + 1) * n],
+                metric=metric,
+                pair=data.pair_name(language),
+                layers=layers,
+                center=center,
+                settings=metric_settings,
+            )
+            scores[data.pair_name(language)][metric] = score
+            settings["layers_used"] = list(score.layers)
+    return AlignmentReport(
+        model=model_name,
+        data_origin=data.origin,
+        data_ids=list(data.ids),
+        languages=languages,
+        num_layers=encoded.num_layers,
+        scores=scores,
+        settings=settings,
+        timing={
+            "load_seconds": None,
+            "forward_seconds": encoded.forward_seconds,
+            "scoring_seconds": time.perf_counter() - started,
+        },
+    )
+
+
+def measure_alignment(
+    model: Any,
+    tokenizer: Any,
+    data: ParallelSet,
+    *,
+    representations: Union[str, Sequence[str]] = ("nas", "nav"),
+    pooling: str = "weighted",
+    batch_size: int = 16,
+    max_length: int = 256,
+    layers: LayerSpec = None,
+    center: bool = False,
+    model_name: str | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> AlignmentReport | None:
+    """Encode every language of `data` in one encode() call and score the pivot against each target language.
+
+    representations: names from ("nas", "nav", "embedding") or "all". layers: None / "all", (start, stop) or a
+    list of indices — selects the layers of the layer mean and of max-pooled retrieval (every layer is reported).
+    center=True is BEYOND THE PAPER. shard=(rank, world_size): every rank must call this (it gathers with
+    distributed.gather_encoded, a collective); rank 0 gets the report, other ranks get None.
+    """
+    from .activations import encode
+
+    representations = normalize_representations(representations)
+    encoded = encode(
+        model,
+        tokenizer,
+        parallel_sentences(data),
+        representations=representations,
+        pooling=pooling,
+        batch_size=batch_size,
+        max_length=max_length,
+        shard=shard,
+        progress=progress,
+    )
+    if shard is not None:
+        from .distributed import gather_encoded
+
+        encoded = gather_encoded(encoded, len(data) * len(data.languages))
+        if encoded is None:
+            return None
+    return score_encoded(
+        encoded,
+        data,
+        pooling=pooling,
+        layers=layers,
+        center=center,
+        model_name=model_name,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
