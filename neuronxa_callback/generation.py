@@ -1,0 +1,233 @@
+"""The model's own translations: greedy, batched, left-padded, length-sorted, one line per sentence.
+
+Usage::
+
+    from neuronxa_callback.generation import translate, make_translations
+
+    hypotheses = translate(model, tokenizer, ["Guten Morgen.", "Wie geht es dir?"],
+                           source_lang="deu_Latn", target_lang="eng_Latn",
+                           examples=[("Danke.", "Thank you."), ("Ja.", "Yes.")], max_new_tokens=48)
+    rows = make_translations(sources, hypotheses, references)   # [Translation(id, source, hypothesis, reference)]
+
+translate() may be called in the middle of training (from a callback): it leaves the model and tokenizer as it found
+them (train/eval flags of every module, gradient checkpointing, config.use_cache, tokenizer.padding_side) and runs under
+torch.no_grad(). It works on plain, PEFT-wrapped and bitsandbytes 4-bit models alike, since it only calls generate().
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .prompts import build_prompt, check_examples, resolve_style
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Translation", "make_translations", "translate", "build_prompt", "generation_mode"]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One scored sentence: its id, the source, the model's hypothesis and the reference (None when reference-free)."""
+
+    id: str
+    source: str
+    hypothesis: str
+    reference: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_translations(
+    sources: Sequence[str],
+    hypotheses: Sequence[str],
+    references: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> list[Translation]:
+    """Zip sources, hypotheses and (optional) references and ids into Translations; ids default to "0", "1", ..."""
+    n = len(sources)
+    for name, values in (("hypotheses", hypotheses), ("references", references), ("ids", ids)):
+        if values is not None and len(values) != n:
+            raise ValueError(f"make_translations: {name} has {len(values)} entries but sources has {n}")
+    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(n)]
+    refs = list(references) if references is not None else [None] * n
+    return [Translation(ids[i], sources[i], hypotheses[i], refs[i]) for i in range(n)]
+
+
+@contextlib.contextmanager
+def generation_mode(model: Any, tokenizer: Any = None) -> Iterator[None]:
+    """Eval mode, no gradient checkpointing, use_cache=True and no_grad inside; everything put back exactly on exit.
+
+    Gradient checkpointing is switched off by flipping each module's `gradient_checkpointing` flag rather than calling
+    gradient_checkpointing_disable()/enable() (as TRL's unwrap_model_for_generation does): the flags come back as they
+    were, with the checkpoint function and its kwargs (use_reentrant, every_n_layers) untouched, and PEFT's
+    input-require-grads hook, which disable() would remove, stays in place.
+    """
+    import torch
+    from transformers import PreTrainedModel
+
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    checkpointing = [(m, m.gradient_checkpointing) for m in modules if hasattr(m, "gradient_checkpointing")]
+    configs = {id(m.config): m.config for m in modules if isinstance(m, PreTrainedModel)}
+    use_cache = {key: getattr(config, "use_cache", None) for key, config in configs.items()}
+    padding_side = getattr(tokenizer, "padding_side", None)
+    try:
+        model.eval()
+        for module, _ in checkpointing:
+            module.gradient_checkpointing = False
+        for config in configs.values():
+            if hasattr(config, "use_cache"):
+                config.use_cache = True  # Trainer turns it off for gradient checkpointing; decoding without it is O(n^2)
+        with torch.no_grad():
+            yield
+    finally:
+        for module, was_training in zip(modules, training):
+            module.training = was_training
+        for module, flag in checkpointing:
+            module.gradient_checkpointing = flag
+        for key, config in configs.items():
+            if use_cache[key] is not None:
+                config.use_cache = use_cache[key]
+        if tokenizer is not None and padding_side is not None:
+            tokenizer.padding_side = padding_side
+
+
+def _newline_stopper(tokenizer: Any, prompt_length: int):
+    """A StoppingCriteria that marks each row done once its generated text holds a newline.
+
+    Decoding the generated tail is robust to how a tokenizer spells "\\n" (its own token, byte fallback "<0x0A>",
+    byte-level "Ċ", or merged with other characters), which a fixed set of token ids would not be.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopAtNewline(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
+            return torch.tensor(["\n" in text for text in texts], dtype=torch.bool, device=input_ids.device)
+
+    return StopAtNewline()
+
+
+def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    generation_config = getattr(model, "generation_config", None)
+    for value in (getattr(generation_config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        for token_id in value if isinstance(value, (list, tuple)) else [value]:
+            if token_id is not None and int(token_id) not in ids:
+                ids.append(int(token_id))
+    return ids
+
+
+def _input_device(model: Any):
+    device = getattr(model, "device", None)
+    if device is None:
+        device = next(model.parameters()).device
+    return device
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        if row:
+            input_ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            attention_mask[r, width - len(row) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0].strip()
+
+
+def _decode_new_tokens(tokenizer: Any, new_tokens: list[int], eos_ids: set[int]) -> str:
+    # Rows that finished early are filled with pad ids; cut at the first EOS in case pad is not a special token.
+    for position, token_id in enumerate(new_tokens):
+        if token_id in eos_ids:
+            new_tokens = new_tokens[:position]
+            break
+    return _first_line(tokenizer.decode(new_tokens, skip_special_tokens=True))
+
+
+def translate(
+    model: Any,
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    source_lang: str,
+    target_lang: str,
+    prompt: str = "auto",
+    examples: Sequence[Sequence[str]] = (),
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy translations of `sources`, one line each, in the order of `sources`.
+
+    prompt: "auto" (chat template if the tokenizer has one, else few-shot), "fewshot", "chat", or a template string
+    with {source_lang}, {target_lang}, {source} and optionally {examples}. examples: (source, target) pairs from a pool
+    separate from `sources` (ValueError if an example's source is one of them). Generation stops at the first newline
+    or EOS, or after max_new_tokens; text after a newline is dropped.
+    """
+    if isinstance(sources, str):
+        raise ValueError("translate: sources must be a sequence of sentences, not one string")
+    sources = list(sources)
+    for i, source in enumerate(sources):
+        if not isinstance(source, str):
+            raise ValueError(f"translate: sources[{i}] is {type(source).__name__}, expected str")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"translate: batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"translate: max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    from .activations import plan_batches
+
+    examples = check_examples(examples, sources)
+    style = resolve_style(prompt, tokenizer)
+    if not sources:
+        return []
+
+    prompts = [
+        build_prompt(s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=examples, tokenizer=tokenizer)
+        for s in sources
+    ]
+    # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
+    encoded = tokenizer(prompts, add_special_tokens=(style != "chat"))["input_ids"]
+    eos_ids = _eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = eos_ids[0] if eos_ids else 0
+    device = _input_device(model)
+    # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
+    batches = plan_batches([len(ids) for ids in encoded], batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"translate {source_lang}->{target_lang}", unit="batch")
+
+    hypotheses: list[str | None] = [None] * len(sources)
+    with generation_mode(model, tokenizer):
+        for batch in batches:
+            input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
+            prompt_length = input_ids.shape[1]
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=max_new_tokens,
+                use_cache=True,
+                pad_token_id=pad_id,
+                eos_token_id=eos_ids or None,
+                stopping_criteria=[_newline_stopper(tokenizer, prompt_length)],
+            )
+            for row, index in enumerate(batch):
+                new_tokens = output[row, prompt_length:].tolist()
+                hypotheses[index] = _decode_new_tokens(tokenizer, new_tokens, set(eos_ids))
+    return hypotheses  # type: ignore[return-value]
