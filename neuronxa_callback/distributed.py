@@ -1,0 +1,143 @@
+"""The few collectives NeuronXACallback needs under DDP, and a guard against sharded training.
+
+Usage::
+
+    from neuronxa_callback.distributed import rank_and_world, gather_encoded, broadcast_object
+
+    rank, world = rank_and_world()                       # (0, 1) when torch.distributed is not initialised
+    local = encode(model, tokenizer, sentences, shard=(rank, world))
+    merged = gather_encoded(local, len(sentences))       # rank 0: all rows in sentence order; other ranks: None
+    decision = broadcast_object(decision_on_rank0)       # every rank gets rank 0's value
+
+Every function here is a collective: under DDP every rank must call it, in the same order, or the run hangs.
+The callback keeps that rule by running the same sequence of calls on every rank and catching its own errors
+*between* collectives (an exception is turned into a payload, never skips a collective).
+With a single process they are cheap pass-throughs, so the same code path serves both.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .activations import Encoded
+
+
+class ShardedTrainingError(ValueError):
+    """Training shards the parameters (FSDP, DeepSpeed ZeRO-3): measuring would need every rank in every forward."""
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world_size) of the default process group; (0, 1) without torch.distributed."""
+    dist = _dist()
+    if dist is None:
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def is_distributed() -> bool:
+    """True when more than one process takes part (the collectives below then communicate)."""
+    return rank_and_world()[1] > 1
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """All ranks' `obj` in rank order on rank 0 (None elsewhere). Objects are pickled: keep tensors on the CPU.
+
+    Uses all_gather_object rather than gather_object because NCCL supports only the former everywhere.
+    """
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered if dist.get_rank() == 0 else None
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank `src`'s `obj` on every rank (the value passed on other ranks is ignored)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return obj
+    box = [obj if dist.get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    dist = _dist()
+    if dist is not None and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def merge_encoded(parts: list[Encoded], total: int) -> Encoded:
+    """One Encoded with rows 0..total-1 in sentence order, from the shards of encode(..., shard=(r, world)).
+
+    Raises ValueError if the shards do not cover every sentence exactly once (a bug in the sharding, not user input).
+    """
+    import torch
+
+    from .activations import Encoded
+
+    indices = [i for part in parts for i in part.indices]
+    if sorted(indices) != list(range(total)):
+        raise ValueError(
+            f"neuronxa_callback.distributed.merge_encoded: shards cover {len(indices)} rows "
+            f"({len(set(indices))} distinct) but {total} sentences were encoded"
+        )
+    order = torch.tensor(sorted(range(len(indices)), key=indices.__getitem__))
+    names = parts[0].representations.keys()
+    representations = {
+        name: torch.cat([part.representations[name] for part in parts], dim=1).index_select(1, order) for name in names
+    }
+    return Encoded(
+        representations=representations,
+        indices=list(range(total)),
+        num_layers=parts[0].num_layers,
+        # The shards ran in parallel: the wall time is the slowest rank's.
+        forward_seconds=max(part.forward_seconds for part in parts),
+    )
+
+
+def gather_encoded(local: Encoded, total: int) -> Encoded | None:
+    """Collective: rank 0 gets every rank's rows merged in sentence order; other ranks get None."""
+    parts = gather_objects(local)
+    if parts is None:
+        return None
+    return local if len(parts) == 1 else merge_encoded(parts, total)
+
+
+def check_not_sharded(args: Any, model: Any = None) -> None:
+    """Raise ShardedTrainingError under FSDP or DeepSpeed ZeRO-3.
+
+    With sharded parameters each forward pass needs every rank, so the callback's rank-local encode would hang or
+    see empty weights. DDP (replicated weights) is supported; ZeRO-1/2 too (weights are replicated there).
+    """
+    reasons = []
+    fsdp = getattr(args, "fsdp", None)
+    if fsdp:  # TrainingArguments.fsdp: "" / [] when off, a string or list of options when on
+        reasons.append(f"args.fsdp={fsdp!r}")
+    if getattr(args, "fsdp_config", None) and (getattr(args, "fsdp_config", {}) or {}).get("xla"):
+        reasons.append("args.fsdp_config xla")
+    try:
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            reasons.append("DeepSpeed ZeRO-3")
+    except ImportError:  # an older/newer transformers without the helper: fall through to the model check
+        pass
+    if model is not None:
+        names = {type(m).__name__ for m in (model, getattr(model, "module", None)) if m is not None}
+        if "FullyShardedDataParallel" in names or any(name.startswith("FSDP") for name in names):
+            reasons.append(f"model wrapped in {sorted(names)}")
+    if reasons:
+        raise ShardedTrainingError(
+            "NeuronXACallback does not support sharded-parameter training (" + "; ".join(reasons) + "): every rank "
+            "would have to take part in every measurement forward pass. Use DDP (replicated weights, supported), "
+            "ZeRO-1/2, or measure saved checkpoints with `neuronxa score` instead."
+        )

@@ -1,0 +1,44 @@
+"""Worker for tests/test_ddp.py: a tiny DDP (gloo, CPU) Trainer run with NeuronXACallback.
+
+Usage::
+
+    torchrun --nproc_per_node 2 tests/_ddp_worker.py OUTPUT_DIR
+
+Every rank trains the same seeded tiny Llama for 2 steps; the callback measures at steps 0, 1, 2 (with translations
+at step 0 and 2) and rank 0 writes OUTPUT_DIR/neuronxa/metrics.jsonl. Each rank writes OUTPUT_DIR/rank-<r>.json
+with what it saw (world size, global step, whether training was stopped) so the test can check all ranks finished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.test_callback_trainer import FAST, make_trainer  # noqa: E402
+
+from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
+
+
+def main() -> None:
+    output_dir = Path(sys.argv[1])
+    callback = NeuronXACallback(eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True, **FAST)
+    # learning_rate=0: alignment stays constant, so the plateau rule fires at step 1 on rank 0 and every rank
+    # must stop there too (the decision is broadcast).
+    trainer = make_trainer(output_dir, [callback], max_steps=4, learning_rate=0.0, ddp_backend="gloo")
+    trainer.train()
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    (output_dir / f"rank-{rank}.json").write_text(json.dumps(
+        {"world": world, "global_step": trainer.state.global_step, "measured": callback.measurement_index}))
+
+
+if __name__ == "__main__":
+    main()
