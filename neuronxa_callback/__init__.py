@@ -20,6 +20,13 @@ __version__ = "0.1.0"
 # public name -> defining module
 _EXPORTS: dict[str, str] = {
     "NeuronXACallback": "callback",
+    "MeasurementError": "callback",
+    "CallbackSettings": "settings",
+    "SettingsError": "settings",
+    "ShardedTrainingError": "distributed",
+    "Translation": "generation",
+    "make_translations": "generation",
+    "load_fewshot_examples": "fewshot",
     "measure_alignment": "alignment",
     "score_encoded": "alignment",
     "AlignmentReport": "alignment",
@@ -76,9 +83,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .activations import ActivationCapture, Encoded, encode
     from .alignment import AlignmentReport, measure_alignment, score_encoded
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
-    from .callback import NeuronXACallback
+    from .callback import MeasurementError, NeuronXACallback
+    from .distributed import ShardedTrainingError
+    from .fewshot import load_fewshot_examples
+    from .settings import CallbackSettings, SettingsError
     from .data import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
-    from .generation import translate
+    from .generation import Translation, make_translations, translate
     from .loggers import JsonlLogger, WandbLogger
     from .models import load_model_and_tokenizer, prepare_for_training
     from .quality import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
