@@ -1,0 +1,423 @@
+"""Sentence representations from a causal LM's MLP neurons, pooled on the fly (NeuronXA, Huang et al., 2025).
+
+Usage::
+
+    from neuronxa_callback.activations import encode
+
+    enc = encode(model, tokenizer, ["A sentence.", "Another one."], representations=("nas", "nav"))
+    enc.representations["nas"]    # float32 CPU tensor [num_layers, 2, d_ff]
+    enc.indices                   # [0, 1]: row j is sentences[enc.indices[j]]
+
+Per layer l and neuron i, with a the output of the MLP activation function (act(gate(x)) for gated MLPs):
+  NAS[l, i] = sum_t w_t * 1(a[l, t, i] > 0)      (activation state)
+  NAV[l, i] = sum_t w_t * |a[l, t, i]|           (activation value)
+"embedding" pools the decoder layer's output hidden state the same way (the MEXA baseline).
+Token weights w_t (paper Sec. 2.2, position-weighted mean): w_t = t / sum_k k over the sentence's own
+non-special tokens, t = 1..T counted from the first of them. Special tokens the tokenizer adds (<bos>) and padding
+are fed to the model but weigh 0. Alternatives: "mean" (1/T each) and "last" (all weight on the last token).
+
+The hooks never keep token activations: each adds the batch's weighted sums into a [num_layers, batch, dim] float32
+accumulator, reading the activation in fixed-size slices so that the capture's own memory does not grow with
+sentence length.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .architectures import activation_modules, decoder_layers, unwrap_model
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+REPRESENTATIONS = ("nas", "nav", "embedding")
+POOLINGS = ("weighted", "mean", "last")
+
+# Elements of one activation slice the hook converts to float32 at a time (4 MiB). For Gemma 3 270M at batch 16
+# (d_ff 2048) that is 32 tokens: longer sentences take more slices, not more memory.
+SLICE_ELEMENTS = 1 << 20
+
+
+@dataclass
+class Encoded:
+    """Pooled representations of the sentences one process encoded.
+
+    representations: name ("nas", "nav", "embedding") -> float32 CPU tensor [num_layers, len(indices), dim].
+    indices: ascending positions in the input `sentences` of the rows (all of them when unsharded).
+    num_layers: decoder layers of the model. forward_seconds: wall time of the batched forward passes.
+    """
+
+    representations: dict[str, torch.Tensor]
+    indices: list[int]
+    num_layers: int
+    forward_seconds: float
+
+
+def plan_batches(token_lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Sentence indices grouped into batches of similar length (longest first, ties by index): deterministic.
+
+    Sorting by length keeps padding small; longest first makes an out-of-memory error happen at once.
+    """
+    if batch_size < 1:
+        raise ValueError(f"plan_batches: batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(token_lengths)), key=lambda i: (-int(token_lengths[i]), i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def pooling_weights(pooled_mask: torch.Tensor, pooling: str = "weighted") -> torch.Tensor:
+    """Per-token weights [batch, tokens] (float32) from a 0/1 mask of the tokens to pool (padding and specials are 0).
+
+    "weighted": w_t = t / sum_k k with t = 1..T over each row's pooled tokens in order (left or right padding alike);
+    "mean": 1/T; "last": 1 on the last pooled token. Rows sum to 1; a row with no pooled token is an error.
+    """
+    import torch
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling_weights: pooling must be one of {POOLINGS}, got {pooling!r}")
+    mask = pooled_mask.to(torch.float32)
+    counts = mask.sum(dim=1, keepdim=True)
+    if bool((counts == 0).any()):
+        rows = (counts.squeeze(1) == 0).nonzero().flatten().tolist()
+        raise ValueError(f"pooling_weights: batch rows {rows} have no token to pool (empty sentence?)")
+    position = torch.cumsum(mask, dim=1) * mask  # 1..T on pooled tokens, 0 elsewhere
+    if pooling == "weighted":
+        return position / (counts * (counts + 1) / 2)
+    if pooling == "mean":
+        return mask / counts
+    return (position == counts).to(torch.float32)
+
+
+class ActivationCapture:
+    """Forward hooks that stream weighted sums of every layer's MLP activation (and/or layer output) per sentence.
+
+    Usage::
+
+        with ActivationCapture(model, representations=("nas", "nav")) as capture:
+            capture.begin_batch(weights)          # [batch, tokens] float32, e.g. pooling_weights(mask)
+            model(input_ids=ids, attention_mask=mask)
+            sums = capture.end_batch()            # {"nas": [num_layers, batch, d_ff], ...} float32, model device
+
+    The hooks are removed when the block exits, also when the forward raises. The capture does not run the model,
+    change its mode, or disable gradients: that is the caller's job (encode() does it).
+    """
+
+    def __init__(self, model: nn.Module, representations: Sequence[str] = ("nas", "nav")) -> None:
+        representations = tuple(representations)
+        _check_representations(representations, "ActivationCapture")
+        self.model = model
+        self.representations = representations
+        self.layers = decoder_layers(model)
+        self.num_layers = len(self.layers)
+        self._activations = activation_modules(model) if {"nas", "nav"} & set(representations) else []
+        self._handles: list[Any] = []
+        self._weights: torch.Tensor | None = None
+        self._sums: dict[str, list[torch.Tensor | None]] = {}
+        self._scratch: torch.Tensor | None = None
+
+    # -- context manager --------------------------------------------------------------------------------------
+    def __enter__(self) -> ActivationCapture:
+        try:
+            for layer_index, module in enumerate(self._activations):
+                self._handles.append(module.register_forward_hook(self._activation_hook(layer_index)))
+            if "embedding" in self.representations:
+                for layer_index, layer in enumerate(self.layers):
+                    self._handles.append(layer.register_forward_hook(self._layer_hook(layer_index)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this capture registered (safe to call twice)."""
+        while self._handles:
+            self._handles.pop().remove()
+        self._weights = None
+        self._sums = {}
+        self._scratch = None
+
+    # -- per batch --------------------------------------------------------------------------------------------
+    def begin_batch(self, weights: torch.Tensor) -> None:
+        """Set the token weights [batch, tokens] for the next forward pass and clear the sums."""
+        import torch
+
+        if weights.dim() != 2:
+            raise ValueError(f"ActivationCapture.begin_batch: weights must be [batch, tokens], got {tuple(weights.shape)}")
+        # [batch, 1, tokens]: the left operand of a batched matmul with [batch, tokens, dim].
+        self._weights = weights.to(torch.float32).unsqueeze(1)
+        self._sums = {name: [None] * self.num_layers for name in self.representations}
+
+    def end_batch(self) -> dict[str, torch.Tensor]:
+        """The batch's pooled sums: name -> float32 [num_layers, batch, dim] on the device the model produced them."""
+        import torch
+
+        if self._weights is None:
+            raise ValueError("ActivationCapture.end_batch: call begin_batch() before the forward pass")
+        missing = sorted({i for per_layer in self._sums.values() for i, sums in enumerate(per_layer) if sums is None})
+        if missing:
+            raise RuntimeError(
+                f"ActivationCapture: hooks of layers {missing} did not fire during the forward pass; "
+                "is the registered activation_path the module the MLP actually calls?"
+            )
+        result = {name: torch.stack(per_layer) for name, per_layer in self._sums.items()}  # type: ignore[arg-type]
+        self._weights = None
+        self._sums = {}
+        return result
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+    def _accumulate(self, name: str, layer_index: int, value: torch.Tensor) -> None:
+        sums = self._sums[name]
+        if sums[layer_index] is None:
+            sums[layer_index] = value
+        else:  # a module called twice in one forward (unusual): its contributions add up
+            sums[layer_index] += value
+
+    def _pooled(self, tensor: torch.Tensor, transforms: Sequence[str]) -> list[torch.Tensor]:
+        """sum_t w[b, t] * f(tensor[b, t, :]) for each f in transforms, reading `tensor` in bounded slices."""
+        import torch
+
+        weights = self._weights
+        if weights is None:
+            raise RuntimeError("ActivationCapture: the model ran inside the capture without begin_batch()")
+        if tensor.dim() != 3 or tensor.shape[:2] != (weights.shape[0], weights.shape[2]):
+            raise RuntimeError(
+                f"ActivationCapture: hooked output has shape {tuple(tensor.shape)}, expected [batch, tokens, dim] "
+                f"matching the weights {tuple(weights.shape[::2])}"
+            )
+        if weights.device != tensor.device:
+            weights = self._weights = weights.to(tensor.device)
+        batch, tokens, dim = tensor.shape
+        step = max(1, SLICE_ELEMENTS // max(1, batch * dim))
+        scratch = self._scratch_for(batch * min(step, tokens) * dim, tensor.device)
+        out: list[torch.Tensor | None] = [None] * len(transforms)
+        for start in range(0, tokens, step):
+            piece = tensor[:, start : start + step]
+            w = weights[:, :, start : start + step]
+            # One reused float32 buffer for every operand: no allocation per layer, one kernel per transform.
+            operand = scratch[: piece.numel()].view(piece.shape)
+            for k, transform in enumerate(transforms):
+                if transform == "state":
+                    torch.gt(piece, 0, out=operand)
+                elif transform == "abs":
+                    torch.abs(piece, out=operand)
+                else:
+                    operand.copy_(piece)
+                if out[k] is None:
+                    out[k] = torch.bmm(w, operand)
+                else:
+                    out[k].baddbmm_(w, operand)  # acc += w @ operand, in place
+        return [acc.squeeze(1) for acc in out]
+
+    def _scratch_for(self, numel: int, device: torch.device) -> torch.Tensor:
+        import torch
+
+        scratch = self._scratch
+        if scratch is None or scratch.numel() < numel or scratch.device != device:
+            scratch = self._scratch = torch.empty(numel, dtype=torch.float32, device=device)
+        return scratch
+
+    def _activation_hook(self, layer_index: int):
+        wanted = [(name, "state" if name == "nas" else "abs") for name in ("nas", "nav") if name in self.representations]
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            pooled = self._pooled(output.detach(), [transform for _, transform in wanted])
+            for (name, _), value in zip(wanted, pooled):
+                self._accumulate(name, layer_index, value)
+
+        return hook
+
+    def _layer_hook(self, layer_index: int):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            (value,) = self._pooled(hidden.detach(), ["identity"])
+            self._accumulate("embedding", layer_index, value)
+
+        return hook
+
+
+def _check_representations(representations: tuple[str, ...], where: str) -> None:
+    if not representations:
+        raise ValueError(f"{where}: representations must name at least one of {REPRESENTATIONS}")
+    unknown = [r for r in representations if r not in REPRESENTATIONS]
+    if unknown or len(set(representations)) != len(representations):
+        raise ValueError(f"{where}: representations must be distinct names from {REPRESENTATIONS}, got {representations}")
+
+
+def _check_shard(shard: tuple[int, int] | None) -> None:
+    if shard is None:
+        return
+    if (
+        not isinstance(shard, (tuple, list))
+        or len(shard) != 2
+        or not all(isinstance(v, int) for v in shard)
+        or not 0 <= shard[0] < shard[1]
+    ):
+        raise ValueError(f"encode: shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
+
+
+def _input_device(model: nn.Module) -> torch.device:
+    embeddings = unwrap_model(model).get_input_embeddings()
+    return embeddings.weight.device
+
+
+def _accepted_kwargs(model: nn.Module) -> set[str]:
+    parameters = inspect.signature(unwrap_model(model).forward).parameters
+    return set(parameters)
+
+
+class _ModelState:
+    """Remembers what encode() changes (every module's training flag) and puts it back."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.training = [(module, module.training) for module in model.modules()]
+
+    def restore(self) -> None:
+        for module, flag in self.training:
+            module.training = flag
+
+
+def encode(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    *,
+    representations: Sequence[str] = ("nas", "nav"),
+    pooling: str = "weighted",
+    batch_size: int = 16,
+    max_length: int = 256,
+    shard: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> Encoded:
+    """Pooled NAS / NAV / embedding representations of `sentences`, per decoder layer.
+
+    Usage::
+
+        enc = encode(model, tokenizer, texts, representations=("nas", "nav"), batch_size=16)
+        enc.representations["nav"].shape     # [num_layers, len(texts), d_ff]
+
+    Sentences are tokenized with the tokenizer's special tokens (fed, never pooled), truncated to max_length,
+    batched by length (plan_batches) and padded on tokenizer.padding_side. shard=(rank, world_size) encodes only
+    the batches b with b % world_size == rank of the plan over ALL sentences, so the union of the ranks' rows equals
+    the unsharded result bit for bit. Runs under torch.no_grad in eval mode and leaves the model's training flags,
+    its config and the tokenizer as they were. Works through PEFT wrappers and on quantized (bitsandbytes) models.
+    """
+    import torch
+
+    representations = tuple(representations)
+    _check_representations(representations, "encode")
+    if pooling not in POOLINGS:
+        raise ValueError(f"encode: pooling must be one of {POOLINGS}, got {pooling!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"encode: batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"encode: max_length must be an int >= 2, got {max_length!r}")
+    _check_shard(shard)
+    sentences = list(sentences)
+    bad = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
+    if bad:
+        raise ValueError(f"encode: sentences must be strings; positions {bad[:5]} are not")
+
+    tokenized = tokenizer(
+        sentences,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+    )
+    input_ids: list[list[int]] = tokenized["input_ids"]
+    special: list[list[int]] = tokenized["special_tokens_mask"]
+    empty = [i for i, mask in enumerate(special) if all(mask)]
+    if empty:
+        raise ValueError(f"encode: sentences at positions {empty[:5]} have no token to pool (empty text?)")
+
+    plan = plan_batches([len(ids) for ids in input_ids], batch_size)
+    if shard is not None:
+        plan = [batch for number, batch in enumerate(plan) if number % shard[1] == shard[0]]
+    indices = sorted(i for batch in plan for i in batch)
+    row_of = {sentence_index: row for row, sentence_index in enumerate(indices)}
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    accepted = _accepted_kwargs(model)
+    extra: dict[str, Any] = {}
+    if "use_cache" in accepted:
+        extra["use_cache"] = False
+    if "logits_to_keep" in accepted:  # the full-vocabulary logits are never needed here
+        extra["logits_to_keep"] = 1
+    pass_positions = "position_ids" in accepted
+    device = _input_device(model)
+
+    results: dict[str, torch.Tensor] = {}
+    state = _ModelState(model)
+    capture = ActivationCapture(model, representations)
+    forward_seconds = 0.0
+    batches = plan
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(plan, desc="neuronxa encode", unit="batch")
+    try:
+        model.eval()
+        with torch.no_grad(), capture:
+            for batch in batches:
+                ids, attention, pooled = _pad_batch([input_ids[i] for i in batch], [special[i] for i in batch], pad_id, left)
+                weights = pooling_weights(pooled, pooling)
+                kwargs = dict(extra)
+                if pass_positions:
+                    # Positions count real tokens only, so left padding does not shift them.
+                    kwargs["position_ids"] = (attention.cumsum(dim=1) - 1).clamp(min=0).to(device)
+                start = time.perf_counter()
+                capture.begin_batch(weights.to(device))
+                model(input_ids=ids.to(device), attention_mask=attention.to(device), **kwargs)
+                sums = capture.end_batch()
+                forward_seconds += time.perf_counter() - start
+                rows = torch.tensor([row_of[i] for i in batch])
+                for name, value in sums.items():
+                    if name not in results:
+                        results[name] = torch.zeros(capture.num_layers, len(indices), value.shape[-1], dtype=torch.float32)
+                    results[name][:, rows] = value.to("cpu", torch.float32)
+    finally:
+        state.restore()
+    if not results:  # this rank got no batch: empty rows, widths from the config so gathers line up
+        results = {
+            name: torch.zeros(capture.num_layers, 0, _config_width(model, name), dtype=torch.float32)
+            for name in representations
+        }
+    return Encoded(representations=results, indices=indices, num_layers=capture.num_layers, forward_seconds=forward_seconds)
+
+
+def _config_width(model: nn.Module, name: str) -> int:
+    """The representation's width read from the config (used only when a shard has no rows to measure it)."""
+    config = unwrap_model(model).config
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    if name == "embedding":
+        return int(hidden)
+    return int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden)
+
+
+def _pad_batch(
+    ids: list[list[int]], special: list[list[int]], pad_id: int, left: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask and pooled-token mask [batch, longest] (int64), padded on the left or right."""
+    import torch
+
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(ids), width), dtype=torch.long)
+    pooled = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, (tokens, specials) in enumerate(zip(ids, special)):
+        span = slice(width - len(tokens), width) if left else slice(0, len(tokens))
+        input_ids[row, span] = torch.tensor(tokens, dtype=torch.long)
+        attention[row, span] = 1
+        pooled[row, span] = 1 - torch.tensor(specials, dtype=torch.long)
+    return input_ids, attention, pooled
