@@ -156,8 +156,6 @@ def load_model_and_tokenizer(
     if not isinstance(model, str) or not model:
         raise ModelLoadError(f"load_model_and_tokenizer: model must be a name, path or hub id, got {model!r}")
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
     if token is not None:
         kwargs["token"] = token
 
@@ -170,7 +168,10 @@ def load_model_and_tokenizer(
         kwargs["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        loaded = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        # dtype goes to the model only: a tokenizer keeps unknown kwargs in its init_kwargs, and a torch.dtype
+        # there breaks tokenizer.save_pretrained (and with it every Trainer checkpoint).
+        model_kwargs = kwargs if dtype is None else {**kwargs, "dtype": dtype}
+        loaded = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
     except (OSError, ValueError) as error:
         if Path(str(source)).exists():
             raise

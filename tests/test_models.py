@@ -154,3 +154,12 @@ def test_smollm2_loads_and_is_measured(tmp_path, monkeypatch):
     encoded = encode(model, tokenizer, corpus_sentences()[:4], batch_size=2, representations=("nas",))
     assert encoded.representations["nas"].shape == (30, 4, 1536)
     assert (tmp_path / "smollm2-135m" / "hf" / "neuronxa-converted.txt").is_file()
+
+
+def test_dtype_reaches_the_model_and_the_tokenizer_still_saves(saved_tiny, tmp_path):
+    import torch
+
+    model, tokenizer = load_model_and_tokenizer(str(saved_tiny), dtype=torch.bfloat16)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    tokenizer.save_pretrained(tmp_path / "tok")  # a torch.dtype in the tokenizer's init kwargs would fail here
+    assert (tmp_path / "tok" / "tokenizer_config.json").is_file()
