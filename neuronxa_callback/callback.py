@@ -131,7 +131,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     eval_steps: measure every k optimizer steps (0/None: only at train begin, evaluations and train end).
     measure_on_evaluate: also measure at each Trainer evaluation (adds eval_neuronxa_* metrics).
     representations / pooling / batch_size / max_length: passed to the NeuronXA encoder.
-    quality_every: translate and score every k-th measurement (0 = never); direction "x2en" (language -> pivot),
+    quality_every: translate and score every k-th measurement (0 = never), on the first `quality_num_pairs` of the
+        scored pairs (None = all of them); direction "x2en" (language -> pivot),
         "en2x" or "both"; quality_metrics ("chrf", "bleu"), comet_model / cometkiwi_model (name or local path),
         comet_device, num_fewshot (examples from the bundled few-shot pool, never the scored pairs),
         max_new_tokens, prompt ("auto", "fewshot", "chat" or a template).
@@ -159,6 +160,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         batch_size: int = 16,
         max_length: int = 256,
         quality_every: int | None = 0,
+        quality_num_pairs: int | None = None,
         direction: str = "x2en",
         quality_metrics: Any = ("chrf",),
         comet_model: str | None = None,
@@ -539,7 +541,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
 
         out = {}
         for source_lang, target_lang in self._directions():
-            sources = self._data.sentences(source_lang)
+            sources = self._quality_slice(self._data.sentences(source_lang))
             mine = list(range(rank, len(sources), world))
             hypotheses = translate(
                 model,
@@ -617,6 +619,11 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             return {}
         return self._history.append(int(record["step"]), means, per_layer, quality or None)
 
+    def _quality_slice(self, sentences):
+        """The sentences translated for quality: the first quality_num_pairs of the scored ones (all when None)."""
+        limit = self.settings.quality_num_pairs
+        return sentences if limit is None else sentences[:limit]
+
     def _score_quality(self, translations: dict[tuple[str, str], list[str]]) -> dict[str, dict]:
         """{pair: {"direction", metric values, "signatures", "translations"}}; with direction="both" each direction is
         under "directions" and the pair's metric values are the mean over the two directions."""
@@ -624,7 +631,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         per_pair: dict[str, list[dict]] = {}
         for (source_lang, target_lang), hypotheses in translations.items():
             other = target_lang if source_lang == data.pivot else source_lang
-            sources, references = data.sentences(source_lang), data.sentences(target_lang)
+            sources = self._quality_slice(data.sentences(source_lang))
+            references = self._quality_slice(data.sentences(target_lang))
             entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
             signatures = {}
             for name, scorer in self._scorers:

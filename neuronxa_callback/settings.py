@@ -103,6 +103,7 @@ class CallbackSettings:
     batch_size: int = 16
     max_length: int = 256
     quality_every: int = 0
+    quality_num_pairs: int | None = None
     direction: str = "x2en"
     quality_metrics: tuple[str, ...] = ("chrf",)
     comet_model: str | None = None
@@ -171,6 +172,10 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     out["batch_size"] = _int("batch_size", raw["batch_size"], minimum=1)
     out["max_length"] = _int("max_length", raw["max_length"], minimum=2)
     out["quality_every"] = 0 if raw["quality_every"] is None else _int("quality_every", raw["quality_every"], minimum=0)
+    # Translating is the expensive part: users may score quality on the first k of the scored pairs only.
+    out["quality_num_pairs"] = (
+        None if raw["quality_num_pairs"] is None else _int("quality_num_pairs", raw["quality_num_pairs"], minimum=2)
+    )
     out["direction"] = _choice("direction", raw["direction"], DIRECTIONS)
     out["quality_metrics"] = _string_tuple(
         "quality_metrics", raw["quality_metrics"], allowed=QUALITY_METRIC_NAMES, empty_ok=True

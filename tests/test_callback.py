@@ -46,6 +46,7 @@ from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
         ("output_subdir", "../elsewhere"),
         ("strict", "yes"),
         ("measure_on_evaluate", 1),
+        ("quality_num_pairs", 1),
     ],
 )
 def test_bad_settings_raise_value_error_naming_the_argument(argument, value):

@@ -137,6 +137,17 @@ def test_correlation_block_equals_scipy_on_the_logged_numbers(tmp_path):
     assert len(records[0]["quality"][PAIR]["translations"]) == 16
 
 
+def test_quality_num_pairs_translates_only_the_first_k_scored_pairs(tmp_path):
+    callback = NeuronXACallback(eval_steps=0, quality_every=1, quality_num_pairs=3, **FAST)
+    make_trainer(tmp_path, [callback], max_steps=1).train()
+    records = records_of(tmp_path)
+    assert len(records) == 2
+    for record in records:
+        translations = record["quality"][PAIR]["translations"]
+        assert [t["id"] for t in translations] == record["data"]["ids"][:3]  # the first three of the 8 scored pairs
+        assert record["pairs"][PAIR]["nasca"] and len(record["data"]["ids"]) == 8  # alignment still uses all 8
+
+
 def test_plateau_early_stopping_fires_at_the_expected_measurement(tmp_path, caplog):
     # learning_rate=0: the weights never change, so alignment is constant and the 2nd measurement is not better.
     callback = NeuronXACallback(eval_steps=2, early_stopping_patience=1, **FAST)
