@@ -107,38 +107,14 @@ def _as_text_list(values: Sequence[str], argument: str) -> list[str]:
     return values
 
 
-class ChrFScorer(QualityScorer):
-    """chrF++ (sacrebleu ``CHRF(word_order=2)``); segments are sentence-level chrF++."""
+class _SacrebleuScorer(QualityScorer):
+    """A sacrebleu metric: the corpus score, sentence scores as segments, and sacrebleu's own signature."""
 
-    name = "chrF++"
     needs_references = True
 
-    def __init__(self, *, segments: bool = True) -> None:
-        from sacrebleu.metrics import CHRF
-
-        self._metric = CHRF(word_order=2)
-        self._segments = segments
-
-    def score(self, sources, hypotheses, references=None) -> QualityScore:
-        _, hypotheses, references = self._check_inputs(sources, hypotheses, references)
-        corpus = self._metric.corpus_score(hypotheses, [references])
-        segments = None
-        if self._segments:
-            segments = [self._metric.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)]
-        return QualityScore(self.name, float(corpus.score), segments, str(self._metric.get_signature()))
-
-
-class BLEUScorer(QualityScorer):
-    """BLEU (sacrebleu defaults, 13a tokenizer); segments are sentence BLEU with effective order."""
-
-    name = "BLEU"
-    needs_references = True
-
-    def __init__(self, *, segments: bool = True) -> None:
-        from sacrebleu.metrics import BLEU
-
-        self._metric = BLEU()
-        self._sentence_metric = BLEU(effective_order=True)
+    def __init__(self, corpus_metric: Any, sentence_metric: Any, *, segments: bool) -> None:
+        self._metric = corpus_metric
+        self._sentence_metric = sentence_metric
         self._segments = segments
 
     def score(self, sources, hypotheses, references=None) -> QualityScore:
@@ -148,6 +124,29 @@ class BLEUScorer(QualityScorer):
         if self._segments:
             segments = [self._sentence_metric.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)]
         return QualityScore(self.name, float(corpus.score), segments, str(self._metric.get_signature()))
+
+
+class ChrFScorer(_SacrebleuScorer):
+    """chrF++ (sacrebleu ``CHRF(word_order=2)``); segments are sentence-level chrF++."""
+
+    name = "chrF++"
+
+    def __init__(self, *, segments: bool = True) -> None:
+        from sacrebleu.metrics import CHRF
+
+        metric = CHRF(word_order=2)
+        super().__init__(metric, metric, segments=segments)
+
+
+class BLEUScorer(_SacrebleuScorer):
+    """BLEU (sacrebleu defaults, 13a tokenizer); segments are sentence BLEU with effective order."""
+
+    name = "BLEU"
+
+    def __init__(self, *, segments: bool = True) -> None:
+        from sacrebleu.metrics import BLEU
+
+        super().__init__(BLEU(), BLEU(effective_order=True), segments=segments)
 
 
 class CometScorer(QualityScorer):
