@@ -17,7 +17,7 @@ Usage::
 When it measures: at step 0 before any update (the baseline, on_train_begin), every `eval_steps` optimizer steps
 (on_step_end), at each Trainer evaluation (on_evaluate, if measure_on_evaluate) and once at the end (on_train_end).
 A step is never measured twice. Every measurement scores NASCA/NAVCA on all layers; every `quality_every`-th one
-(counting the baseline as the 0th) also translates the scored sentences with the model and scores the translations.
+(counting the baseline as the 0th) and the final one also translate the scored sentences with the model and scores the translations.
 
 The callback never changes training: it runs under torch.no_grad in eval mode, consumes no training randomness
 (RNG states are saved and restored around each measurement), and puts back every training flag, the tokenizer's
@@ -470,7 +470,10 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         shard = (rank, world) if world > 1 else None
         settings = self.settings
         index = self.measurement_index
-        with_quality = bool(settings.quality_every) and index % settings.quality_every == 0
+        # The final measurement always scores quality too (when quality is on): a run that stops early (plateau,
+        # max_steps, a time budget) would otherwise end without the "after" point of its quality curve.
+        final = trigger == "train_end" or 0 < state.max_steps <= state.global_step
+        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
 
         start = time.perf_counter()
         local, error = _attempt(lambda: self._encode_all(model, tokenizer, shard))

@@ -148,6 +148,15 @@ def test_quality_num_pairs_translates_only_the_first_k_scored_pairs(tmp_path):
         assert record["pairs"][PAIR]["nasca"] and len(record["data"]["ids"]) == 8  # alignment still uses all 8
 
 
+@pytest.mark.parametrize("max_steps", [3, 4])  # the last step measured by on_train_end (3) or by on_step_end (4)
+def test_the_final_measurement_always_scores_quality(tmp_path, max_steps):
+    callback = NeuronXACallback(eval_steps=2, quality_every=10, quality_num_pairs=2, **FAST)
+    make_trainer(tmp_path, [callback], max_steps=max_steps).train()
+    records = records_of(tmp_path)
+    assert [r["step"] for r in records] == [0, 2, max_steps]
+    assert ["quality" in r for r in records] == [True, False, True]  # baseline (index 0) and the final one
+
+
 def test_plateau_early_stopping_fires_at_the_expected_measurement(tmp_path, caplog):
     # learning_rate=0: the weights never change, so alignment is constant and the 2nd measurement is not better.
     callback = NeuronXACallback(eval_steps=2, early_stopping_patience=1, **FAST)
