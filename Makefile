@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-all demo demo-long bench clean
+.PHONY: venv test test-slow test-all demo demo-long bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 
 test: venv
 	NEURONXA_SHARED=$(SHARED) $(PY) -m pytest -q -m "not slow" tests
+
+test-slow: venv
+	NEURONXA_SHARED=$(SHARED) $(PY) -m pytest -q -m slow tests
 
 test-all: venv
 	NEURONXA_SHARED=$(SHARED) $(PY) -m pytest -q tests
