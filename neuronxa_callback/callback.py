@@ -286,11 +286,25 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     def on_train_end(self, args, state, control, **kwargs):
         try:
             self._measure("train_end", args, state, control, kwargs)
+            self._log_report_figures()
         finally:
             if self._wandb is not None:
                 self._wandb.finish()
                 self._wandb = None
         return control
+
+    def _log_report_figures(self) -> None:
+        """The report's figures (as `neuronxa report` writes them) into the W&B run, before it is finished."""
+        if self._wandb is None or self._jsonl is None:
+            return
+        from .report import write_report
+
+        try:
+            written = write_report(self._jsonl.path)
+        except Exception as error:  # figures are a convenience: the JSONL already holds everything
+            logger.warning("NeuronXACallback: report figures for W&B failed (%s: %s)", type(error).__name__, error)
+            return
+        self._wandb.log_figures({name: path for name, path in written.items() if str(path).endswith(".png")})
 
     # ----- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self, args, state, model, tokenizer) -> None:

@@ -280,6 +280,10 @@ def test_wandb_offline_run_has_the_measurements(tmp_path, monkeypatch):
     assert [row[f"neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
         [r["pairs"][PAIR]["nasca_mean"] for r in records])
     assert any("train/loss" in row or "loss" in row for row in history)  # the Trainer's own run, shared
+    # At the end the report's figures (`neuronxa report`) go to the same run.
+    figures = {key for row in history for key in row if key.startswith("neuronxa/figures/")}
+    assert f"neuronxa/figures/heatmap/{PAIR}" in figures and f"neuronxa/figures/trend/{PAIR}" in figures
+    assert (tmp_path / "out" / "neuronxa" / "report" / "report.md").is_file()
 
 
 def test_no_gradients_and_no_tensor_growth_over_20_measurements(tmp_path):
