@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.neuronxa-installed
-SHARED ?= $(abspath ../shared)
+# NTREX-128 and the paper live in ../shared (or wherever NEURONXA_SHARED points).
+SHARED ?= $(or $(NEURONXA_SHARED),$(abspath ../shared))
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
