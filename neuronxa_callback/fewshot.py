@@ -7,11 +7,7 @@ training sentences, so a run never prompts with (or trains on) the pairs it scor
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Iterable
-
-FEWSHOT_FILE = "bundled_fewshot.jsonl"
 
 
 def load_fewshot_examples(source_lang: str, target_lang: str, *, k: int = 3,
@@ -21,25 +17,11 @@ def load_fewshot_examples(source_lang: str, target_lang: str, *, k: int = 3,
         raise ValueError(f"k must be >= 0, got {k}")
     if k == 0:
         return []
-    from .data import normalize_language
+    from .data import load_parallel
 
-    source_lang, target_lang = normalize_language(source_lang), normalize_language(target_lang)
+    # The bundled loader already parses the pool (errors name file:line; a missing language lists those it has).
+    pool = load_parallel("bundled", split="fewshot", pivot=source_lang, languages=(target_lang,), num_pairs=None)
     excluded = set(exclude)
-    path = resources.files("neuronxa_callback") / "data" / FEWSHOT_FILE
-    examples: list[tuple[str, str]] = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        missing = [lang for lang in (source_lang, target_lang) if lang not in record]
-        if missing:
-            available = sorted(key for key in record if key != "id")
-            raise ValueError(f"{path}:{line_number}: the few-shot pool has no {', '.join(missing)}; "
-                             f"it has {', '.join(available)}. Pass examples explicitly for other languages.")
-        source, target = record[source_lang], record[target_lang]
-        if source in excluded or target in excluded:
-            continue
-        examples.append((source, target))
-        if len(examples) == k:
-            break
-    return examples
+    examples = [(source, target) for source, target in zip(pool.sentences(source_lang), pool.sentences(target_lang))
+                if source not in excluded and target not in excluded]
+    return examples[:k]

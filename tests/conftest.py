@@ -42,3 +42,15 @@ def gemma():
     model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
     model.eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama and its tokenizer, saved like any local checkpoint (save_pretrained)."""
+    from tests._tiny import tiny_model, tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = tiny_tokenizer()
+    tiny_model("llama", tokenizer=tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -32,16 +32,6 @@ def _restore_library_verbosity(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A tiny random Llama and its tokenizer, saved like any local checkpoint (save_pretrained)."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = tiny_tokenizer()
-    tiny_model("llama", tokenizer=tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def parallel_files(tmp_path_factory) -> tuple[Path, Path]:
     path = tmp_path_factory.mktemp("files")
     english = ["The river runs slowly through the valley.", "Doctors say that sleep protects the heart.",
