@@ -1,62 +1,143 @@
-"""Benchmark: NeuronXACallback's share of wall time in a short LoRA run on Gemma 3 270M (CPU).
+"""Benchmark: the same short LoRA run of Gemma 3 270M with and without NeuronXACallback, side by side (CPU).
 
 Usage::
 
-    .venv/bin/python bench/bench_callback.py                      # 20 steps, batch 4, seq 64, eval_steps=10
-    .venv/bin/python bench/bench_callback.py --steps 40 --eval-steps 20 --num-pairs 50
+    flock /tmp/neuronxa-heavy.lock .venv/bin/python bench/bench_callback.py     # defaults: 4 steps, 2 rounds
+    .venv/bin/python bench/bench_callback.py --quality-every 1 --steps 2 --rounds 1   # cost of translating too
+    .venv/bin/python bench/bench_callback.py --quick                            # tiny model, seconds (smoke test)
 
-Trains LoRA (r=8 on q/v) on the bundled English-Icelandic training pairs with NeuronXACallback (chrF only,
-quality_every=2 by default) and splits the callback's time into alignment, generation and quality from the JSONL
-timing fields. Also extrapolates to the callback's default schedule (eval_steps=50) from the measured per-step
-and per-measurement costs. Prints `name: value` lines, headline (total share) last.
+The model is loaded once; LoRA (r=8 on q/v) is reset to the same initial weights before every run, so both sides
+train exactly the same steps on the bundled English-Icelandic pairs (batch 4, 64 tokens, seed 0). The callback
+runs at its DEFAULTS (read from CallbackSettings: its default data, 100 pairs, eval_steps=50, quality_every=0,
+NAS+NAV) unless an option overrides one. After a warm-up run on each side, the two sides alternate for --rounds
+rounds (order reversed every other round). A run shorter than eval_steps is measured twice, at step 0 (the
+baseline) and at its last step, so its overhead ratio is dominated by those two measurements: the default sizes
+(4 steps, 2 rounds) fit an 8-minute hold of the project's shared 2-core machine, where one step took ~12 s and one
+100-pair measurement ~70 s. What a long run pays follows from the measured costs (below).
+
+Prints, as `name: value` lines: wall seconds per side (min/median/max), the per-round ratio, the callback's split
+(alignment, generation, quality, and what the timing block does not cover: set-up, snapshots, JSONL), then the
+share of wall time a LONG run at the default schedule would spend in the callback, computed from the measured cost
+of one full measurement (the default 100 pairs; no run is scaled down to fewer pairs) and the median time between
+two optimizer steps of the runs without the callback (so no per-run start-up cost is spread over steps), and the smallest
+eval_steps that meets each target (alignment <= 5 %, everything <= 10 %). Headline last: the measured overhead
+ratio (median over rounds of with / without).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import math
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import (  # noqa: E402
+    alternating, emit, emit_spread, only_name_value_lines, setup_environment, tiny_model_and_tokenizer,
+)
+
+setup_environment()
+
+ALIGNMENT_TARGET = 0.05
+TOTAL_TARGET = 0.10
+QUICK = dict(steps=4, rounds=1, warmup_steps=1, batch_size=2, seq_len=32, eval_steps=2, num_pairs=8,
+             quality_every=1, max_new_tokens=4, data="bundled")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="tiny random model and sizes: a smoke test in seconds")
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (>= 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating with/without rounds after the warm-up")
+    parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--eval-steps", type=int, default=10)
-    parser.add_argument("--quality-every", type=int, default=2)
-    parser.add_argument("--num-pairs", type=int, default=100)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--default-eval-steps", type=int, default=50, help="schedule to extrapolate to")
+    # None: the callback's own default (the point of this benchmark).
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--eval-steps", type=int, default=None)
+    parser.add_argument("--num-pairs", type=int, default=None)
+    parser.add_argument("--quality-every", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--output-dir", default=None)
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.quick:
+        for name, value in QUICK.items():
+            setattr(options, name, value)
+    if options.steps < 2:
+        parser.error("--steps must be >= 2: the time per step is taken between two optimizer steps")
+    return options
+
+
+def callback_kwargs(options) -> dict:
+    """Only the settings an option overrides; everything else stays at NeuronXACallback's default."""
+    names = ("data", "eval_steps", "num_pairs", "quality_every", "max_new_tokens")
+    return {name: getattr(options, name) for name in names if getattr(options, name) is not None}
+
+
+def schedule_shares(alignment: float, translation: float, step_seconds: float, eval_steps: int,
+                    quality_every: int) -> tuple[float, float]:
+    """(alignment share, callback share) of wall time in a long run that measures every `eval_steps` steps.
+
+    One window = eval_steps training steps + one alignment measurement + 1/quality_every of a translation-and-score.
+    """
+    per_window = alignment + (translation / quality_every if quality_every else 0.0)
+    window = eval_steps * step_seconds + per_window
+    return alignment / window, per_window / window
+
+
+def min_eval_steps(cost_per_measurement: float, step_seconds: float, target: float) -> int:
+    """Smallest eval_steps E with cost / (E * step_seconds + cost) <= target."""
+    return max(1, math.ceil(cost_per_measurement * (1 - target) / (target * step_seconds) - 1e-9))
+
+
+def measurements_of(output_dir: Path) -> list[dict]:
+    from neuronxa_callback.loggers import read_jsonl
+
+    path = output_dir / "neuronxa" / "metrics.jsonl"
+    return [r for r in read_jsonl(path) if r.get("event", "measurement") == "measurement" and "timing" in r]
 
 
 def main(argv=None) -> None:
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the Trainer's notices go to stderr anyway; keep them short
+    try:
+        with only_name_value_lines():
+            _main(argv)
+    finally:
+        hf_logging.set_verbosity(verbosity)  # as found, when main() runs in-process (the smoke test)
+
+
+def _main(argv=None) -> None:
     options = parse_args(argv)
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from neuronxa_callback.callback import NeuronXACallback
+    from neuronxa_callback import NeuronXACallback
     from neuronxa_callback.data import load_training_pairs
-    from neuronxa_callback.loggers import read_jsonl
     from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.settings import CallbackSettings
 
+    settings = CallbackSettings.from_kwargs(**callback_kwargs(options))
     started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
+    if options.quick:
+        model, tokenizer = tiny_model_and_tokenizer("llama")
+        model_name = "tiny-llama (random, --quick)"
+    else:
+        model, tokenizer = load_model_and_tokenizer(options.model)
+        model_name = options.model
     load_seconds = time.perf_counter() - started
     model = prepare_for_training(model)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                              task_type="CAUSAL_LM"))
+    # Every run starts from these adapter weights, so both sides train the same steps from the same point.
+    initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
     pairs = load_training_pairs("bundled")
     texts = [f"Icelandic: {isl}\nEnglish: {eng}" for eng, isl in pairs]
     encoded = [tokenizer(t, truncation=True, max_length=options.seq_len)["input_ids"] for t in texts]
@@ -68,60 +149,117 @@ def main(argv=None) -> None:
         def __getitem__(self, i):
             return {"input_ids": encoded[i]}
 
-    output_dir = Path(options.output_dir or tempfile.mkdtemp(prefix="neuronxa-bench-"))
-    callback = NeuronXACallback(eval_steps=options.eval_steps, quality_every=options.quality_every,
-                                quality_metrics=("chrf",), num_pairs=options.num_pairs,
-                                max_new_tokens=options.max_new_tokens)
-    args = TrainingArguments(output_dir=str(output_dir), max_steps=options.steps,
-                             per_device_train_batch_size=options.batch_size, learning_rate=1e-3, logging_steps=5,
-                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
-    trainer = Trainer(model=model, args=args, train_dataset=Examples(), processing_class=tokenizer,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[callback])
+    temporary = None if options.output_dir else tempfile.TemporaryDirectory(prefix="neuronxa-bench-callback-")
+    base = Path(options.output_dir or temporary.name)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    run_number = [0]
+
+    class StepClock(TrainerCallback):
+        """perf_counter() at every optimizer step's end: time per step without any per-run start-up cost."""
+
+        def __init__(self) -> None:
+            self.step_ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_ends.append(time.perf_counter())
+
+    def run(with_callback: bool, steps: int, callback_overrides: dict | None = None) -> tuple[Path, list[float]]:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in initial:
+                    p.copy_(initial[name])
+        run_number[0] += 1
+        output_dir = base / f"run{run_number[0]:02d}_{'with' if with_callback else 'without'}"
+        clock = StepClock()
+        callbacks = [NeuronXACallback(**{**callback_kwargs(options), **(callback_overrides or {})})] if with_callback else []
+        callbacks.append(clock)  # after NeuronXACallback: on the "with" side a measurement falls inside an interval
+        args = TrainingArguments(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=options.batch_size,
+                                 learning_rate=1e-3, logging_steps=10, save_strategy="no", report_to=[], use_cpu=True,
+                                 disable_tqdm=True, seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=Examples(), processing_class=tokenizer,
+                          data_collator=collator, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # its log dicts would break the `name: value` output
+        trainer.train()
+        return output_dir, [b - a for a, b in zip(clock.step_ends, clock.step_ends[1:])]
+
+    # Warm-up on both sides: first-call costs (allocator, kernels, imports, data loading) are paid here.
     started = time.perf_counter()
-    trainer.train()
-    total = time.perf_counter() - started
+    run(False, options.warmup_steps)
+    run(True, options.warmup_steps, {"num_pairs": min(4, settings.num_pairs)})
+    warmup_seconds = time.perf_counter() - started
 
-    records = read_jsonl(output_dir / "neuronxa" / "metrics.jsonl")
-    alignment = sum(r["timing"]["alignment_seconds"] for r in records)
-    generation = sum(r["timing"]["generation_seconds"] for r in records)
-    quality = sum(r["timing"]["quality_seconds"] for r in records)
-    callback_seconds = alignment + generation + quality
-    training = total - callback_seconds
-    step_seconds = training / options.steps
-    quality_records = [r for r in records if "quality" in r]
-    per_alignment = alignment / len(records)
-    per_translation = (generation + quality) / max(1, len(quality_records))
+    rounds = alternating({"without": lambda: run(False, options.steps), "with": lambda: run(True, options.steps)},
+                         options.rounds)
+    without = [r["without"][0] for r in rounds]
+    with_ = [r["with"][0] for r in rounds]
+    ratios = [w / o for w, o in zip(with_, without)]
+    records = [measurements_of(r["with"][1][0]) for r in rounds]
+    step_intervals = [interval for r in rounds for interval in r["without"][1][1]]
+    if not all(records):  # strict=False (the default) logs a failed measurement and trains on: no timing to read
+        raise RuntimeError("bench_callback: a run with the callback recorded no measurement; see the errors on stderr")
 
-    # Extrapolation: one measurement every `default_eval_steps` steps, translations every quality_every-th.
-    every = options.default_eval_steps
-    window_train = every * step_seconds
-    window_align = per_alignment
-    window_quality = per_translation / options.quality_every if options.quality_every else 0.0
-    window_total = window_train + window_align + window_quality
+    alignment = [sum(m["timing"]["alignment_seconds"] for m in run_records) for run_records in records]
+    generation = [sum(m["timing"]["generation_seconds"] for m in run_records) for run_records in records]
+    quality = [sum(m["timing"]["quality_seconds"] for m in run_records) for run_records in records]
+    per_alignment = [m["timing"]["alignment_seconds"] for run_records in records for m in run_records]
+    translated = [m for run_records in records for m in run_records if "quality" in m]
+    per_translation = [m["timing"]["generation_seconds"] + m["timing"]["quality_seconds"] for m in translated]
 
-    pair = next(iter(records[0]["pairs"]))
-    lines = {
-        "model_load_seconds": load_seconds,
-        "train_total_seconds": total,
-        "train_steps": options.steps,
-        "measurements": len(records),
-        "measurements_with_quality": len(quality_records),
-        "training_seconds_per_step": step_seconds,
-        "alignment_seconds_per_measurement": per_alignment,
-        "generation_plus_quality_seconds_per_quality_measurement": per_translation,
-        f"nasca_mean_{pair}_first": records[0]["pairs"][pair]["nasca_mean"],
-        f"nasca_mean_{pair}_last": records[-1]["pairs"][pair]["nasca_mean"],
-        f"chrf_{pair}_first": quality_records[0]["quality"][pair]["chrf"] if quality_records else None,
-        "share_alignment": alignment / total,
-        "share_generation": generation / total,
-        "share_quality": quality / total,
-        f"extrapolated_share_alignment_eval_steps_{every}": window_align / window_total,
-        f"extrapolated_share_total_eval_steps_{every}": (window_align + window_quality) / window_total,
-        "callback_share_total": callback_seconds / total,
-    }
-    for name, value in lines.items():
-        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
-    (output_dir / "bench.json").write_text(json.dumps(lines, indent=1))
+    emit("model", model_name)
+    emit("torch_threads", torch.get_num_threads())
+    emit("load_seconds", load_seconds, 1)
+    emit("warmup_seconds", warmup_seconds, 1)
+    emit("callback_settings", f"num_pairs={settings.num_pairs} eval_steps={settings.eval_steps} "
+         f"quality_every={settings.quality_every} representations={','.join(settings.representations)} "
+         f"data={settings.data} languages={','.join(settings.languages)}")
+    emit("callback_at_defaults", "yes" if not callback_kwargs(options) else f"no, overridden: {callback_kwargs(options)}")
+    emit("lora", f"r=8 q_proj,v_proj batch {options.batch_size} max {options.seq_len} tokens")
+    emit("steps_per_run", options.steps)
+    emit("rounds", options.rounds)
+    emit("measurements_per_run", len(records[0]))
+    emit("measured_steps", ",".join(str(m["step"]) for m in records[0]))
+    emit("measurements_with_quality_per_run", sum("quality" in m for m in records[0]))
+    for number, (o, w) in enumerate(zip(without, with_)):
+        emit(f"round_{number}_without_seconds", o, 2)
+        emit(f"round_{number}_with_seconds", w, 2)
+        emit(f"round_{number}_ratio", w / o, 3)
+    emit_spread("without_seconds", without, 2)
+    emit_spread("with_seconds", with_, 2)
+    emit_spread("alignment_seconds_per_measurement", per_alignment, 2)
+    if per_translation:
+        emit_spread("translation_seconds_per_quality_measurement", per_translation, 2)
+
+    # Split of the measured runs, as shares of the with-callback wall time (median over rounds).
+    unaccounted = [w - o - (a + g + q) for w, o, a, g, q in zip(with_, without, alignment, generation, quality)]
+    for name, values in (("alignment", alignment), ("generation", generation), ("quality", quality),
+                         ("unaccounted", unaccounted)):
+        emit(f"run_share_{name}", statistics.median(v / w for v, w in zip(values, with_)))
+    emit("run_share_total", statistics.median((w - o) / w for w, o in zip(with_, without)))
+
+    # A long run at the schedule: one measurement per eval_steps steps, translation every quality_every-th.
+    step_seconds = statistics.median(step_intervals)
+    a = statistics.median(per_alignment)
+    t = statistics.median(per_translation) if per_translation else 0.0
+    every = settings.eval_steps
+    q_every = settings.quality_every
+    emit_spread("training_seconds_per_step", step_intervals, 3)
+
+    if every:
+        align_share, total_share = schedule_shares(a, t, step_seconds, every, q_every)
+        emit(f"computed_share_alignment_eval_steps_{every}", align_share)
+        emit(f"computed_share_total_eval_steps_{every}_quality_every_{q_every}", total_share)
+        emit("alignment_target_met", "yes" if align_share <= ALIGNMENT_TARGET else "no")
+        emit("total_target_met", "yes" if total_share <= TOTAL_TARGET else "no")
+    emit("min_eval_steps_for_alignment_5pct", min_eval_steps(a, step_seconds, ALIGNMENT_TARGET))
+    # Everything: at the configured quality_every, and (when translation cost was measured) at 1, 2 and 4.
+    for k in sorted({q_every} | ({1, 2, 4} if per_translation else set())):
+        emit(f"min_eval_steps_for_total_10pct_quality_every_{k}",
+             min_eval_steps(a + (t / k if k else 0.0), step_seconds, TOTAL_TARGET))
+    emit("overhead_ratio_min", min(ratios), 3)
+    emit("overhead_ratio_max", max(ratios), 3)
+    emit("overhead_ratio", statistics.median(ratios), 3)  # headline: median over rounds of with / without
+    if temporary is not None:
+        temporary.cleanup()
 
 
 if __name__ == "__main__":

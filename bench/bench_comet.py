@@ -1,6 +1,7 @@
 """COMET scoring time on a tiny random COMET model: neuronxa_callback's loop vs comet's own predict(gpus=0).
 
     .venv/bin/python bench/bench_comet.py [--segments 100] [--repeats 3] [--batch-size 16]
+    .venv/bin/python bench/bench_comet.py --quick        # 10 segments, 1 repeat: a smoke test
 
 Prints `name: value` lines, the headline (seconds per 100 segments with our loop) last. Needs unbabel-comet and
 NTREX-128 under $NEURONXA_SHARED/data/ntrex128 (default ../shared). Timings on a shared CPU are noisy: the
@@ -20,8 +21,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import emit, only_name_value_lines  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def emit_line(line: str) -> None:
+    """A preformatted `name: value` line, through emit() (stdout stays `name: value` lines only)."""
+    name, value = line.split(": ", 1)
+    emit(name, value)
 
 
 def _alternating_medians(functions, repeats: int) -> list[float]:
@@ -36,13 +45,27 @@ def _alternating_medians(functions, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        with only_name_value_lines():
+            _main(argv)
+    finally:
+        torch.set_num_threads(threads)  # --threads is for this run only (matters when main() is called in-process)
+
+
+def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 segments, 1 repeat: a smoke test in seconds")
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.segments, args.repeats = 10, 1
 
     import torch
 
@@ -85,16 +108,16 @@ def main() -> None:
             )
         )
     per_100 = 100.0 / n
-    print(f"load_average_1min: {os.getloadavg()[0]:.1f}")
-    print(f"torch_threads: {torch.get_num_threads()}")
-    print(f"segments: {n}")
-    print(f"batch_size: {args.batch_size}")
-    print(f"comet_import_seconds: {import_seconds:.2f}")
-    print(f"tiny_model_load_seconds: {load_seconds:.3f}")
-    print(f"predict_seconds_per_100_segments: {theirs * per_100:.3f}")
-    print(f"max_abs_score_difference_vs_predict: {difference:.2e}")
-    print(f"predict_over_loop_time_ratio: {theirs / ours:.2f}")
-    print(f"comet_loop_seconds_per_100_segments: {ours * per_100:.3f}")
+    emit_line(f"load_average_1min: {os.getloadavg()[0]:.1f}")
+    emit_line(f"torch_threads: {torch.get_num_threads()}")
+    emit_line(f"segments: {n}")
+    emit_line(f"batch_size: {args.batch_size}")
+    emit_line(f"comet_import_seconds: {import_seconds:.2f}")
+    emit_line(f"tiny_model_load_seconds: {load_seconds:.3f}")
+    emit_line(f"predict_seconds_per_100_segments: {theirs * per_100:.3f}")
+    emit_line(f"max_abs_score_difference_vs_predict: {difference:.2e}")
+    emit_line(f"predict_over_loop_time_ratio: {theirs / ours:.2f}")
+    emit_line(f"comet_loop_seconds_per_100_segments: {ours * per_100:.3f}")
 
 
 if __name__ == "__main__":

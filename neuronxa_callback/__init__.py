@@ -27,6 +27,12 @@ _EXPORTS: dict[str, str] = {
     "Translation": "generation",
     "make_translations": "generation",
     "load_fewshot_examples": "fewshot",
+    "select_fewshot_examples": "fewshot",
+    "FewShotExamples": "fewshot",
+    "FewShotError": "fewshot",
+    "find_copies": "copies",
+    "mask_copies": "copies",
+    "CopyReport": "copies",
     "measure_alignment": "alignment",
     "score_encoded": "alignment",
     "AlignmentReport": "alignment",
@@ -61,6 +67,19 @@ _EXPORTS: dict[str, str] = {
     "JsonlLogger": "loggers",
     "WandbLogger": "loggers",
     "write_report": "report",
+    # issue 12: similarity baselines, checkpoint scoring, correlation with benchmarks
+    "cka": "similarity",
+    "svcca": "similarity",
+    "anc": "similarity",
+    "similarity_per_layer": "similarity",
+    "SimilarityError": "similarity",
+    "score_checkpoints": "checkpoints",
+    "find_checkpoints": "checkpoints",
+    "CheckpointError": "checkpoints",
+    "correlate_benchmarks": "correlation",
+    "load_benchmarks": "correlation",
+    "load_alignment_scores": "correlation",
+    "CorrelationInputError": "correlation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -85,7 +104,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
     from .callback import MeasurementError, NeuronXACallback
     from .distributed import ShardedTrainingError
-    from .fewshot import load_fewshot_examples
+    from .copies import CopyReport, find_copies, mask_copies
+    from .fewshot import FewShotError, FewShotExamples, load_fewshot_examples, select_fewshot_examples
     from .settings import CallbackSettings, SettingsError
     from .data import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
     from .generation import Translation, make_translations, translate
@@ -95,3 +115,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .report import write_report
     from .scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
     from .tracking import MeasurementHistory, PlateauDetector
+    from .similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
+    from .checkpoints import CheckpointError, find_checkpoints, score_checkpoints
+    from .correlation import CorrelationInputError, correlate_benchmarks, load_alignment_scores, load_benchmarks

@@ -18,7 +18,8 @@ are fed to the model but weigh 0. Alternatives: "mean" (1/T each) and "last" (al
 
 The hooks never keep token activations: each adds the batch's weighted sums into a [num_layers, batch, dim] float32
 accumulator, reading the activation in fixed-size slices so that the capture's own memory does not grow with
-sentence length.
+sentence length. The sums are float32 whatever the model computes in (bf16/fp16 weights, 4-bit with bf16 compute,
+torch.autocast as under Trainer(bf16=True)): each slice is converted into one reused float32 buffer.
 """
 from __future__ import annotations
 
@@ -198,23 +199,32 @@ class ActivationCapture:
         batch, tokens, dim = tensor.shape
         step = max(1, SLICE_ELEMENTS // max(1, batch * dim))
         scratch = self._scratch_for(batch * min(step, tokens) * dim, tensor.device)
+        low_precision = tensor.dtype != torch.float32
         out: list[torch.Tensor | None] = [None] * len(transforms)
-        for start in range(0, tokens, step):
-            piece = tensor[:, start : start + step]
-            w = weights[:, :, start : start + step]
-            # One reused float32 buffer for every operand: no allocation per layer, one kernel per transform.
-            operand = scratch[: piece.numel()].view(piece.shape)
-            for k, transform in enumerate(transforms):
-                if transform == "state":
-                    torch.gt(piece, 0, out=operand)
-                elif transform == "abs":
-                    torch.abs(piece, out=operand)
-                else:
-                    operand.copy_(piece)
-                if out[k] is None:
-                    out[k] = torch.bmm(w, operand)
-                else:
-                    out[k].baddbmm_(w, operand)  # acc += w @ operand, in place
+        # Trainer(bf16=True / fp16=True) runs the forward, and so these hooks, under torch.autocast, which would run
+        # the bmm below in bf16/fp16 and accumulate in it: the sums must stay float32 whatever the model computes in.
+        with _autocast_disabled(tensor.device.type):
+            for start in range(0, tokens, step):
+                piece = tensor[:, start : start + step]
+                w = weights[:, :, start : start + step]
+                # One reused float32 buffer for every operand: no allocation per layer, no full-size copy.
+                operand = scratch[: piece.numel()].view(piece.shape)
+                for k, transform in enumerate(transforms):
+                    if transform == "state":
+                        # A comparison may write across dtypes; bf16/fp16 -> float32 is exact, so the sign is too.
+                        torch.gt(piece, 0, out=operand)
+                    elif transform == "abs" and not low_precision:
+                        torch.abs(piece, out=operand)
+                    elif transform == "abs":
+                        # abs(out=) refuses a float32 out for a bf16/fp16 input: convert the slice, then abs in place.
+                        operand.copy_(piece)
+                        operand.abs_()
+                    else:
+                        operand.copy_(piece)
+                    if out[k] is None:
+                        out[k] = torch.bmm(w, operand)
+                    else:
+                        out[k].baddbmm_(w, operand)  # acc += w @ operand, in place
         return [acc.squeeze(1) for acc in out]
 
     def _scratch_for(self, numel: int, device: torch.device) -> torch.Tensor:
@@ -242,6 +252,19 @@ class ActivationCapture:
             self._accumulate("embedding", layer_index, value)
 
         return hook
+
+
+def _autocast_disabled(device_type: str):
+    """A context that switches autocast off for `device_type` while it is on (a no-op context otherwise)."""
+    import contextlib
+
+    import torch
+
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except (TypeError, RuntimeError):  # a device type autocast does not know: nothing to switch off
+        enabled = False
+    return torch.autocast(device_type=device_type, enabled=False) if enabled else contextlib.nullcontext()
 
 
 def _check_representations(representations: tuple[str, ...], where: str) -> None:

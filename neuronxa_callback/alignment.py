@@ -14,6 +14,11 @@ All languages' sentences go to ONE encode() call (pivot first, then each target,
 batches are length-sorted across languages and the pivot is encoded once however many targets there are.
 Under DDP the callback encodes a shard per rank, gathers (distributed.gather_encoded) and calls score_encoded().
 Representation -> metric: nas -> nasca, nav -> navca, embedding -> mexa.
+
+Extra similarity baselines (similarity.py: debiased CKA, SVCCA, ANC; paper Appendix C.2) are opt-in with
+``similarity=("cka", "svcca", "anc")`` (on the hidden-state embedding; "anc:nas" etc. for another representation);
+they go to ``pairs[pair]["similarity"][name] = {"representation", "per_layer", "mean", ...}`` and
+``report.mean("cka", pair)``. Without them the output is unchanged.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from .scoring import (
     library_versions,
     score_pair,
 )
+from .similarity import DEFAULT_SVCCA_DIRECTIONS, measure_names, similarity_per_layer
 
 if TYPE_CHECKING:
     from .activations import Encoded
@@ -84,6 +90,8 @@ class AlignmentReport:
     scores: dict[str, dict[str, PairScore]]
     settings: dict[str, Any]
     timing: dict[str, float | None]
+    # pair -> measure key ("cka", "anc:nas") -> similarity.similarity_per_layer() result + "representation"
+    similarity: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     @property
     def pairs(self) -> list[str]:
@@ -116,7 +124,16 @@ class AlignmentReport:
         return self.scores[pair][metric]
 
     def mean(self, metric: str, pair: str | None = None) -> float:
-        """Layer mean of `metric` for `pair` (over the selected layers)."""
+        """Layer mean of `metric` for `pair` (over the selected layers); also a similarity measure ("cka", "anc:nas")."""
+        key = metric.lower()
+        if any(key in by_key for by_key in self.similarity.values()):
+            if pair is None:
+                if len(self.scores) != 1:
+                    raise AlignmentError(f"AlignmentReport: several pairs {self.pairs}; name one")
+                pair = self.pairs[0]
+            if key not in self.similarity.get(pair, {}):
+                raise AlignmentError(f"AlignmentReport: no similarity measure {metric!r} for {pair}")
+            return self.similarity[pair][key]["mean"]
         return self.score(metric, pair).mean
 
     def flat_metrics(self, prefix: str = "neuronxa") -> dict[str, float]:
@@ -141,6 +158,8 @@ class AlignmentReport:
                 entry[f"{metric}_layer_pvalues"] = list(score.layer_pvalues)
             entry["retrieval"] = {metric: _copy_retrieval(score.retrieval) for metric, score in by_metric.items()}
             entry["signature"] = {metric: score.signature() for metric, score in by_metric.items()}
+            if self.similarity.get(pair):
+                entry["similarity"] = {key: _json_copy(value) for key, value in self.similarity[pair].items()}
             pairs[pair] = entry
         return {
             "model": self.model,
@@ -161,10 +180,13 @@ class AlignmentReport:
             languages = list(settings["languages"])
             n = len(data["ids"])
             scores: dict[str, dict[str, PairScore]] = {}
+            similarity: dict[str, dict[str, dict[str, Any]]] = {}
             num_layers = 0
             for pair, entry in pairs.items():
                 num_layers = int(entry["num_layers"])
                 scores[pair] = {}
+                if entry.get("similarity"):
+                    similarity[pair] = {key: _json_copy(value) for key, value in entry["similarity"].items()}
                 for representation in settings["representations"]:
                     metric = METRIC_FOR_REPRESENTATION[representation]
                     scores[pair][metric] = PairScore(
@@ -192,6 +214,7 @@ class AlignmentReport:
             scores=scores,
             settings=settings,
             timing={key: timing.get(key) for key in ("load_seconds", "forward_seconds", "scoring_seconds")},
+            similarity=similarity,
         )
 
 
@@ -233,12 +256,18 @@ def score_encoded(
     model_name: str | None = None,
     batch_size: int | None = None,
     max_length: int | None = None,
+    representations: Union[str, Sequence[str], None] = None,
+    similarity: Sequence[str] = (),
+    svcca_directions: int = DEFAULT_SVCCA_DIRECTIONS,
 ) -> AlignmentReport:
     """Score representations that cover every row of parallel_sentences(data) (e.g. after gather_encoded under DDP).
 
     Rows of `encoded` may come in any order; encoded.indices says which sentence each row is. pooling, batch_size
     and max_length are the encode() settings, recorded in the report (they cannot be read back from `encoded`).
     center=True is BEYOND THE PAPER (each language's mean representation is subtracted per layer).
+    representations: which of the encoded representations get the weak-alignment score (default: all encoded);
+    similarity: extra measures ("cka", "svcca", "anc", "anc:nas", ...; similarity.py), whose representation must
+    be encoded too.
     """
     import torch
 
@@ -254,7 +283,16 @@ def score_encoded(
             f"({len(languages)} languages x {n}); got {len(encoded.indices)} rows. Under DDP gather the shards first "
             "(distributed.gather_encoded)."
         )
-    representations = normalize_representations(tuple(encoded.representations))
+    extras = measure_names(similarity) if similarity else []
+    if representations is None:
+        representations = normalize_representations(tuple(encoded.representations))
+    else:
+        representations = normalize_representations(representations)
+    missing = sorted(({*representations} | {r for _, _, r in extras}) - set(encoded.representations))
+    if missing:
+        raise AlignmentError(
+            f"score_encoded: representations {missing} were not encoded (encoded: {sorted(encoded.representations)})"
+        )
     order = torch.as_tensor(sorted(range(total), key=lambda row: encoded.indices[row]))
     in_order = list(encoded.indices) == list(range(total))
     versions = library_versions()
@@ -271,6 +309,9 @@ def score_encoded(
         "n": n,
         "versions": versions,
     }
+    if extras:  # only when asked, so default outputs stay exactly as they were
+        settings["similarity"] = [key for key, _, _ in extras]
+        settings["svcca_directions"] = svcca_directions
     scores: dict[str, dict[str, PairScore]] = {data.pair_name(language): {} for language in languages[1:]}
     for representation in representations:
         reps = encoded.representations[representation]
@@ -295,6 +336,17 @@ def score_encoded(
             )
             scores[data.pair_name(language)][metric] = score
             settings["layers_used"] = list(score.layers)
+    similarity_scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, measure, representation in extras:
+        reps = encoded.representations[representation]
+        if not in_order:
+            reps = reps[:, order]
+        for position, language in enumerate(languages[1:], start=1):
+            result = similarity_per_layer(reps[:, 0:n], reps[:, position * n : (position + 1) * n], measure=measure,
+                                          layers=layers, directions=svcca_directions)
+            similarity_scores.setdefault(data.pair_name(language), {})[key] = {"representation": representation, **result}
+            if not settings["layers_used"]:
+                settings["layers_used"] = list(result["layers"])
     return AlignmentReport(
         model=model_name,
         data_origin=data.origin,
@@ -308,6 +360,7 @@ def score_encoded(
             "forward_seconds": encoded.forward_seconds,
             "scoring_seconds": time.perf_counter() - started,
         },
+        similarity=similarity_scores,
     )
 
 
@@ -325,6 +378,8 @@ def measure_alignment(
     model_name: str | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = False,
+    similarity: Sequence[str] = (),
+    svcca_directions: int = DEFAULT_SVCCA_DIRECTIONS,
 ) -> AlignmentReport | None:
     """Encode every language of `data` in one encode() call and score the pivot against each target language.
 
@@ -332,15 +387,18 @@ def measure_alignment(
     list of indices — selects the layers of the layer mean and of max-pooled retrieval (every layer is reported).
     center=True is BEYOND THE PAPER. shard=(rank, world_size): every rank must call this (it gathers with
     distributed.gather_encoded, a collective); rank 0 gets the report, other ranks get None.
+    similarity: extra baselines ("cka", "svcca", "anc"; "anc:nas" for another representation), see similarity.py.
     """
     from .activations import encode
 
     representations = normalize_representations(representations)
+    extras = measure_names(similarity) if similarity else []
+    encoded_representations = tuple(dict.fromkeys([*representations, *(r for _, _, r in extras)]))
     encoded = encode(
         model,
         tokenizer,
         parallel_sentences(data),
-        representations=representations,
+        representations=encoded_representations,
         pooling=pooling,
         batch_size=batch_size,
         max_length=max_length,
@@ -362,4 +420,7 @@ def measure_alignment(
         model_name=model_name,
         batch_size=batch_size,
         max_length=max_length,
+        representations=representations,
+        similarity=similarity,
+        svcca_directions=svcca_directions,
     )

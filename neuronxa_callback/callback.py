@@ -36,80 +36,38 @@ gathered. FSDP and DeepSpeed ZeRO-3 are refused at on_train_begin (see distribut
 """
 from __future__ import annotations
 
-import datetime
 import logging
-import math
-import random
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
-from .distributed import broadcast_object, check_not_sharded, gather_objects, rank_and_world
+from . import _sinks
+from .trackers import summary_line
+from ._isolation import ModelSnapshot, RngState
+from ._measurement import prepare_inputs, run_measurement, translate_all
+from ._quality_step import score_quality
+from ._rank import MeasurementError, agree, attempt, report_failure
+from ._records import (
+    EVAL_PREFIX,
+    SCHEMA_VERSION,
+    add_to_history,
+    build_record,
+    eval_metrics,
+    finish_record,
+    new_history,
+    new_plateau,
+    rebuild_from_records,
+    stop_value,
+)
+from .distributed import broadcast_object, check_not_sharded, rank_and_world
 from .settings import CallbackSettings
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-EVAL_PREFIX = "eval_neuronxa"
-_HISTORY_QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi")
-
-
-class MeasurementError(RuntimeError):
-    """A measurement failed (raised only with strict=True; otherwise logged and training continues)."""
-
-
-class _RngState:
-    """Every global RNG a training step might draw from, captured and put back around a measurement."""
-
-    def __init__(self) -> None:
-        import numpy as np
-        import torch
-
-        self.python = random.getstate()
-        self.numpy = np.random.get_state()
-        self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-
-    def restore(self) -> None:
-        import numpy as np
-        import torch
-
-        random.setstate(self.python)
-        np.random.set_state(self.numpy)
-        torch.set_rng_state(self.torch)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
-
-
-class _ModelSnapshot:
-    """Training flags of every module, tokenizer padding/truncation sides and config.use_cache, to put back after."""
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.training = [(module, module.training) for module in model.modules()]
-        self.sides = {name: getattr(tokenizer, name) for name in ("padding_side", "truncation_side") if hasattr(tokenizer, name)}
-        config = getattr(model, "config", None)
-        self.use_cache = getattr(config, "use_cache", None) if config is not None else None
-
-    def restore(self) -> None:
-        for module, flag in self.training:
-            module.training = flag
-        for name, value in self.sides.items():
-            setattr(self.tokenizer, name, value)
-        config = getattr(self.model, "config", None)
-        if config is not None and self.use_cache is not None:
-            config.use_cache = self.use_cache
-
-
-def _attempt(function: Callable[[], Any]) -> tuple[Any, str | None]:
-    """(result, None) or (None, "Type: message"): errors become data so every DDP rank still reaches each collective."""
-    try:
-        return function(), None
-    except Exception as error:  # noqa: BLE001 - reported by the caller (logged, or raised when strict)
-        logger.debug("neuronxa measurement step failed", exc_info=True)
-        return None, f"{type(error).__name__}: {error}"
+# Kept importable from here (older imports and tests): the names moved to the private modules above.
+_eval_metrics = eval_metrics
+__all__ = ["NeuronXACallback", "MeasurementError", "SCHEMA_VERSION", "EVAL_PREFIX"]
 
 
 def _tokenizer_from(kwargs: dict[str, Any]) -> Any:
@@ -185,20 +143,41 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         arguments = dict(locals())
         del arguments["self"]
         self.settings = CallbackSettings.from_kwargs(**arguments)
-        self._history = self._new_history()
-        self._plateau = self._new_plateau()
+        self._history = new_history()
+        self._plateau = new_plateau(self.settings)
         self.measurement_index = 0  # how many measurements this run has taken (the baseline is index 0)
         self.last_measured_step: int | None = None
         self._restored = False  # True when the Trainer restored our attributes from a checkpoint
         self._ready = False
         self._disabled: str | None = None  # why measuring is off for this run (a setup failure, non-strict)
-        self._data = None
-        self._examples: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        self._scorers: list[Any] = []
+        self._inputs = None  # _measurement.MeasurementInputs once set up: the data, few-shot examples, scorers
         self._jsonl = None
         self._wandb = None
+        self._trainer = None  # set by attach(): the Trainer whose log() reaches every tracker in report_to
+        self._trackers = None  # trackers.TrackerHub while attached (rank 0)
+        self._closed_before_trackers = False  # attach()'s link already ran the train-end work
         self._last_eval_metrics: tuple[int, dict[str, float]] | None = None
         self._stop_reason: str | None = None
+        # Whether the last measurement (at last_measured_step) succeeded and scored quality; every rank knows it, so
+        # all of them agree on completing it with quality at the end (see _complete_final_quality).
+        self._last_ok = False
+        self._last_quality = False
+        self._last_record: dict | None = None  # rank 0: the record of the last measurement, as logged
+
+    def attach(self, trainer: Any) -> NeuronXACallback:
+        """Add this callback to `trainer` and log through it, so the alignment reaches every tracker in report_to.
+
+        Usage: ``callback = NeuronXACallback(...).attach(trainer)`` (after building the Trainer, without listing it
+        in ``callbacks=``; listing it too is fine). Headline numbers go through ``trainer.log`` (every tracker,
+        log_history, the console), per-layer series and media straight to W&B / trackio / TensorBoard / MLflow;
+        see neuronxa_callback/trackers.py. The reference is not part of state(): a callback the Trainer rebuilds
+        from a checkpoint is linked again at train begin.
+        """
+        from .trackers import link_to_trainer
+
+        link_to_trainer(self, trainer)
+        return self
+
 
     # ----- ExportableState -------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -236,30 +215,10 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         from .tracking import PlateauDetector
 
         if value is None or isinstance(value, PlateauDetector):
-            self._plateau = value if value is not None else self._new_plateau()
+            self._plateau = value if value is not None else new_plateau(self.settings)
         else:
             self._plateau = PlateauDetector.from_state(value)
         self._restored = True
-
-    def _new_history(self):
-        from .tracking import MeasurementHistory
-
-        return MeasurementHistory(quality_metrics=_HISTORY_QUALITY_METRICS)
-
-    def _new_plateau(self):
-        settings = self.settings
-        if settings.early_stopping_patience is None:
-            return None
-        from .tracking import PlateauDetector
-
-        return PlateauDetector(
-            patience=settings.early_stopping_patience,
-            min_delta=settings.early_stopping_min_delta,
-            smoothing=settings.early_stopping_smoothing,
-            smoothing_factor=settings.early_stopping_factor,
-            window=settings.early_stopping_window,
-            min_steps=settings.early_stopping_min_steps,
-        )
 
     # ----- Trainer events ----------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
@@ -281,30 +240,40 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # Mutate the dict the Trainer passed: later callbacks (EarlyStoppingCallback) and the best-model logic see it.
         if metrics is not None and self._last_eval_metrics is not None and self._last_eval_metrics[0] == state.global_step:
             metrics.update(self._last_eval_metrics[1])
+        if metrics is not None:
+            self._fill_missing_best_metric(args, state, metrics)
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # The Trainer calls on_epoch_end right after it leaves the step loop, whoever stopped it (max_steps, our
+        # plateau detector, another callback), and before load_best_model_at_end swaps the weights: the last point
+        # at which the final model can be measured.
+        if control.should_training_stop:
+            self._measure("train_end", args, state, control, kwargs)
+            self._complete_final_quality(state, kwargs)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self._closed_before_trackers:  # attached: done already, before the Trainer's integrations closed their runs
+            self._closed_before_trackers = False
+            return control
         try:
             self._measure("train_end", args, state, control, kwargs)
-            self._log_report_figures()
+            self._complete_final_quality(state, kwargs)
+            _sinks.log_report_figures_to([self._wandb, self._trackers], self._jsonl)
         finally:
             if self._wandb is not None:
                 self._wandb.finish()
                 self._wandb = None
+            self._trackers = None
         return control
 
-    def _log_report_figures(self) -> None:
-        """The report's figures (as `neuronxa report` writes them) into the W&B run, before it is finished."""
-        if self._wandb is None or self._jsonl is None:
-            return
-        from .report import write_report
-
-        try:
-            written = write_report(self._jsonl.path)
-        except Exception as error:  # figures are a convenience: the JSONL already holds everything
-            logger.warning("NeuronXACallback: report figures for W&B failed (%s: %s)", type(error).__name__, error)
-            return
-        self._wandb.log_figures({name: path for name, path in written.items() if str(path).endswith(".png")})
+    def _finish_before_trackers_close(self, args, state, control, **kwargs):
+        """on_train_end's work, called by attach()'s link ahead of the integrations (trackio, TensorBoard and MLflow
+        close their runs in their own on_train_end; the final measurement must reach them first)."""
+        self._closed_before_trackers = False
+        self.on_train_end(args, state, control, **kwargs)
+        self._closed_before_trackers = True
 
     # ----- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self, args, state, model, tokenizer) -> None:
@@ -314,162 +283,82 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # Sharded training is a configuration the callback cannot serve at all: always an error.
         check_not_sharded(args, model)
         rank, _ = rank_and_world()
-        local_error = _attempt(lambda: self._setup_local(args, state, model, tokenizer, rank))[1]
+        local_error = attempt(lambda: self._setup_local(args, state, model, tokenizer, rank))[1]
         # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).
-        errors = gather_objects(local_error)
-        shared = None
-        if rank == 0:
-            error = next((e for e in errors if e), None)
-            shared = {"error": error, "index": self.measurement_index, "last": self.last_measured_step}
-        shared = broadcast_object(shared)
+        last = self._last_record
+        shared = agree(local_error, {"index": self.measurement_index, "last": self.last_measured_step,
+                                     "last_ok": last is not None, "last_quality": last is not None and "quality" in last}
+                       if rank == 0 else None)
         self.measurement_index, self.last_measured_step = shared["index"], shared["last"]
+        self._last_ok, self._last_quality = bool(shared.get("last_ok")), bool(shared.get("last_quality"))
         error = shared["error"]
         if error is not None:
             self._fail(f"NeuronXACallback could not start: {error}")
             self._disabled = error
 
     def _setup_local(self, args, state, model, tokenizer, rank: int) -> None:
-        from .architectures import activation_modules
-        from .data import load_parallel
-
-        settings = self.settings
-        if model is None:
-            raise ValueError("the Trainer passed no model to the callback")
-        if tokenizer is None:
-            raise ValueError("the Trainer has no tokenizer: pass processing_class=tokenizer to Trainer(...)")
-        activation_modules(model)  # UnsupportedArchitectureError (with how-to-register) now, not at the first measurement
-        self._data = load_parallel(
-            settings.data,
-            pivot=settings.pivot,
-            languages=settings.languages,
-            num_pairs=settings.num_pairs,
-            sample=settings.sample,
-            seed=settings.seed,
-        )
-        if settings.early_stopping_pair is not None:
-            pairs = [self._data.pair_name(lang) for lang in self._data.targets]
-            if settings.early_stopping_pair not in pairs:
-                raise ValueError(f"early_stopping_pair={settings.early_stopping_pair!r} is not one of the pairs {pairs}")
-        if settings.quality_every:
-            self._examples = self._fewshot_examples()
-            if rank == 0:
-                self._scorers = self._load_scorers()
+        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank)
         if rank == 0:
             self._open_logs(args, state)
 
-    def _fewshot_examples(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
-        """(source_lang, target_lang) -> few-shot examples from the bundled pool, never the scored sentences."""
-        from .fewshot import load_fewshot_examples
-
-        scored = {text for lang in self._data.languages for text in self._data.sentences(lang)}
-        examples = {}
-        for source_lang, target_lang in self._directions():
-            try:
-                examples[(source_lang, target_lang)] = load_fewshot_examples(
-                    source_lang, target_lang, k=self.settings.num_fewshot, exclude=scored
-                )
-            except (ValueError, OSError) as error:  # no pool or no such language: zero-shot rather than leak
-                logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
-                               source_lang, target_lang, error)
-                examples[(source_lang, target_lang)] = []
-        return examples
-
-    def _load_scorers(self) -> list[tuple[str, Any]]:
-        """[(metric key, scorer)]. A COMET model that cannot load is an error now (strict) or dropped (logged)."""
-        from .quality import make_scorers
-
-        settings = self.settings
-        scorers = [(name, scorer) for name, scorer in zip(settings.quality_metrics, make_scorers(settings.quality_metrics))]
-        device = settings.comet_device or "cpu"
-        for key, argument, model_name in (
-            ("comet", "comet_model", settings.comet_model),
-            ("cometkiwi", "cometkiwi_model", settings.cometkiwi_model),
-        ):
-            if model_name is None:
-                continue
-            try:
-                (scorer,) = make_scorers([key], **{argument: model_name}, device=device)
-                scorer.model  # noqa: B018 - loads now, so a bad path fails at train begin, not at the first score
-                scorers.append((key, scorer))
-            except Exception as error:
-                self._fail(f"NeuronXACallback: {argument}={model_name!r} could not be loaded ({type(error).__name__}: {error})")
-        return scorers
-
     def _open_logs(self, args, state) -> None:
-        from .loggers import JsonlLogger, WandbLogger
-
-        settings = self.settings
-        path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
         step = int(state.global_step)
-        # A fresh run (step 0) starts a fresh file; a resumed one keeps what was measured up to its checkpoint.
-        self._jsonl = JsonlLogger(path, resume_step=step if step > 0 else -1)
-        measured = [r for r in self._jsonl.records if r.get("event", "measurement") == "measurement"]
+        self._jsonl, measured = _sinks.open_jsonl(self.settings, args, step)
+        self._last_record = measured[-1] if measured else None
         if step > 0:
             self._resume_from(measured, step)
         else:
-            self._history, self._plateau = self._new_history(), self._new_plateau()
+            self._history, self._plateau = new_history(), new_plateau(self.settings)
             self.measurement_index, self.last_measured_step = 0, None
-        if self._use_wandb(args):
-            self._wandb = WandbLogger(
-                project=settings.wandb_project, config={"neuronxa": settings.to_json()}, previous_records=measured
-            )
+        attached = self._trainer is not None
+        if attached:
+            self._trackers = _sinks.open_trackers(self.settings, self._trainer, measured)
+        if _sinks.wandb_besides_trackers(self.settings, args, attached):
+            self._wandb = _sinks.open_wandb(self.settings, measured)
+        _sinks.hint_attach(args, attached)
 
     def _resume_from(self, records: list[dict], step: int) -> None:
         """Bring history, plateau detector and counters to the checkpoint at `step`."""
         if self._restored:  # the Trainer restored our state from the checkpoint (restore_callback_states_from_checkpoint)
             self._history.truncate_after(step)
         else:  # a fresh callback: rebuild from the JSONL, which holds exactly the same numbers
-            self._history, self._plateau = self._new_history(), self._new_plateau()
-            for record in records:
-                self._add_to_history(record)
-                decision_value = self._stop_value(record)
-                if self._plateau is not None and decision_value is not None:
-                    self._plateau.update(record["step"], decision_value)
+            self._history, self._plateau = rebuild_from_records(records, self.settings)
             self.measurement_index = len(records)
         if records:
             self.last_measured_step = max(r["step"] for r in records)
             self.measurement_index = max(self.measurement_index, len(records))
         logger.info("NeuronXACallback: resuming at step %d with %d earlier measurement(s)", step, len(records))
 
-    def _use_wandb(self, args) -> bool:
-        report_to = self.settings.report_to
-        if report_to == "auto":
-            trainer_report = getattr(args, "report_to", None) or []
-            if isinstance(trainer_report, str):
-                trainer_report = [trainer_report]
-            return "wandb" in trainer_report or "all" in trainer_report
-        return report_to == "wandb"
-
-    def _directions(self) -> list[tuple[str, str]]:
-        """(source_lang, target_lang) for every translation direction scored."""
-        pivot = self._data.pivot
-        out = []
-        for lang in self._data.targets:
-            for direction in self.settings.pairs_direction:
-                out.append((lang, pivot) if direction == "x2en" else (pivot, lang))
-        return out
-
     # ----- measuring ---------------------------------------------------------------------------------------------------
     def _fail(self, message: str) -> None:
-        if self.settings.strict:
-            raise MeasurementError(message)
-        logger.error("%s; training continues without it (strict=False)", message)
+        report_failure(message, self.settings.strict)
 
     def _measure(self, trigger: str, args, state, control, kwargs) -> None:
         step = int(state.global_step)
         if self._disabled is not None or not self._ready or step == self.last_measured_step:
             return
         model, tokenizer = kwargs.get("model"), _tokenizer_from(kwargs)
-        rng = _RngState()
-        snapshot = _ModelSnapshot(model, tokenizer)
+        settings = self.settings
+        index = self.measurement_index
+        # The final measurement always scores quality too (when quality is on): a run that stops early (plateau,
+        # max_steps, a time budget) would otherwise end without the "after" point of its quality curve. A stop decided
+        # by this very measurement (plateau) is completed afterwards (_complete_final_quality).
+        final = trigger == "train_end" or 0 < state.max_steps <= state.global_step or bool(control.should_training_stop)
+        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
+        rng = RngState()
+        snapshot = ModelSnapshot(model, tokenizer)
         try:
-            outcome = self._run_measurement(trigger, args, state, model, tokenizer)
+            outcome = run_measurement(
+                self._inputs, model, tokenizer, with_quality=with_quality,
+                record=lambda report, translations, timing: self._record(trigger, state, report, translations, timing),
+            )
         finally:
             snapshot.restore()
             rng.restore()
         # The step counts as measured even when it failed: retrying the same step would fail the same way.
         self.last_measured_step = step
         self.measurement_index += 1
+        self._last_ok, self._last_quality = outcome["error"] is None, with_quality
         if outcome["error"] is not None:
             self._fail(f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}")
             return
@@ -478,234 +367,100 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             control.should_training_stop = True
             self._stop_reason = outcome["reason"]
 
-    def _run_measurement(self, trigger: str, args, state, model, tokenizer) -> dict:
-        """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
-        rank, world = rank_and_world()
-        shard = (rank, world) if world > 1 else None
-        settings = self.settings
-        index = self.measurement_index
-        # The final measurement always scores quality too (when quality is on): a run that stops early (plateau,
-        # max_steps, a time budget) would otherwise end without the "after" point of its quality curve.
-        final = trigger == "train_end" or 0 < state.max_steps <= state.global_step
-        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
-
-        start = time.perf_counter()
-        local, error = _attempt(lambda: self._encode_all(model, tokenizer, shard))
-        gathered = gather_objects((local, error))
-        report = None
-        if rank == 0:
-            error = next((e for _, e in gathered if e), None)
-            if error is None:
-                report, error = _attempt(lambda: self._score([part for part, _ in gathered], model))
-        alignment_seconds = time.perf_counter() - start
-
-        translations, generation_seconds = None, 0.0
-        if with_quality:
-            start = time.perf_counter()
-            mine, local_error = _attempt(lambda: self._translate_share(model, tokenizer, rank, world))
-            gathered = gather_objects((mine, local_error))
-            if rank == 0:
-                error = error or next((e for _, e in gathered if e), None)
-                if error is None:
-                    translations = _merge_translations([part for part, _ in gathered])
-            generation_seconds = time.perf_counter() - start
-
-        outcome = {"error": error, "eval_metrics": {}, "should_stop": False, "reason": None}
-        if rank == 0 and error is None:
-            timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds}
-            result, error = _attempt(lambda: self._record(trigger, state, report, translations, timing))
-            outcome = result if error is None else {**outcome, "error": error}
-        return broadcast_object(outcome)
-
-    def _encode_all(self, model, tokenizer, shard) -> Any:
-        """Every language's sentences in one encode() call (the pivot once for all pairs); this rank's shard under DDP."""
-        from .activations import encode
-        from .alignment import parallel_sentences
-
-        settings = self.settings
-        return encode(
-            model,
-            tokenizer,
-            parallel_sentences(self._data),
-            representations=settings.representations,
-            pooling=settings.pooling,
-            batch_size=settings.batch_size,
-            max_length=settings.max_length,
-            shard=shard,
-        )
-
-    def _score(self, parts: list[Any], model) -> Any:
-        """Rank 0: merge the ranks' rows (sentence order) and score every pair: an AlignmentReport."""
-        from .alignment import score_encoded
-        from .distributed import merge_encoded
-
-        settings = self.settings
-        total = len(self._data) * len(self._data.languages)
-        encoded = parts[0] if len(parts) == 1 else merge_encoded(parts, total)
-        config = getattr(model, "config", None)
-        return score_encoded(
-            encoded,
-            self._data,
-            pooling=settings.pooling,
-            model_name=getattr(config, "_name_or_path", None) or type(model).__name__,
-            batch_size=settings.batch_size,
-            max_length=settings.max_length,
-        )
-
-    def _translate_share(self, model, tokenizer, rank: int, world: int) -> dict[tuple[str, str], list[tuple[int, str]]]:
-        """This rank's translations: sentence i goes to rank i % world. {(src, tgt): [(i, hypothesis), ...]}."""
-        from .generation import translate
-
-        out = {}
-        for source_lang, target_lang in self._directions():
-            sources = self._quality_slice(self._data.sentences(source_lang))
-            mine = list(range(rank, len(sources), world))
-            hypotheses = translate(
-                model,
-                tokenizer,
-                [sources[i] for i in mine],
-                source_lang=source_lang,
-                target_lang=target_lang,
-                prompt=self.settings.prompt,
-                examples=self._examples.get((source_lang, target_lang), []),
-                batch_size=self.settings.batch_size,
-                max_new_tokens=self.settings.max_new_tokens,
-            ) if mine else []
-            out[(source_lang, target_lang)] = list(zip(mine, hypotheses))
-        return out
-
     # ----- rank 0: scores, history, early stopping, logs ---------------------------------------------------------------
     def _record(self, trigger: str, state, report, translations, timing: dict[str, float]) -> dict:
-        settings = self.settings
+        settings, inputs = self.settings, self._inputs
         step = int(state.global_step)
         report_dict = report.to_dict()
         quality = None
         if translations is not None:
             start = time.perf_counter()
-            quality = self._score_quality(translations)
+            quality = score_quality(translations, inputs.data, inputs.scorers, settings)
             timing["quality_seconds"] = time.perf_counter() - start
         else:
             timing["quality_seconds"] = 0.0
-        record = {
-            "schema": SCHEMA_VERSION,
-            "event": "measurement",
-            "step": step,
-            "epoch": state.epoch,
-            "trigger": trigger,
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "measurement_index": self.measurement_index,
-            "pairs": report_dict["pairs"],
-        }
-        if quality is not None:
-            record["quality"] = quality
-        record["correlation"] = self._add_to_history(record)
+        record = build_record(trigger, state, report_dict, quality, measurement_index=self.measurement_index)
+        record["correlation"] = add_to_history(self._history, record, settings)
         should_stop, reason = False, None
         if self._plateau is not None:
             pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
-            decision = self._plateau.update(step, self._stop_value(record))
+            decision = self._plateau.update(step, stop_value(record, settings))
             record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
             should_stop, reason = decision.should_stop, decision.reason
             if should_stop:
                 logger.info("NeuronXACallback: stopping training at step %d: %s %s: %s",
                             step, pair, settings.early_stopping_metric, reason)
-        record["timing"] = {**timing, "alignment_forward_seconds": report_dict.get("timing", {}).get("forward_seconds")}
-        record["settings"] = settings.to_json()
-        record["data"] = {"origin": self._data.origin, "ids": list(self._data.ids)}
+        finish_record(record, report_dict, timing, settings, inputs.data)
+        self._last_record = record
         self._jsonl.log_measurement(record)
         if self._wandb is not None:
             self._wandb.log_measurement(record)  # never raises: W&B failures are warnings, the JSONL has everything
-        return {"error": None, "eval_metrics": _eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
+        if self._trackers is not None:
+            self._trackers.log_measurement(record)  # trainer.log + each backend's details; never raises
+        logger.info("NeuronXA %s", summary_line(record))  # progress a person can follow, one line per measurement
+        return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
                 "reason": reason}
 
-    def _stop_value(self, record: dict) -> float | None:
-        pairs = record.get("pairs") or {}
-        if not pairs:
-            return None
-        pair = self.settings.early_stopping_pair or next(iter(pairs))
-        value = (pairs.get(pair) or {}).get(f"{self.settings.early_stopping_metric}_mean")
-        return float(value) if value is not None else None
+    # ----- the end of a run ------------------------------------------------------------------------------------------
+    def _complete_final_quality(self, state, kwargs) -> None:
+        """Give the run's last measurement its quality point when it was measured without one.
 
-    def _add_to_history(self, record: dict) -> dict:
-        """Add one JSONL record to the history and return the running correlations (the record's "correlation")."""
-        pairs = record.get("pairs") or {}
-        metric = "nasca" if "nas" in self.settings.representations else "navca"
-        means = {pair: scores[f"{metric}_mean"] for pair, scores in pairs.items() if scores.get(f"{metric}_mean") is not None}
-        per_layer = {pair: scores[metric] for pair, scores in pairs.items() if pair in means}
-        quality = {pair: {m: q.get(m) for m in _HISTORY_QUALITY_METRICS} for pair, q in (record.get("quality") or {}).items()}
-        if not means:
-            return {}
-        return self._history.append(int(record["step"]), means, per_layer, quality or None)
+        A run can stop at a step that was already measured on the alignment-only schedule (the plateau detector, a
+        time-budget callback, an evaluation at the last step): that record is completed with translations and their
+        scores in place (same step, same index, one JSONL line), so every run's last measurement carries quality.
+        """
+        step = int(state.global_step)
+        if (not self.settings.quality_every or self._disabled is not None or not self._ready
+                or step != self.last_measured_step or not self._last_ok or self._last_quality):
+            return
+        model, tokenizer = kwargs.get("model"), _tokenizer_from(kwargs)
+        rng = RngState()
+        snapshot = ModelSnapshot(model, tokenizer)
+        try:
+            translations, error, seconds = translate_all(self._inputs, model, tokenizer)
+            outcome = {"error": error}
+            if rank_and_world()[0] == 0 and error is None:
+                outcome = {"error": attempt(lambda: self._add_quality(translations, seconds))[1]}
+            outcome = broadcast_object(outcome)
+        finally:
+            snapshot.restore()
+            rng.restore()
+        self._last_quality = True  # tried: a failure would fail the same way again
+        if outcome["error"] is not None:
+            self._fail(f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}")
 
-    def _quality_slice(self, sentences):
-        """The sentences translated for quality: the first quality_num_pairs of the scored ones (all when None)."""
-        limit = self.settings.quality_num_pairs
-        return sentences if limit is None else sentences[:limit]
+    def _add_quality(self, translations: dict, generation_seconds: float) -> None:
+        """Rank 0: score `translations` and re-log the last record with them (the JSONL line of its step is replaced)."""
+        settings, inputs, old = self.settings, self._inputs, self._last_record
+        start = time.perf_counter()
+        quality = score_quality(translations, inputs.data, inputs.scorers, settings)
+        record: dict[str, Any] = {}
+        for key, value in old.items():  # same key order as a record measured with quality
+            if key != "quality":
+                record[key] = value
+            if key == "pairs":
+                record["quality"] = quality
+        timing = dict(old.get("timing") or {})
+        timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + generation_seconds
+        timing["quality_seconds"] = timing.get("quality_seconds", 0.0) + time.perf_counter() - start
+        record["timing"] = timing
+        record["correlation"] = add_to_history(self._history, record, settings)  # replaces this step's entry
+        self._last_record = record
+        self._jsonl.log_measurement(record)
+        if self._wandb is not None:
+            self._wandb.log_measurement(record)
 
-    def _score_quality(self, translations: dict[tuple[str, str], list[str]]) -> dict[str, dict]:
-        """{pair: {"direction", metric values, "signatures", "translations"}}; with direction="both" each direction is
-        under "directions" and the pair's metric values are the mean over the two directions."""
-        data = self._data
-        per_pair: dict[str, list[dict]] = {}
-        for (source_lang, target_lang), hypotheses in translations.items():
-            other = target_lang if source_lang == data.pivot else source_lang
-            sources = self._quality_slice(data.sentences(source_lang))
-            references = self._quality_slice(data.sentences(target_lang))
-            entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
-            signatures = {}
-            for name, scorer in self._scorers:
-                try:
-                    score = scorer.score(list(sources), list(hypotheses), list(references))
-                    entry[name] = _finite(score.system)
-                    signatures[name] = getattr(score, "signature", None)
-                except Exception as error:  # one broken metric must not cost the others
-                    self._fail(f"NeuronXACallback: quality metric {name} failed ({type(error).__name__}: {error})")
-                    entry[name] = None
-            entry["signatures"] = signatures
-            entry["translations"] = [
-                {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i]}
-                for i in range(len(sources))
-            ]
-            per_pair.setdefault(data.pair_name(other), []).append(entry)
-        out = {}
-        for pair, entries in per_pair.items():
-            if len(entries) == 1:
-                out[pair] = entries[0]
-                continue
-            names = [k for k in entries[0] if k not in ("direction", "signatures", "translations")]
-            combined: dict[str, Any] = {"direction": "both"}
-            for name in names:
-                values = [e.get(name) for e in entries]
-                combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
-            combined["directions"] = {e["direction"]: e for e in entries}
-            out[pair] = combined
-        return out
-
-
-def _merge_translations(parts: list[dict]) -> dict[tuple[str, str], list[str]]:
-    """The ranks' (index, hypothesis) lists merged into one list per direction, in sentence order."""
-    merged: dict[tuple[str, str], list[str]] = {}
-    for direction in parts[0]:
-        rows = sorted(row for part in parts for row in part[direction])
-        merged[direction] = [hypothesis for _, hypothesis in rows]
-    return merged
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _eval_metrics(pairs: dict[str, dict]) -> dict[str, float]:
-    """eval_neuronxa_nasca (mean over pairs of the layer mean), eval_neuronxa_navca, eval_neuronxa_<pair>_nasca."""
-    metrics: dict[str, float] = {}
-    for metric in ("nasca", "navca"):
-        values = [scores[f"{metric}_mean"] for scores in pairs.values() if scores.get(f"{metric}_mean") is not None]
-        if values:
-            metrics[f"{EVAL_PREFIX}_{metric}"] = float(sum(values) / len(values))
-        for pair, scores in pairs.items():
-            if scores.get(f"{metric}_mean") is not None:
-                metrics[f"{EVAL_PREFIX}_{pair}_{metric}"] = float(scores[f"{metric}_mean"])
-    return metrics
+    def _fill_missing_best_metric(self, args, state, metrics: dict) -> None:
+        """A failed or skipped measurement leaves no eval_neuronxa_* metric: when the Trainer selects the best model
+        by one (metric_for_best_model) it would stop on a KeyError. Put in the worst value instead (never the best;
+        an EarlyStoppingCallback counts it as no improvement), so training goes on."""
+        name = getattr(args, "metric_for_best_model", None)
+        if not name:
+            return
+        key = name if name.startswith("eval_") else f"eval_{name}"
+        if not key.startswith(EVAL_PREFIX) or key in metrics:
+            return
+        greater_is_better = getattr(args, "greater_is_better", None) is not False
+        metrics[key] = float("-inf") if greater_is_better else float("inf")
+        logger.warning("NeuronXACallback: no alignment measured for the evaluation at step %d; %s=%s so that the "
+                       "Trainer goes on (it never counts as the best model)", state.global_step, key, metrics[key])

@@ -4,6 +4,8 @@
     neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --source-lang eng_Latn --target-lang isl_Latn
     neuronxa translate --model gemma-3-270m --data bundled --languages isl_Latn --direction x2en --output translations.json
     neuronxa report runs/demo
+    neuronxa score runs/demo --languages isl_Latn --quality      # every checkpoint-N of a run -> its metrics.jsonl
+    neuronxa correlate llama=llama.json qwen=qwen.json --benchmarks results.csv --measures nasca,mexa
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--source-lang", default="eng_Latn", help="language of --source-file (default eng_Latn)")
     group.add_argument("--target-lang", default=None, help="language of --target-file (required with --target-file)")
     group.add_argument("--data", default=None,
-                       help="'bundled', 'flores' (hub, gated), a FLORES-200 or NTREX-128 directory, a .tsv or .jsonl file")
+                       help="'ntrex' (default: the packaged NTREX-128 subset), 'bundled', 'flores' (hub, gated), a "
+                            "FLORES-200 or NTREX-128 directory, a .tsv or .jsonl file")
     group.add_argument("--pivot", default="eng_Latn", help="pivot language for --data (default eng_Latn)")
     group.add_argument("--languages", type=_comma_list, default=None, help="comma-separated target languages for --data")
     group.add_argument("--split", default="devtest", help="FLORES split (default devtest)")
@@ -85,11 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     score = commands.add_parser("score", help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences")
+    score.add_argument("run_dir", type=Path, nargs="?", default=None,
+                       help="a training output directory: score each of its checkpoint-N folders into the callback's "
+                            "JSONL (--output, default RUN_DIR/neuronxa/metrics.jsonl); --model is then not used")
     _add_model_arguments(score)
     _add_data_arguments(score)
+    runs = score.add_argument_group("checkpoints of a run (with RUN_DIR)")
+    runs.add_argument("--base-model", default=None,
+                      help="base model for PEFT adapter checkpoints (default: adapter_config.json's base_model_name_or_path)")
+    runs.add_argument("--include-base", action="store_true", help="also score an adapter run's base model as step 0")
+    runs.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                      help="keep polling for new checkpoints every SECONDS (Ctrl-C to stop)")
+    runs.add_argument("--quality", action="store_true", help="translate and score (chrF, ...) at every checkpoint")
+    runs.add_argument("--quality-num-pairs", type=_positive_int, default=None, help="sentences translated (default all)")
+    runs.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en")
+    runs.add_argument("--quality-metrics", type=_comma_list, default=["chrf"], help="chrf[,bleu] (default chrf)")
+    runs.add_argument("--comet-model", default=None, help="COMET model name or local directory")
+    runs.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    runs.add_argument("--num-fewshot", type=int, default=3)
     group = score.add_argument_group("scoring")
     group.add_argument("--representation", choices=sorted(_REPRESENTATIONS), default="all",
                        help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)")
+    group.add_argument("--measures", type=_comma_list, default=None,
+                       help="instead of --representation: any of nasca,navca,mexa,cka,svcca,anc (CKA/SVCCA/ANC on the "
+                            "hidden-state embedding; 'anc:nas' etc. for another representation). Appendix C.2 baselines")
+    group.add_argument("--svcca-directions", type=_positive_int, default=10,
+                       help="SVD directions kept per side for SVCCA (default 10; must be < n-1)")
     group.add_argument("--pooling", choices=["weighted", "mean", "last"], default="weighted")
     group.add_argument("--batch-size", type=_positive_int, default=16)
     group.add_argument("--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)")
@@ -106,13 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en",
                        help="x2en: target languages into the pivot (default); en2x: pivot into them")
     group.add_argument("--prompt", default="auto", help="'auto', 'fewshot', 'chat' or a template with {source} etc.")
-    group.add_argument("--num-fewshot", type=int, default=3, help="few-shot examples (from the bundled pool)")
+    group.add_argument("--num-fewshot", type=int, default=3,
+                       help="few-shot examples: unscored lines of the --data source (NTREX lines after the scored ones, "
+                            "FLORES dev for devtest), else the bundled pool; 0 = zero-shot")
     group.add_argument("--batch-size", type=_positive_int, default=16)
     group.add_argument("--max-new-tokens", type=_positive_int, default=128)
     group.add_argument("--metrics", type=_comma_list, default=["chrf", "bleu"], help="chrf,bleu[,comet,cometkiwi]")
     group.add_argument("--comet-model", default=None, help="COMET model name or local directory (enables COMET)")
     group.add_argument("--cometkiwi-model", default=None, help="CometKiwi model name or local directory (enables CometKiwi)")
     group.add_argument("--output", type=Path, default=None, help="write hypotheses and scores as JSON (default: stdout)")
+
+    correlate = commands.add_parser("correlate", help="Pearson/Spearman r across languages of alignment vs benchmarks")
+    correlate.add_argument("scores", nargs="+", help="score files (neuronxa score JSON or metrics.jsonl), as PATH or "
+                                                     "MODEL=PATH")
+    correlate.add_argument("--benchmarks", type=Path, required=True, help="CSV with columns model,language,benchmark,score")
+    correlate.add_argument("--measures", type=_comma_list, default=["nasca"],
+                           help="nasca (default), navca, mexa, or similarity keys such as cka, svcca, anc")
+    correlate.add_argument("--output-csv", type=Path, default=None, help="write the table as CSV")
+    correlate.add_argument("--output-json", type=Path, default=None, help="write the table (and the data) as JSON")
+    correlate.add_argument("--plot-dir", type=Path, default=None, help="write one scatter PNG per benchmark and measure")
 
     report = commands.add_parser("report", help="figures and a Markdown summary from a run's metrics.jsonl")
     report.add_argument("run_dir", type=Path, help="the Trainer output_dir (holding neuronxa/metrics.jsonl) or a .jsonl file")
@@ -132,8 +168,8 @@ def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
             parser.error("--target-file needs --target-lang (e.g. isl_Latn)")
         return load_file_pair(args.source_file, args.target_file, args.source_lang, args.target_lang,
                               num_pairs=args.num_pairs, sample=args.sample, seed=args.seed)
-    if not args.data:
-        parser.error("give --data SPEC (e.g. bundled) or --source-file/--target-file")
+    # Without --data or files: the packaged NTREX-128 subset (lines 1-100, 121 languages), offline.
+    args.data = args.data or "ntrex"
     return load_parallel(args.data, pivot=args.pivot, languages=tuple(args.languages or ("isl_Latn",)),
                          num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed, split=args.split,
                          token=_token(args))
@@ -165,15 +201,55 @@ def _write_json(payload: dict, output: Path | None) -> None:
     logger.info("wrote %s", output)
 
 
+def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`neuronxa score RUN_DIR`: every checkpoint of a training run into the callback's JSONL schema."""
+    import torch
+
+    from .checkpoints import score_checkpoints
+
+    if args.source_file or args.target_file:
+        parser.error("with RUN_DIR give --data/--languages (the callback's data options), not --source-file")
+    representations, similarity = _split_measures(args, parser)
+    kwargs = dict(pivot=args.pivot, num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed,
+                  representations=representations, pooling=args.pooling, batch_size=args.batch_size,
+                  max_length=args.max_length, quality_num_pairs=args.quality_num_pairs, direction=args.direction,
+                  quality_metrics=tuple(args.quality_metrics), comet_model=args.comet_model,
+                  max_new_tokens=args.max_new_tokens, num_fewshot=args.num_fewshot)
+    if args.data:  # otherwise the callback's defaults, so `score RUN_DIR` measures what the callback would have
+        kwargs["data"] = args.data
+    if args.languages:
+        kwargs["languages"] = tuple(args.languages)
+    def announce(record: dict) -> None:
+        means = ", ".join(f"{pair} nasca {scores.get('nasca_mean', float('nan')):.3f}"
+                          for pair, scores in record["pairs"].items())
+        logger.info("step %d (%s): %s", record["step"], record.get("checkpoint"), means)
+
+    try:
+        written = score_checkpoints(args.run_dir, output=args.output, base_model=args.base_model,
+                                    quality=args.quality, similarity=similarity,
+                                    svcca_directions=args.svcca_directions, include_base=args.include_base,
+                                    watch=args.watch, dtype=getattr(torch, args.dtype) if args.dtype else None,
+                                    device=args.device, token=_token(args), on_record=announce, **kwargs)
+    except KeyboardInterrupt:
+        logger.info("stopped watching %s", args.run_dir)
+        return 0
+    logger.info("%d checkpoint(s) scored", len(written))
+    return 0
+
+
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .alignment import measure_alignment
 
+    if args.run_dir is not None:
+        return _score_run(args, parser)
+    representations, similarity = _split_measures(args, parser)
     data = _load_data(args, parser)  # data errors surface before the (slow) model load
     model, tokenizer, load_seconds = _load_model(args)
-    report = measure_alignment(model, tokenizer, data, representations=_REPRESENTATIONS[args.representation],
+    report = measure_alignment(model, tokenizer, data, representations=representations,
                                pooling=args.pooling, batch_size=args.batch_size, max_length=args.max_length,
                                layers=args.layers, center=args.center, model_name=args.model,
-                               progress=not args.quiet)
+                               progress=not args.quiet, similarity=similarity,
+                               svcca_directions=args.svcca_directions)
     payload = report.to_dict()
     payload["timing"]["load_seconds"] = round(load_seconds, 3)
     _write_json(payload, args.output)
@@ -189,11 +265,36 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _metrics_in(payload: dict, pair: str) -> list[str]:
-    return [metric for metric in ("nasca", "navca", "mexa") if f"{metric}_mean" in payload["pairs"][pair]]
+    entry = payload["pairs"][pair]
+    return [metric for metric in ("nasca", "navca", "mexa") if f"{metric}_mean" in entry] + list(entry.get("similarity", {}))
+
+
+def _split_measures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[tuple[str, ...], list[str]]:
+    """--measures nasca,mexa,cka -> (("nas", "embedding"), ["cka"]); without it, --representation as before."""
+    from .scoring import REPRESENTATION_FOR_METRIC
+    from .similarity import parse_measure
+
+    if not args.measures:
+        return _REPRESENTATIONS[args.representation], []
+    representations, similarity = [], []
+    for name in args.measures:
+        lowered = name.lower()
+        if lowered in REPRESENTATION_FOR_METRIC:
+            representations.append(REPRESENTATION_FOR_METRIC[lowered])
+            continue
+        try:
+            parse_measure(lowered)
+        except ValueError as error:
+            parser.error(f"--measures: {error}; weak-alignment measures are nasca, navca, mexa")
+        similarity.append(lowered)
+    if not representations:
+        parser.error("--measures needs at least one of nasca, navca, mexa (the NeuronXA score itself)")
+    return tuple(representations), similarity
 
 
 def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .fewshot import load_fewshot_examples
+    from .copies import mask_copies
+    from .fewshot import select_fewshot_examples
     from .generation import translate
     from .quality import make_scorers
 
@@ -212,19 +313,29 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     started = time.perf_counter()
     for source_lang, target_lang in directions[args.direction]:
         sources, references = list(data.sentences(source_lang)), list(data.sentences(target_lang))
-        examples = load_fewshot_examples(source_lang, target_lang, k=args.num_fewshot, exclude=sources)
+        # Examples from the scored pairs' own source, never a scored line (two plain files: the bundled pool).
+        chosen = select_fewshot_examples(args.data or "bundled", source_lang, target_lang, k=args.num_fewshot,
+                                         scored=data, split=args.split, token=_token(args))
+        examples = list(chosen.pairs)
         hypotheses = translate(model, tokenizer, sources, source_lang=source_lang, target_lang=target_lang,
                                prompt=args.prompt, examples=examples, batch_size=args.batch_size,
                                max_new_tokens=args.max_new_tokens, progress=not args.quiet)
         # Keyed by the metric names asked for ("chrf", "comet"), as in the callback's JSONL, not the display names.
-        scores = {name: scorer.score(sources, hypotheses, references).to_dict() for name, scorer in zip(metrics, scorers)}
+        # A hypothesis that copies a prompt example or echoes its source is scored as empty (copies.py); the rate sits
+        # next to the scores.
+        scored_hypotheses, copies = mask_copies(hypotheses, examples, sources=sources)
+        scores = {name: scorer.score(sources, scored_hypotheses, references).to_dict()
+                  for name, scorer in zip(metrics, scorers)}
         results[f"{source_lang}->{target_lang}"] = {
             "scores": scores,
+            **copies.to_dict(ids=data.ids),
+            "fewshot": chosen.to_dict(),
             "translations": [{"id": sid, "source": s, "hypothesis": h, "reference": r}
                              for sid, s, h, r in zip(data.ids, sources, hypotheses, references)],
         }
-        logger.info("%s->%s: %s", source_lang, target_lang,
-                    ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()))
+        logger.info("%s->%s: %s; %d of %d hypotheses copy a prompt example (scored as empty)", source_lang,
+                    target_lang, ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()),
+                    copies.count, len(hypotheses))
     payload = {"model": args.model, "data": {"origin": data.origin, "ids": list(data.ids)},
                "settings": {"direction": args.direction, "prompt": args.prompt, "num_fewshot": args.num_fewshot,
                             "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size},
@@ -232,6 +343,34 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                           "translate_and_score_seconds": round(time.perf_counter() - started, 3)},
                "directions": results}
     _write_json(payload, args.output)
+    return 0
+
+
+def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .correlation import correlate_benchmarks, load_alignment_scores, load_benchmarks, plot_correlations
+
+    rows = load_benchmarks(args.benchmarks)
+    tables = []
+    for measure in args.measures:
+        table = correlate_benchmarks(load_alignment_scores(args.scores, measure=measure), rows, measure=measure)
+        tables.append(table)
+        print(f"# {measure}: r across languages per model; AVG = plain mean of the models' r (as in the paper)")
+        print(table.format())
+        if args.plot_dir:
+            for benchmark, path in plot_correlations(table, args.plot_dir / measure).items():
+                logger.info("wrote %s", path)
+    if args.output_csv:
+        import csv
+
+        args.output_csv.parent.mkdir(parents=True, exist_ok=True)
+        flat = [row for table in tables for row in table.rows()]
+        with open(args.output_csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(flat[0]))
+            writer.writeheader()
+            writer.writerows(flat)
+        logger.info("wrote %s", args.output_csv)
+    if args.output_json:
+        _write_json({"tables": [table.to_dict() for table in tables]}, args.output_json)
     return 0
 
 
@@ -261,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     if args.quiet:
         _silence_libraries(args.command)
-    handlers = {"score": _score, "translate": _translate, "report": _report}
+    handlers = {"score": _score, "translate": _translate, "report": _report, "correlate": _correlate}
     try:
         return handlers[args.command](args, parser)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -9,16 +9,20 @@ Usage::
     data.sentences("isl_Latn"), data.ids, data.origin, data.pair_name("isl_Latn")  # -> "eng_Latn-isl_Latn"
     pairs = load_training_pairs("../shared/data/ntrex128", "isl_Latn", "eng_Latn", start=101, stop=1997)
 
-Sources (``spec``): "bundled" (package data, written for this project), "flores"/"flores+" (hub dataset
+Sources (``spec``): "ntrex" (the default: an NTREX-128 subset shipped with the package, CC BY-SA 4.0; lines 1-100
+in every language for evaluation, lines 101-105 for few-shot prompts, English-Icelandic lines 106-1997 for training),
+"bundled" (package data, written for this project), "flores"/"flores+" (hub dataset
 openlanguagedata/flores_plus, gated), a FLORES-200 directory, an NTREX-128 directory, a ``.tsv`` file (header
 row of language codes, or no header and the columns given by pivot + languages) or a ``.jsonl`` file (objects
 with language-code keys and an optional "id"). Two aligned text files: ``load_file_pair``.
 
-Ids record which sentences were chosen: 1-based line numbers (as strings) for text files and TSV data rows,
+Ids record which sentences were chosen: 1-based line numbers (as strings) for text files, TSV data rows and NTREX-128
+(the packaged subset keeps the line numbers of the NTREX-128 files),
 the "id" field for JSONL and the bundled sample, the FLORES id for FLORES+/FLORES-200.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -40,6 +44,8 @@ __all__ = [
     "normalize_language",
     "BUNDLED_ORIGIN",
     "FLORES_PLUS_DATASET",
+    "NTREX_PACKAGED_ORIGIN",
+    "NTREX_SPEC_NAMES",
 ]
 
 BUNDLED_ORIGIN = "bundled sample (neuronxa_callback, CC BY 4.0)"
@@ -48,6 +54,14 @@ _BUNDLED_FILES = {"eval": "bundled_eval.jsonl", "fewshot": "bundled_fewshot.json
 _BUNDLED_SPLITS = {"devtest": "eval", "eval": "eval", "test": "eval", "fewshot": "fewshot", "train": "train"}
 _FLORES_SPLITS = ("dev", "devtest")
 _NTREX_SOURCE = "newstest2019-src.eng.txt"
+# The packaged NTREX-128 subset (neuronxa_callback/data/ntrex128/, built by tools/make_ntrex_subset.py): split -> file.
+NTREX_SPEC_NAMES = ("ntrex", "ntrex128", "ntrex-128")
+NTREX_PACKAGED_ORIGIN = "NTREX-128 (packaged subset, Federmann et al. 2022, CC BY-SA 4.0)"
+_NTREX_PACKAGED_FILES = {
+    "eval": ("ntrex128_eval.jsonl.gz", "lines 1-100"),
+    "fewshot": ("ntrex128_fewshot.jsonl.gz", "lines 101-105"),
+    "train": ("ntrex128_train_eng-isl.jsonl.gz", "lines 106-1997"),
+}
 _SAMPLES = ("first", "random")
 
 
@@ -397,6 +411,57 @@ def _bundled_table(split: str, columns: Sequence[str] | None = None) -> _Table:
     return _parse_jsonl(lines, name, origin)
 
 
+def _is_packaged_ntrex(spec: object) -> bool:
+    return isinstance(spec, str) and spec.strip().lower() in NTREX_SPEC_NAMES
+
+
+def _is_one_table(spec: object) -> bool:
+    """Sources that hold all their languages in one table (files, the packaged sets) rather than a file per language."""
+    if isinstance(spec, str) and (spec.strip().lower() == "bundled" or _is_packaged_ntrex(spec)):
+        return True
+    return str(spec).lower().endswith((".tsv", ".jsonl"))
+
+
+def _packaged_ntrex_table(split: str) -> _Table:
+    """The packaged NTREX-128 subset: keys are NTREX-128 file codes ("eng", "isl", "zho-CN"), ids the line numbers.
+
+    Columns get FLORES-style codes through NTREX_CODES, as the directory loader names them; the regional variants
+    (eng-GB, eng-IN, eng-US, fra-CA, por-BR, spa-MX) and the second Spanish reference are in the file (the subset is
+    complete) but have no FLORES-style code, so, as with a directory, they are not loaded.
+    """
+    part = _BUNDLED_SPLITS.get(split)
+    if part is None:
+        raise ParallelDataError(f"the packaged NTREX-128 subset has splits {sorted(_BUNDLED_SPLITS)}, not {split!r}")
+    filename, span = _NTREX_PACKAGED_FILES[part]
+    name = f"neuronxa_callback/data/ntrex128/{filename}"
+    ids, columns = _packaged_ntrex_columns(filename)
+    origin = NTREX_PACKAGED_ORIGIN.replace("(packaged subset", f"{span} (packaged subset")
+    return _Table(origin=origin, ids=list(ids), columns={code: list(texts) for code, texts in columns.items()},
+                  where={code: name for code in columns}, lines=list(range(1, len(ids) + 1)))
+
+
+@functools.lru_cache(maxsize=4)
+def _packaged_ntrex_columns(filename: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """(ids, {FLORES-style code: sentences}) of one packaged file; read once per process (1.2 MB of gzip for eval)."""
+    import gzip
+    from importlib import resources
+
+    resource = resources.files("neuronxa_callback").joinpath("data", "ntrex128", filename)
+    if not resource.is_file():
+        raise ParallelDataError(f"packaged NTREX-128 file missing from the installed package: "
+                                f"neuronxa_callback/data/ntrex128/{filename}")
+    columns: dict[str, list[str]] = {}
+    ids: list[str] = []
+    for line in _split_lines(gzip.decompress(resource.read_bytes()).decode("utf-8")):
+        record = json.loads(line)
+        ids.append(str(record["id"]))
+        for key, text in record.items():
+            code = "eng_Latn" if key == "eng" else NTREX_CODES.get(key)
+            if code is not None:
+                columns.setdefault(code, []).append(text)
+    return tuple(ids), {code: tuple(texts) for code, texts in columns.items()}
+
+
 def _file_table(path: Path, columns: Sequence[str] | None) -> _Table:
     suffix = path.suffix.lower()
     if suffix not in (".tsv", ".jsonl"):
@@ -552,6 +617,8 @@ def _load_table(spec: str | os.PathLike, wanted: list[str] | None, split: str, t
     """The source named by ``spec``; ``wanted`` (pivot first) picks the files for per-language sources."""
     if isinstance(spec, str) and spec.strip().lower() == "bundled":
         return _bundled_table(split, columns)
+    if _is_packaged_ntrex(spec):
+        return _packaged_ntrex_table(split)
     if isinstance(spec, str) and spec.strip().lower() in ("flores", "flores+", "flores_plus", "floresplus"):
         if wanted is None:
             raise ParallelDataError("FLORES+ from the hub needs explicit languages")
@@ -572,7 +639,7 @@ def _load_table(spec: str | os.PathLike, wanted: list[str] | None, split: str, t
         )
     if not path.exists():
         raise ParallelDataError(
-            f"file not found: {path} (spec must be 'bundled', 'flores+', a FLORES-200 or NTREX-128 directory, "
+            f"file not found: {path} (spec must be 'ntrex', 'bundled', 'flores+', a FLORES-200 or NTREX-128 directory, "
             f"or a .tsv/.jsonl file)"
         )
     return _file_table(path, columns)
@@ -583,7 +650,7 @@ def _load_table(spec: str | os.PathLike, wanted: list[str] | None, split: str, t
 
 
 def load_parallel(
-    spec: str | os.PathLike = "bundled",
+    spec: str | os.PathLike = "ntrex",
     *,
     pivot: str = "eng_Latn",
     languages: str | Sequence[str] | None = ("isl_Latn",),
@@ -593,16 +660,16 @@ def load_parallel(
     split: str = "devtest",
     token: str | None = None,
 ) -> ParallelSet:
-    """``load_parallel("bundled", languages=("isl_Latn",), num_pairs=100)`` -> ParallelSet (pivot first).
+    """``load_parallel("ntrex", languages=("isl_Latn",), num_pairs=100)`` -> ParallelSet (pivot first).
 
     ``num_pairs=None`` takes every pair; ``sample="random"`` draws a ``seed``-ed sample kept in source order.
-    ``split``: "dev"/"devtest" for FLORES; for the bundled sample "devtest" (= eval), "fewshot" or "train".
+    ``split``: "dev"/"devtest" for FLORES; for the packaged sets ("ntrex", "bundled") "devtest" (= eval), "fewshot"
+    or "train".
     ``languages=None`` takes every language of a file or the bundled sample. ``token`` is only passed to the hub.
     """
     # Files and the bundled sample hold all their languages in one table; directories and the hub have a file
     # (or config) per language, so they are told which ones to read.
-    one_table = (isinstance(spec, str) and spec.strip().lower() == "bundled") or str(spec).lower().endswith(
-        (".tsv", ".jsonl"))
+    one_table = _is_one_table(spec)
     wanted = None if one_table else _requested_languages(pivot, languages, None)
     # For a TSV without a header row, pivot + languages name its columns in order.
     no_header_columns = _requested_languages(pivot, languages, None) if one_table and languages is not None else None
@@ -640,28 +707,32 @@ def load_training_pairs(
 ) -> list[tuple[str, str]]:
     """``load_training_pairs("bundled")`` -> [(english, icelandic), ...] for fine-tuning recipes.
 
-    ``spec``: "bundled" (the bundled training TSV), a .tsv/.jsonl file, an NTREX-128 or FLORES-200 directory.
-    ``start``/``stop``: 1-based, inclusive positions in the source's sequence of pairs (line numbers for NTREX,
-    data rows for TSV), e.g. ``start=101, stop=1997`` to train on NTREX lines that the lines 1-100 eval set omits.
-    ``split``: for the bundled sample default "train"; for a FLORES-200 directory default "dev".
+    ``spec``: "bundled" (the bundled training TSV), "ntrex" (the packaged NTREX-128 English-Icelandic lines
+    106-1997), a .tsv/.jsonl file, an NTREX-128 or FLORES-200 directory.
+    ``start``/``stop``: 1-based, inclusive positions in the source's sequence of pairs (line numbers for NTREX, the
+    packaged subset included, data rows for TSV), e.g. ``start=106, stop=1997`` to train on NTREX lines that neither
+    the lines 1-100 eval set nor the 101-105 few-shot pool use.
+    ``split``: for the packaged sets default "train"; for a FLORES-200 directory default "dev".
     """
     wanted = _requested_languages(source_lang, [target_lang], None)
-    is_bundled = isinstance(spec, str) and spec.strip().lower() == "bundled"
+    is_bundled = (isinstance(spec, str) and spec.strip().lower() == "bundled") or _is_packaged_ntrex(spec)
     if isinstance(spec, str) and spec.strip().lower() in ("flores", "flores+", "flores_plus", "floresplus"):
         raise ParallelDataError("FLORES+ is an evaluation benchmark: do not train on it")
     if split is None:
         split = "train" if is_bundled else "dev"
     table = _load_table(spec, wanted, split, None, wanted)
     _check_available(table, wanted)
-    total = len(table.ids)
-    first = 1 if start is None else start
-    last = total if stop is None else stop
+    # The packaged NTREX-128 split starts at line 106: its positions are its ids (the NTREX-128 line numbers).
+    offset = int(table.ids[0]) - 1 if _is_packaged_ntrex(spec) and table.ids else 0
+    low, high = 1 + offset, len(table.ids) + offset
+    first = low if start is None else start
+    last = high if stop is None else stop
     for name, value in (("start", start), ("stop", stop)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ParallelDataError(f"{name} must be an int or None, got {value!r}")
-    if not 1 <= first <= last <= total:
+    if not low <= first <= last <= high:
         raise ParallelDataError(
-            f"{table.origin}: start={start}, stop={stop} do not select a range within 1..{total} (inclusive)"
+            f"{table.origin}: start={start}, stop={stop} do not select a range within {low}..{high} (inclusive)"
         )
     source, target = table.columns[wanted[0]], table.columns[wanted[1]]
-    return [(source[i], target[i]) for i in range(first - 1, last)]
+    return [(source[i], target[i]) for i in range(first - 1 - offset, last - offset)]

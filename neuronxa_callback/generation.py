@@ -168,13 +168,15 @@ def translate(
     batch_size: int = 16,
     max_new_tokens: int = 128,
     progress: bool = False,
+    synced_gpus: bool | None = None,
 ) -> list[str]:
     """Greedy translations of `sources`, one line each, in the order of `sources`.
 
     prompt: "auto" (chat template if the tokenizer has one, else few-shot), "fewshot", "chat", or a template string
     with {source_lang}, {target_lang}, {source} and optionally {examples}. examples: (source, target) pairs from a pool
     separate from `sources` (ValueError if an example's source is one of them). Generation stops at the first newline
-    or EOS, or after max_new_tokens; text after a newline is dropped.
+    or EOS, or after max_new_tokens; text after a newline is dropped. synced_gpus is passed to generate() when given
+    (True under parameter sharding: every rank keeps stepping until all are done; see sharding.translate_sharded).
     """
     if isinstance(sources, str):
         raise ValueError("translate: sources must be a sequence of sentences, not one string")
@@ -226,6 +228,7 @@ def translate(
                 pad_token_id=pad_id,
                 eos_token_id=eos_ids or None,
                 stopping_criteria=[_newline_stopper(tokenizer, prompt_length)],
+                **({} if synced_gpus is None else {"synced_gpus": synced_gpus}),
             )
             for row, index in enumerate(batch):
                 new_tokens = output[row, prompt_length:].tolist()

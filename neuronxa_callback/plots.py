@@ -7,8 +7,9 @@ Usage::
     plot_layer_heatmap([0, 50, 100], [[...L values...], [...], [...]], "heatmap.png", pair="eng_Latn-isl_Latn")
     plot_layer_profile(report.to_dict(), "profile.png")        # `neuronxa score --plot`
 
-Every function takes plain data and an output path, writes a PNG with matplotlib's Agg backend (no display needed)
-and returns the path.
+Every function takes plain data and an output path, writes a PNG and returns the path. Figures are drawn with
+matplotlib's object-oriented API (matplotlib.figure.Figure), never through pyplot: no display is needed, and a
+notebook user's backend and open figures are left alone.
 """
 from __future__ import annotations
 
@@ -27,25 +28,19 @@ def chance_level(num_sentences: int) -> float:
     return 1.0 / (2 * num_sentences - 1)
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(figsize: tuple[float, float]):
+    """(figure, axes) outside pyplot: pyplot would pick (or need) a GUI backend and track the figure globally."""
+    from matplotlib.figure import Figure
 
-    # Agg before pyplot is imported anywhere in this process matters; later it is harmless if already Agg.
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
 
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    fig.savefig(path, dpi=110)  # a Figure without a pyplot manager renders PNG with Agg; nothing to close
     return path
 
 
@@ -61,10 +56,9 @@ def plot_layer_heatmap(steps: Sequence[int], per_layer: Sequence[Sequence[float]
                          f"{len(per_layer)} lists")
     import numpy as np
 
-    plt = _pyplot()
     values = np.array([list(row) for row in per_layer], dtype=float).T  # [layers, steps]
     num_layers = values.shape[0]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.45 * len(steps)), max(3.5, 0.9 + 0.22 * num_layers)))
+    fig, ax = _subplots((max(5.0, 1.0 + 0.45 * len(steps)), max(3.5, 0.9 + 0.22 * num_layers)))
     image = ax.imshow(values, aspect="auto", origin="lower", cmap="viridis", vmin=0.0,
                       vmax=max(1e-6, float(np.nanmax(values))), interpolation="nearest")
     tick_every = max(1, math.ceil(len(steps) / 12))
@@ -88,8 +82,7 @@ def plot_alignment_and_quality(steps: Sequence[int], alignment: Sequence[float],
     """
     if len(steps) != len(alignment):
         raise ValueError(f"plot_alignment_and_quality: {len(steps)} steps but {len(alignment)} alignment values")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    fig, ax = _subplots((8.0, 4.8))
     lines = ax.plot(steps, alignment, marker="o", color="tab:blue", label=f"{_label(metric)} (layer mean)")
     if chance is not None:
         lines += [ax.axhline(chance, color="tab:blue", linestyle=":", linewidth=1,
@@ -134,8 +127,7 @@ def plot_alignment_vs_quality(alignment: Sequence[float], quality: Sequence[floa
                          f"{len(alignment)} and {len(quality)}")
     from neuronxa_callback.tracking import correlate
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = _subplots((5.5, 4.5))
     colours = list(steps) if steps is not None else list(range(len(alignment)))
     points = ax.scatter(alignment, quality, c=colours, cmap="viridis", s=40, edgecolors="black", linewidths=0.5)
     fig.colorbar(points, ax=ax, label="training step" if steps is not None else "measurement")
@@ -159,12 +151,11 @@ def plot_layer_correlations(per_layer_r: Sequence[float | None], path: str | Pat
     """Bar per layer: Pearson r between that layer's alignment and the quality score; best layer highlighted."""
     if len(per_layer_r) == 0:
         raise ValueError("plot_layer_correlations: per_layer_r is empty")
-    plt = _pyplot()
     layers = list(range(len(per_layer_r)))
     heights = [r if r is not None else 0.0 for r in per_layer_r]
     colours = ["tab:orange" if i == best_layer else ("lightgray" if r is None else "tab:blue")
                for i, r in enumerate(per_layer_r)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 + 0.3 * len(layers)), 4.0))
+    fig, ax = _subplots((max(6.0, 1.5 + 0.3 * len(layers)), 4.0))
     ax.bar(layers, heights, color=colours, edgecolor="black", linewidth=0.4)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylim(-1.05, 1.05)
@@ -189,8 +180,7 @@ def plot_layer_profile(report: dict, path: str | Path, *, metric: str = "nasca")
     plotted = {pair: scores[metric] for pair, scores in pairs.items() if isinstance(scores.get(metric), list)}
     if not plotted:
         raise ValueError(f"plot_layer_profile: the report has no per-layer {metric!r} scores for any pair")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    fig, ax = _subplots((7.0, 4.2))
     for pair, values in plotted.items():
         mean = pairs[pair].get(f"{metric}_mean")
         label = f"{pair} (mean {mean:.3f})" if isinstance(mean, (int, float)) else pair

@@ -160,6 +160,11 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
             trends.append(f"{metric} {_fmt(float(first[1]), 3)} (step {first[0]}) → {_fmt(float(last[1]), 3)} "
                           f"(step {last[0]}), {len(values)} measurement(s)")
     lines.append("Quality trend: " + ("; ".join(trends) if trends else "no translation quality measured") + ".")
+    copies = [(r["step"], r["quality"][pair]["copies"], r["quality"][pair].get("copy_rate")) for r in records
+              if isinstance((r.get("quality") or {}).get(pair, {}).get("copies"), int)]
+    if copies:  # hypotheses that repeated a prompt example: scored as empty, so the quality trend is not flattered
+        lines.append("Copies of a prompt example (scored as empty): " + "; ".join(
+            f"step {step}: {count} ({_fmt(100 * (rate or 0.0), 0)} %)" for step, count, rate in copies) + ".")
     lines.append("")
     if correlations:
         lines += ["| quality | n | Pearson r | p | Spearman ρ | p | best layer (r) |", "|---|---|---|---|---|---|---|"]

@@ -90,7 +90,7 @@ def _optional_string(name: str, value: Any) -> str | None:
 class CallbackSettings:
     """Every NeuronXACallback argument, normalised (tuples, floats) and validated. See NeuronXACallback for meanings."""
 
-    data: str = "bundled"
+    data: str = "ntrex"
     languages: tuple[str, ...] = ("isl_Latn",)
     pivot: str = "eng_Latn"
     num_pairs: int = 100
@@ -104,6 +104,7 @@ class CallbackSettings:
     max_length: int = 256
     quality_every: int = 0
     quality_num_pairs: int | None = None
+    quality_languages: tuple[str, ...] | None = None
     direction: str = "x2en"
     quality_metrics: tuple[str, ...] = ("chrf",)
     comet_model: str | None = None
@@ -152,7 +153,7 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     if hasattr(data, "__fspath__"):  # accept a pathlib.Path but store the JSON-serialisable string
         data = str(data)
     if not isinstance(data, str) or not data.strip():
-        raise _fail("data", raw["data"], '"bundled", "flores", or a path to a directory / .tsv / .jsonl file')
+        raise _fail("data", raw["data"], '"ntrex", "bundled", "flores", or a path to a directory / .tsv / .jsonl file')
     out["data"] = data
     out["languages"] = _string_tuple("languages", raw["languages"])
     if not isinstance(raw["pivot"], str) or not raw["pivot"].strip():
@@ -176,6 +177,20 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     out["quality_num_pairs"] = (
         None if raw["quality_num_pairs"] is None else _int("quality_num_pairs", raw["quality_num_pairs"], minimum=2)
     )
+    # Translating is slow: a control pair can be scored for alignment only (quality_languages = the pairs to translate).
+    quality_languages = raw.get("quality_languages")
+    out["quality_languages"] = None
+    if quality_languages is not None:
+        out["quality_languages"] = _string_tuple("quality_languages", quality_languages)
+        from .languages import LanguageCodeError, normalize_language
+
+        try:
+            measured = {normalize_language(code) for code in out["languages"]}
+            outside = [code for code in out["quality_languages"] if normalize_language(code) not in measured]
+        except LanguageCodeError as error:
+            raise _fail("quality_languages", quality_languages, f"known language codes ({error})") from None
+        if outside:
+            raise _fail("quality_languages", quality_languages, f"a subset of languages {list(out['languages'])}")
     out["direction"] = _choice("direction", raw["direction"], DIRECTIONS)
     out["quality_metrics"] = _string_tuple(
         "quality_metrics", raw["quality_metrics"], allowed=QUALITY_METRIC_NAMES, empty_ok=True
@@ -200,11 +215,11 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
         raise _fail("early_stopping_factor", raw["early_stopping_factor"], "a smoothing factor in (0, 1]")
     out["early_stopping_factor"] = factor
     out["early_stopping_min_steps"] = _int("early_stopping_min_steps", raw["early_stopping_min_steps"], minimum=0)
-    if out["early_stopping_metric"] not in out["representations"] and out["early_stopping_metric"] == "navca":
-        raise _fail("early_stopping_metric", "navca", "a metric that is measured: add 'nav' to representations")
-    if out["early_stopping_metric"] == "nasca" and "nas" not in out["representations"]:
-        if out["early_stopping_patience"] is not None:
-            raise _fail("early_stopping_metric", "nasca", "a metric that is measured: add 'nas' to representations")
+    # A metric is named after its representation: "nasca" needs "nas" measured, "navca" needs "nav".
+    stop_metric = out["early_stopping_metric"]
+    needed = {"nasca": "nas", "navca": "nav"}[stop_metric]
+    if out["early_stopping_patience"] is not None and needed not in out["representations"]:
+        raise _fail("early_stopping_metric", stop_metric, f"a metric that is measured: add {needed!r} to representations")
     if out["early_stopping_pair"] is not None and "-" not in out["early_stopping_pair"]:
         raise _fail("early_stopping_pair", raw["early_stopping_pair"], "a pair name such as 'eng_Latn-isl_Latn'")
     report_to = raw["report_to"]

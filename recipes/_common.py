@@ -252,10 +252,21 @@ def _running_r(record: dict, pair: str) -> tuple[str | None, float | None]:
     return None, None
 
 
+def _copies_text(record: dict, pair: str) -> str:
+    """"3/40": hypotheses that copied a prompt example (scored as empty), of those translated; "-" without quality."""
+    entry = (record.get("quality") or {}).get(pair) or {}
+    if entry.get("copies") is None:
+        return "-"
+    total = len(entry.get("translations") or []) or sum(
+        len(d.get("translations") or []) for d in (entry.get("directions") or {}).values())
+    return f"{entry['copies']}/{total}" if total else str(entry["copies"])
+
+
 def summary_lines(records: Sequence[dict], pair: str, metric: str = "nasca") -> list[str]:
-    """One table row per measurement: step, layer mean with its binomial p-value, best layer, chrF, COMET, running r."""
+    """One table row per measurement: step, layer mean with its binomial p-value, best layer, chrF, the hypotheses
+    that copied a prompt example (scored as empty), COMET, the running r of alignment with COMET (else chrF)."""
     header = (f"{'step':>5}  {metric + ' mean':>10}  {'p-value':>8}  {'best layer':>13}  {'navca mean':>10}  "
-              f"{'chrF':>6}  {'COMET':>6}  {'r (running)':>14}")
+              f"{'chrF':>6}  {'copies':>6}  {'COMET':>6}  {'r (running)':>14}")
     lines = [header, "-" * len(header)]
     for record in records:
         scores = (record.get("pairs") or {}).get(pair) or {}
@@ -267,7 +278,7 @@ def summary_lines(records: Sequence[dict], pair: str, metric: str = "nasca") -> 
         lines.append(
             f"{record['step']:>5}  {_fmt(scores.get(metric + '_mean')):>10}  {_fmt_p(scores.get(metric + '_pvalue')):>8}  "
             f"{best_text:>13}  {_fmt(scores.get('navca_mean')):>10}  {_fmt(_quality_value(record, pair, 'chrf'), 1):>6}  "
-            f"{_fmt(_quality_value(record, pair, 'comet')):>6}  {r_text:>14}"
+            f"{_copies_text(record, pair):>6}  {_fmt(_quality_value(record, pair, 'comet')):>6}  {r_text:>14}"
         )
     return lines
 

@@ -48,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hub-config", default=None, help="dataset config, e.g. 20231101.is for wikimedia/wikipedia")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--max-documents", type=int, default=None)
-    parser.add_argument("--eval-data", default="bundled", help="parallel data for NeuronXA (bundled, flores, dir, file)")
+    parser.add_argument("--eval-data", default="ntrex",
+                        help="parallel data for NeuronXA (ntrex = packaged NTREX-128 lines 1-100, bundled, flores, dir, file)")
     parser.add_argument("--num-eval-pairs", type=int, default=100)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--lora-rank", type=int, default=16)

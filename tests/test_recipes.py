@@ -175,13 +175,22 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     # chrF at the first and the last measurement (default quality_every = steps // eval_steps), on 4 pairs
     assert [PAIR in (r.get("quality") or {}) for r in records] == [True, False, True]
     assert len(records[0]["quality"][PAIR]["translations"]) == 4
+    # Issue 10: NTREX-128 by default, the eng-deu control pair measured for alignment only, prompted zero-shot in the
+    # training format, the copy rate next to chrF.
+    assert records[0]["data"]["origin"].startswith("NTREX-128 lines 1-100")
+    assert all(set(r["pairs"]) == {PAIR, "eng_Latn-deu_Latn"} for r in records)
+    assert set(records[0]["quality"]) == {PAIR}
+    quality = records[0]["quality"][PAIR]
+    assert quality["copies"] == 0 and quality["fewshot"]["ids"] == [] and quality["copy_policy"] == "scored as empty"
     summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
     assert summary["steps_done"] == 2 and summary["wall_seconds"] > 0
     assert summary["alignment_change"]["final_step"] == 2
+    assert summary["control_alignment_change"]["final_step"] == 2 and summary["cpu_seconds"] > 0
     assert (out / "neuronxa" / "report" / "report.md").is_file()
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
     # the printed table: one row per measurement, then the paths
     assert "step  nasca mean" in completed.stdout and "JSONL:" in completed.stdout and "W&B:" in completed.stdout
+    assert "eng_Latn-deu_Latn (control pair)" in completed.stdout and "copies" in completed.stdout
 
 
 def test_qlora_recipe_tiny(model_dir, tmp_path, capsys):

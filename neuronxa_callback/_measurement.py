@@ -1,0 +1,141 @@
+"""One measurement across ranks: what it needs (MeasurementInputs, prepared once per train()) and running it:
+encode on every rank, gather, score on rank 0, translate on every rank, gather, record on rank 0, broadcast.
+
+Usage (NeuronXACallback)::
+
+    inputs = prepare_inputs(settings, model, tokenizer, rank)       # at on_train_begin; raises on bad data/model
+    outcome = run_measurement(inputs, model, tokenizer, with_quality=True, record=on_rank0)
+    # outcome: {"error": str|None, "eval_metrics": {...}, "should_stop": bool, "reason": str|None}, on every rank
+
+`record(report, translations, timing) -> outcome` runs on rank 0 only (scores quality, writes the record);
+every rank runs the same sequence of collectives whatever fails (see _rank.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._quality_step import fewshot_examples, load_scorers, merge_translations, translate_share
+from ._rank import attempt, gather_attempts
+from .distributed import broadcast_object, rank_and_world
+
+if TYPE_CHECKING:
+    from .data import ParallelSet
+    from .settings import CallbackSettings
+
+
+@dataclass
+class MeasurementInputs:
+    """Everything a measurement needs besides the model: settings, the scored pairs, few-shot examples, and (rank 0)
+    the quality scorers."""
+
+    settings: CallbackSettings
+    data: ParallelSet
+    examples: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    scorers: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def prepare_inputs(settings: CallbackSettings, model, tokenizer, rank: int) -> MeasurementInputs:
+    """Load and check everything that needs the model or the data; raises ValueError subclasses naming the problem."""
+    from .architectures import activation_modules
+    from .data import load_parallel
+
+    if model is None:
+        raise ValueError("the Trainer passed no model to the callback")
+    if tokenizer is None:
+        raise ValueError("the Trainer has no tokenizer: pass processing_class=tokenizer to Trainer(...)")
+    activation_modules(model)  # UnsupportedArchitectureError (with how-to-register) now, not at the first measurement
+    data = load_parallel(
+        settings.data,
+        pivot=settings.pivot,
+        languages=settings.languages,
+        num_pairs=settings.num_pairs,
+        sample=settings.sample,
+        seed=settings.seed,
+    )
+    if settings.early_stopping_pair is not None:
+        pairs = [data.pair_name(lang) for lang in data.targets]
+        if settings.early_stopping_pair not in pairs:
+            raise ValueError(f"early_stopping_pair={settings.early_stopping_pair!r} is not one of the pairs {pairs}")
+    inputs = MeasurementInputs(settings=settings, data=data)
+    if settings.quality_every:
+        inputs.examples = fewshot_examples(data, settings)
+        if rank == 0:
+            inputs.scorers = load_scorers(settings)
+    return inputs
+
+
+def encode_all(inputs: MeasurementInputs, model, tokenizer, shard) -> Any:
+    """Every language's sentences in one encode() call (the pivot once for all pairs); this rank's shard under DDP."""
+    from .activations import encode
+    from .alignment import parallel_sentences
+
+    settings = inputs.settings
+    return encode(
+        model,
+        tokenizer,
+        parallel_sentences(inputs.data),
+        representations=settings.representations,
+        pooling=settings.pooling,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+        shard=shard,
+    )
+
+
+def score_alignment(inputs: MeasurementInputs, parts: list[Any], model) -> Any:
+    """Rank 0: merge the ranks' rows (sentence order) and score every pair: an AlignmentReport."""
+    from .alignment import score_encoded
+    from .distributed import merge_encoded
+
+    settings, data = inputs.settings, inputs.data
+    total = len(data) * len(data.languages)
+    encoded = parts[0] if len(parts) == 1 else merge_encoded(parts, total)
+    config = getattr(model, "config", None)
+    return score_encoded(
+        encoded,
+        data,
+        pooling=settings.pooling,
+        model_name=getattr(config, "_name_or_path", None) or type(model).__name__,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+    )
+
+
+def translate_all(inputs: MeasurementInputs, model, tokenizer) -> tuple[dict | None, str | None, float]:
+    """Collective: every rank translates its share; rank 0 gets (translations in sentence order, first error, seconds)."""
+    rank, world = rank_and_world()
+    start = time.perf_counter()
+    mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings, inputs.examples,
+                                                  rank, world))
+    parts, error = gather_attempts(mine, error)
+    translations = merge_translations(parts) if parts is not None and error is None else None
+    return translations, error, time.perf_counter() - start
+
+
+def run_measurement(inputs: MeasurementInputs, model, tokenizer, *, with_quality: bool,
+                    record: Callable[[Any, dict | None, dict[str, float]], dict]) -> dict:
+    """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
+    rank, world = rank_and_world()
+    shard = (rank, world) if world > 1 else None
+
+    start = time.perf_counter()
+    local, error = attempt(lambda: encode_all(inputs, model, tokenizer, shard))
+    parts, error = gather_attempts(local, error)
+    report = None
+    if rank == 0 and error is None:
+        report, error = attempt(lambda: score_alignment(inputs, parts, model))
+    alignment_seconds = time.perf_counter() - start
+
+    translations, generation_seconds = None, 0.0
+    if with_quality:
+        translations, translate_error, generation_seconds = translate_all(inputs, model, tokenizer)
+        error = error or translate_error
+
+    outcome = {"error": error, "eval_metrics": {}, "should_stop": False, "reason": None}
+    if rank == 0 and error is None:
+        timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds}
+        result, error = attempt(lambda: record(report, translations, timing))
+        outcome = result if error is None else {**outcome, "error": error}
+    return broadcast_object(outcome)

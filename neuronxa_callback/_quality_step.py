@@ -1,0 +1,164 @@
+"""Translation quality within a measurement: which directions, which few-shot examples, the model's own
+translations (split across DDP ranks) and their scores (chrF, BLEU, COMET, CometKiwi).
+
+Usage (what _measurement.run_measurement and the callback's rank-0 record step do)::
+
+    examples = fewshot_examples(data, settings)                      # at set-up, every rank
+    scorers = load_scorers(settings)                                 # at set-up, rank 0
+    mine = translate_share(model, tokenizer, data, settings, examples, rank, world)   # every rank
+    translations = merge_translations(parts)                         # rank 0, after gathering `mine`
+    quality = score_quality(translations, data, scorers, strict=settings.strict)     # rank 0 -> record["quality"]
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from ._rank import report_failure
+
+if TYPE_CHECKING:
+    from .data import ParallelSet
+    from .settings import CallbackSettings
+
+logger = logging.getLogger("neuronxa_callback.callback")  # the callback's logger: the name users configure
+
+
+def directions(data: ParallelSet, settings: CallbackSettings) -> list[tuple[str, str]]:
+    """(source_lang, target_lang) for every translation direction scored."""
+    pivot = data.pivot
+    out = []
+    for lang in data.targets:
+        for direction in settings.pairs_direction:
+            out.append((lang, pivot) if direction == "x2en" else (pivot, lang))
+    return out
+
+
+def quality_slice(sentences, settings: CallbackSettings):
+    """The sentences translated for quality: the first quality_num_pairs of the scored ones (all when None)."""
+    limit = settings.quality_num_pairs
+    return sentences if limit is None else sentences[:limit]
+
+
+def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(source_lang, target_lang) -> few-shot examples from the bundled pool, never the scored sentences."""
+    from .fewshot import load_fewshot_examples
+
+    scored = {text for lang in data.languages for text in data.sentences(lang)}
+    examples = {}
+    for source_lang, target_lang in directions(data, settings):
+        try:
+            examples[(source_lang, target_lang)] = load_fewshot_examples(
+                source_lang, target_lang, k=settings.num_fewshot, exclude=scored
+            )
+        except (ValueError, OSError) as error:  # no pool or no such language: zero-shot rather than leak
+            logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
+                           source_lang, target_lang, error)
+            examples[(source_lang, target_lang)] = []
+    return examples
+
+
+def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
+    """[(metric key, scorer)]. A COMET model that cannot load is an error now (strict) or dropped (logged)."""
+    from .quality import make_scorers
+
+    scorers = [(name, scorer) for name, scorer in zip(settings.quality_metrics, make_scorers(settings.quality_metrics))]
+    device = settings.comet_device or "cpu"
+    for key, argument, model_name in (
+        ("comet", "comet_model", settings.comet_model),
+        ("cometkiwi", "cometkiwi_model", settings.cometkiwi_model),
+    ):
+        if model_name is None:
+            continue
+        try:
+            (scorer,) = make_scorers([key], **{argument: model_name}, device=device)
+            scorer.model  # noqa: B018 - loads now, so a bad path fails at train begin, not at the first score
+            scorers.append((key, scorer))
+        except Exception as error:
+            report_failure(f"NeuronXACallback: {argument}={model_name!r} could not be loaded "
+                           f"({type(error).__name__}: {error})", settings.strict)
+    return scorers
+
+
+def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSettings,
+                    examples: dict[tuple[str, str], list[tuple[str, str]]], rank: int, world: int,
+                    ) -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """This rank's translations: sentence i goes to rank i % world. {(src, tgt): [(i, hypothesis), ...]}."""
+    from .generation import translate
+
+    out = {}
+    for source_lang, target_lang in directions(data, settings):
+        sources = quality_slice(data.sentences(source_lang), settings)
+        mine = list(range(rank, len(sources), world))
+        hypotheses = translate(
+            model,
+            tokenizer,
+            [sources[i] for i in mine],
+            source_lang=source_lang,
+            target_lang=target_lang,
+            prompt=settings.prompt,
+            examples=examples.get((source_lang, target_lang), []),
+            batch_size=settings.batch_size,
+            max_new_tokens=settings.max_new_tokens,
+        ) if mine else []
+        out[(source_lang, target_lang)] = list(zip(mine, hypotheses))
+    return out
+
+
+def merge_translations(parts: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """The ranks' (index, hypothesis) lists merged into one list per direction, in sentence order."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for direction in parts[0]:
+        rows = sorted(row for part in parts for row in part[direction])
+        merged[direction] = [hypothesis for _, hypothesis in rows]
+    return merged
+
+
+def finite(value: Any) -> float | None:
+    """float(value), or None for NaN/inf/non-numbers (the JSONL never holds NaN)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def score_quality(translations: dict[tuple[str, str], list[str]], data: ParallelSet, scorers: list[tuple[str, Any]],
+                  settings: CallbackSettings) -> dict[str, dict]:
+    """{pair: {"direction", metric values, "signatures", "translations"}}; with direction="both" each direction is
+    under "directions" and the pair's metric values are the mean over the two directions."""
+    per_pair: dict[str, list[dict]] = {}
+    for (source_lang, target_lang), hypotheses in translations.items():
+        other = target_lang if source_lang == data.pivot else source_lang
+        sources = quality_slice(data.sentences(source_lang), settings)
+        references = quality_slice(data.sentences(target_lang), settings)
+        entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
+        signatures = {}
+        for name, scorer in scorers:
+            try:
+                score = scorer.score(list(sources), list(hypotheses), list(references))
+                entry[name] = finite(score.system)
+                signatures[name] = getattr(score, "signature", None)
+            except Exception as error:  # one broken metric must not cost the others
+                report_failure(f"NeuronXACallback: quality metric {name} failed ({type(error).__name__}: {error})",
+                               settings.strict)
+                entry[name] = None
+        entry["signatures"] = signatures
+        entry["translations"] = [
+            {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i]}
+            for i in range(len(sources))
+        ]
+        per_pair.setdefault(data.pair_name(other), []).append(entry)
+    out = {}
+    for pair, entries in per_pair.items():
+        if len(entries) == 1:
+            out[pair] = entries[0]
+            continue
+        names = [k for k in entries[0] if k not in ("direction", "signatures", "translations")]
+        combined: dict[str, Any] = {"direction": "both"}
+        for name in names:
+            values = [e.get(name) for e in entries]
+            combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+        combined["directions"] = {e["direction"]: e for e in entries}
+        out[pair] = combined
+    return out

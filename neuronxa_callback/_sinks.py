@@ -1,0 +1,110 @@
+"""Where the callback's records go (rank 0 only): the JSONL file, always; W&B when asked; the report's figures
+into W&B at the end.
+
+Usage (NeuronXACallback, rank 0)::
+
+    jsonl, measured = open_jsonl(settings, args, step)            # measured: the records kept for a resume
+    wandb = open_wandb(settings, measured) if use_wandb(settings, args) else None
+    ...
+    log_report_figures(wandb, jsonl)                               # on_train_end, before wandb.finish()
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .loggers import JsonlLogger, WandbLogger
+    from .settings import CallbackSettings
+
+logger = logging.getLogger("neuronxa_callback.callback")  # the callback's logger: the name users configure
+
+
+def use_wandb(settings: CallbackSettings, args: Any) -> bool:
+    """report_to="auto": W&B iff the Trainer reports to it ("wandb" or "all" in args.report_to)."""
+    report_to = settings.report_to
+    if report_to == "auto":
+        trainer_report = getattr(args, "report_to", None) or []
+        if isinstance(trainer_report, str):
+            trainer_report = [trainer_report]
+        return "wandb" in trainer_report or "all" in trainer_report
+    return report_to == "wandb"
+
+
+def open_jsonl(settings: CallbackSettings, args: Any, step: int) -> tuple[JsonlLogger, list[dict]]:
+    """The run's metrics.jsonl and its measurement records; a fresh run (step 0) starts a fresh file, a resumed one
+    keeps what was measured up to its checkpoint."""
+    from .loggers import JsonlLogger
+
+    path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
+    jsonl = JsonlLogger(path, resume_step=step if step > 0 else -1)
+    measured = [r for r in jsonl.records if r.get("event", "measurement") == "measurement"]
+    return jsonl, measured
+
+
+def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbLogger:
+    from .loggers import WandbLogger
+
+    return WandbLogger(project=settings.wandb_project, config={"neuronxa": settings.to_json()}, previous_records=measured)
+
+
+def log_report_figures(wandb: WandbLogger | None, jsonl: JsonlLogger | None) -> None:
+    """The report's figures (as `neuronxa report` writes them) into the W&B run, before it is finished."""
+    if wandb is None or jsonl is None:
+        return
+    from .report import write_report
+
+    try:
+        written = write_report(jsonl.path)
+    except Exception as error:  # figures are a convenience: the JSONL already holds everything
+        logger.warning("NeuronXACallback: report figures for W&B failed (%s: %s)", type(error).__name__, error)
+        return
+    wandb.log_figures({name: path for name, path in written.items() if str(path).endswith(".png")})
+
+
+# ----- the Trainer's trackers (NeuronXACallback.attach(trainer)); see trackers.py ----------------------------------------
+def open_trackers(settings: CallbackSettings, trainer: Any, measured: list[dict]) -> Any:
+    """A trackers.TrackerHub for an attached Trainer (None when the callback's report_to is "none"): headline scalars
+    through trainer.log, details and media to each backend of report_to."""
+    if settings.report_to == "none":
+        return None
+    from .trackers import TrackerHub
+
+    return TrackerHub(trainer, previous_records=measured)
+
+
+def wandb_besides_trackers(settings: CallbackSettings, args: Any, attached: bool) -> bool:
+    """Whether the callback needs its own WandbLogger: when W&B is asked for and no attached Trainer logs to it."""
+    from .trackers import trackers_of
+
+    return use_wandb(settings, args) and not (attached and "wandb" in trackers_of(args))
+
+
+def hint_attach(args: Any, attached: bool) -> None:
+    """Say once per run, when the Trainer reports to trackers the unattached callback cannot reach, how to reach them."""
+    from .trackers import trackers_of
+
+    missed = [name for name in trackers_of(args) if name != "wandb"]
+    if attached or not missed:
+        return
+    logger.info("NeuronXACallback: the Trainer reports to %s, which only see the alignment when the callback is "
+                "attached: call callback.attach(trainer) (now it goes to the JSONL%s only)",
+                ", ".join(missed), " and W&B" if "wandb" in trackers_of(args) else "")
+
+
+def log_report_figures_to(loggers: list[Any], jsonl: JsonlLogger | None) -> None:
+    """The report's figures (written once) to each logger that is not None, before the runs close."""
+    loggers = [item for item in loggers if item is not None]
+    if not loggers or jsonl is None:
+        return
+    from .report import write_report
+
+    try:
+        written = write_report(jsonl.path)
+    except Exception as error:  # figures are a convenience: the JSONL already holds everything
+        logger.warning("NeuronXACallback: report figures for the trackers failed (%s: %s)", type(error).__name__, error)
+        return
+    figures = {name: path for name, path in written.items() if str(path).endswith(".png")}
+    for item in loggers:
+        item.log_figures(figures)

@@ -1,0 +1,418 @@
+"""Measuring a model whose parameters are sharded across ranks: FSDP1, FSDP2 (`fully_shard`) and DeepSpeed ZeRO-3.
+
+Usage (the same call on every rank, in the same order)::
+
+    from neuronxa_callback.sharding import encode_sharded, reshard, sharding_engine, translate_sharded
+
+    engine = sharding_engine(model)               # "fsdp1" | "fsdp2" | "zero3" | None (replicated weights)
+    local = encode_sharded(model, tokenizer, sentences, batch_size=16)      # this rank's rows (an Encoded)
+    rows = translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn")
+    reshard(model, optimizer)                     # parameters back to their shards once the measurement is over
+
+Under parameter sharding only the *parameters* are split: a forward hook on `mlp.act_fn` still sees the full
+activation, so NeuronXA's capture works unchanged. What changes is that every forward pass is a collective (each
+layer all-gathers its weights), so all ranks must run the same NUMBER of forward passes in the same order; their
+batch sizes and sequence lengths may differ. Hence:
+
+- encode: rank r encodes batches b with b % world == r of one length-sorted plan over all sentences (as under DDP),
+  then runs dummy forwards until it has made as many as the busiest rank. The count is agreed by a collective
+  BEFORE the first forward, which also checks that every rank is encoding the same sentences with the same settings
+  and that none failed while preparing: a disagreement is a ShardedMeasurementError on every rank, not a hang. The
+  capture's hooks are removed before the dummy forwards, so their activations are never pooled. torch.no_grad, never
+  inference_mode (a forward under inference_mode breaks the next FSDP training forward).
+- generate: the same number of `generate` calls on every rank (padded with one-token dummy prompts) and
+  `synced_gpus=True`, so a rank whose sentences end early keeps running forwards until every rank is done. FSDP1
+  generates through `model.module` inside `FSDP.summon_full_params(model, recurse=False, writeback=False)` (the root
+  unit's embedding and head gathered; the wrapped decoder layers gather themselves).
+- afterwards: `reshard` puts parameters back into their shards. A no-grad forward leaves the root unit of FSDP1 and
+  FSDP2 unsharded (they expect a backward next), and ZeRO-3 can keep gathered parameters until the next training
+  step; a measurement between steps must not keep that memory.
+
+Every collective here has a timeout (`timeout`, seconds): a rank that never arrives gives an error naming the step.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .distributed import rank_and_world
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .activations import Encoded
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("fsdp1", "fsdp2", "zero3")
+# Seconds a rank waits for the others at an agreement point before giving up with a clear error. Generous: the
+# other ranks may still be finishing a slow training step or a checkpoint save.
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class ShardedMeasurementError(RuntimeError):
+    """Ranks cannot take part in a sharded measurement together (different inputs, a failed rank, a timeout)."""
+
+
+# ----- detection ------------------------------------------------------------------------------------------------------
+def _fsdp_classes() -> tuple[type | None, type | None]:
+    """(FullyShardedDataParallel, FSDPModule), None where this torch build lacks one."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # torch built without distributed
+        FullyShardedDataParallel = None  # noqa: N806
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        try:  # torch < 2.6 kept FSDP2 under _composable
+            from torch.distributed._composable.fsdp import FSDPModule
+        except ImportError:
+            FSDPModule = None  # noqa: N806
+    return FullyShardedDataParallel, FSDPModule
+
+
+def sharding_engine(model: Any) -> str | None:
+    """"fsdp1" (a FullyShardedDataParallel wrapper inside), "fsdp2" (a module with the FSDPModule mixin of
+    `fully_shard`), "zero3" (parameters carrying DeepSpeed's ds_id / ds_status) or None (replicated weights).
+
+    Looks at every submodule, so a PEFT wrapper around a sharded model and a sharded model around a PEFT model are
+    both found. The Trainer passes the FSDP1 wrapper, the FSDP2 model, or the plain module under DeepSpeed.
+    """
+    if model is None or not hasattr(model, "modules"):
+        return None
+    fsdp1, fsdp2 = _fsdp_classes()
+    for module in model.modules():
+        if fsdp1 is not None and isinstance(module, fsdp1):
+            return "fsdp1"
+        if fsdp2 is not None and isinstance(module, fsdp2):
+            return "fsdp2"
+    for parameter in model.parameters():
+        if hasattr(parameter, "ds_id") and hasattr(parameter, "ds_status"):
+            return "zero3"
+    return None
+
+
+# ----- agreement ------------------------------------------------------------------------------------------------------
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def fingerprint(*parts: Any) -> int:
+    """A 32-bit checksum of the reprs of `parts`: equal on two ranks iff they hold the same inputs and settings."""
+    return zlib.crc32(repr(parts).encode("utf-8"))
+
+
+def agree_on_count(count: int, key: int, *, what: str, timeout: float = DEFAULT_TIMEOUT_S, error: str | None = None) -> int:
+    """Collective: the largest `count` over all ranks, once every rank has arrived with the same `key`.
+
+    `error` (this rank's failure while preparing, or None) travels with the count, so one rank's failure becomes a
+    ShardedMeasurementError on every rank instead of a hang in the next forward. Raises ShardedMeasurementError when
+    the keys differ (ranks about to run different work) or when not every rank arrives within `timeout` seconds.
+    """
+    import torch
+
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        if error is not None:
+            raise ShardedMeasurementError(f"{what}: {error}")
+        return count
+    world = dist.get_world_size()
+    device = torch.device("cpu")
+    if "nccl" in str(dist.get_backend()).lower():  # NCCL moves CUDA tensors only
+        device = torch.device("cuda", torch.cuda.current_device())
+    local = torch.tensor([int(count), int(key), 1 if error is not None else 0], dtype=torch.int64, device=device)
+    rows = [torch.zeros_like(local) for _ in range(world)]
+    work = dist.all_gather(rows, local, async_op=True)
+    try:
+        finished = work.wait(timeout=datetime.timedelta(seconds=timeout))
+    except Exception as failure:  # gloo/NCCL raise on timeout; the message names neither the step nor the cause
+        raise ShardedMeasurementError(
+            f"{what}: not every rank reached the agreement point within {timeout:.0f} s ({type(failure).__name__}: "
+            f"{failure}). Under FSDP / ZeRO-3 every rank must measure at the same steps."
+        ) from failure
+    if finished is False:
+        raise ShardedMeasurementError(f"{what}: not every rank reached the agreement point within {timeout:.0f} s")
+    table = [row.tolist() for row in rows]
+    failed = [rank for rank, row in enumerate(table) if row[2]]
+    if failed:
+        detail = f"; this rank: {error}" if error is not None else ""
+        raise ShardedMeasurementError(f"{what}: rank(s) {failed} failed before the first forward{detail}")
+    if len({row[1] for row in table}) > 1:
+        raise ShardedMeasurementError(
+            f"{what}: ranks disagree on the work (checksums {[row[1] for row in table]}): every rank must measure "
+            "the same sentences with the same settings"
+        )
+    return max(row[0] for row in table)
+
+
+# ----- forwards -------------------------------------------------------------------------------------------------------
+class _ForwardCounter:
+    """Counts calls of the model's (root) forward while the block runs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.calls, self._handle = model, 0, None
+
+    def __enter__(self) -> _ForwardCounter:
+        def count(module: Any, args: Any) -> None:
+            self.calls += 1
+
+        self._handle = self.model.register_forward_pre_hook(count)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def dummy_forwards(model: nn.Module, input_ids: list[int], count: int) -> None:
+    """`count` forward passes of one short sequence, in eval mode under no_grad, outputs thrown away.
+
+    They exist only to join the collectives of the other ranks' real forwards; run them with no capture hooks on.
+    """
+    if count <= 0:
+        return
+    import torch
+
+    from .activations import _accepted_kwargs, _input_device, _ModelState
+
+    accepted = _accepted_kwargs(model)
+    kwargs: dict[str, Any] = {}
+    if "use_cache" in accepted:
+        kwargs["use_cache"] = False
+    if "logits_to_keep" in accepted:
+        kwargs["logits_to_keep"] = 1
+    device = _input_device(model)
+    ids = torch.tensor([input_ids], dtype=torch.long, device=device)
+    state = _ModelState(model)
+    try:
+        model.eval()
+        with torch.no_grad():
+            for _ in range(count):
+                model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    finally:
+        state.restore()
+
+
+def encode_sharded(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    *,
+    representations: Sequence[str] = ("nas", "nav"),
+    pooling: str = "weighted",
+    batch_size: int = 16,
+    max_length: int = 256,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Encoded:
+    """Collective: this rank's rows of activations.encode(..., shard=(rank, world)), every rank making the same number
+    of forward passes. Call it on every rank with the same sentences and settings; gather the results as under DDP
+    (distributed.gather_encoded). In a single process it is encode() itself.
+    """
+    from .activations import encode, plan_batches
+    from .architectures import activation_modules
+
+    rank, world = rank_and_world()
+    sentences = list(sentences)
+    representations = tuple(representations)
+    mine, dummy, error = 0, None, None
+    try:
+        # The same tokenization as encode(), so this plan is encode's plan: its batch count is what this rank runs.
+        ids = tokenizer(sentences, add_special_tokens=True, truncation=True, max_length=max_length,
+                        return_attention_mask=False)["input_ids"] if sentences else []
+        plan = plan_batches([len(row) for row in ids], batch_size)
+        mine = len(range(rank, len(plan), world))
+        dummy = list(ids[plan[-1][-1]]) if plan else None  # the shortest sentence: the cheapest forward
+        activation_modules(model)  # an unsupported architecture fails here, before any collective forward
+    except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
+        error = f"{type(failure).__name__}: {failure}"
+    key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
+    total = agree_on_count(mine, key, what="NeuronXA encode under sharded parameters", timeout=timeout, error=error)
+    with _ForwardCounter(model) as counter:
+        try:
+            encoded = encode(model, tokenizer, sentences, representations=representations, pooling=pooling,
+                             batch_size=batch_size, max_length=max_length, shard=(rank, world))
+        finally:
+            # Also after a failure between forwards: the other ranks are waiting for this rank's share.
+            if dummy is not None:
+                dummy_forwards(model, dummy, total - counter.calls)
+    if counter.calls > total:
+        raise ShardedMeasurementError(
+            f"NeuronXA encode ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
+        )
+    return encoded
+
+
+# ----- generation -----------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def generation_target(model: nn.Module) -> Iterator[nn.Module]:
+    """The module to call `generate` on: FSDP1's wrapped module with the root unit's parameters gathered (writeback
+    off: generation never changes them); the model itself for FSDP2, ZeRO-3 and replicated weights."""
+    fsdp1, _ = _fsdp_classes()
+    if fsdp1 is not None and isinstance(model, fsdp1):
+        with fsdp1.summon_full_params(model, recurse=False, writeback=False):
+            yield model.module
+    else:
+        yield model
+
+
+def _dummy_generate(model: nn.Module, input_ids: list[int], pad_id: int, count: int) -> None:
+    """`count` one-token generate calls with synced_gpus: each keeps stepping until every rank's real generate ends."""
+    if count <= 0:
+        return
+    import torch
+
+    from .generation import generation_mode
+
+    ids = torch.tensor([input_ids], dtype=torch.long, device=_generation_device(model))
+    with generation_mode(model):
+        for _ in range(count):
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
+                           max_new_tokens=1, pad_token_id=pad_id, synced_gpus=True)
+
+
+def _generation_device(model: Any):
+    device = getattr(model, "device", None)
+    return device if device is not None else next(model.parameters()).device
+
+
+def translate_sharded(
+    model: nn.Module,
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    source_lang: str,
+    target_lang: str,
+    prompt: str = "auto",
+    examples: Sequence[Sequence[str]] = (),
+    batch_size: int = 16,
+    max_new_tokens: int = 64,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> list[tuple[int, str]]:
+    """Collective: this rank's translations [(i, hypothesis)] of sources i with i % world == rank.
+
+    Every rank makes the same number of `generate` calls (dummy one-token prompts fill the gap) with synced_gpus, so
+    uneven output lengths keep the ranks in step. In a single process it is generation.translate() itself.
+    """
+    from .generation import translate
+    from .prompts import check_examples, resolve_style
+
+    rank, world = rank_and_world()
+    sources = list(sources)
+    mine = list(range(rank, len(sources), world))
+    calls, dummy, pad_id, error = 0, None, 0, None
+    try:
+        # translate()'s own checks, run before the agreement so a bad input fails on every rank at once.
+        check_examples(examples, [sources[i] for i in mine])
+        resolve_style(prompt, tokenizer)
+        calls = math.ceil(len(mine) / batch_size)  # translate() makes one generate call per batch
+        dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
+        error = f"{type(failure).__name__}: {failure}"
+    key = fingerprint("translate", sources, source_lang, target_lang, prompt, [tuple(e) for e in examples],
+                      batch_size, max_new_tokens)
+    total = agree_on_count(calls, key, what=f"translation {source_lang}->{target_lang} under sharded parameters",
+                           timeout=timeout, error=error)
+    synced = world > 1
+    hypotheses: list[str] = []
+    with generation_target(model) as target:
+        try:
+            if mine:
+                hypotheses = translate(target, tokenizer, [sources[i] for i in mine], source_lang=source_lang,
+                                       target_lang=target_lang, prompt=prompt, examples=examples,
+                                       batch_size=batch_size, max_new_tokens=max_new_tokens, synced_gpus=synced)
+        finally:
+            if synced and dummy is not None:
+                _dummy_generate(target, dummy, pad_id, total - calls)
+    return list(zip(mine, hypotheses))
+
+
+# ----- back to the shards ---------------------------------------------------------------------------------------------
+def _zero3_offload(model: nn.Module, optimizer: Any) -> Any:
+    """DeepSpeed's parameter-offload object (it owns the ZeRO-3 parameter coordinator), or None."""
+    for candidate in (optimizer, getattr(optimizer, "optimizer", None)):
+        offload = getattr(candidate, "parameter_offload", None)
+        if offload is not None and hasattr(offload, "empty_partition_cache"):
+            return offload
+    # Without the optimizer: the offload object registered a forward pre-hook on the root module (a closure over it).
+    for hook in list(getattr(model, "_forward_pre_hooks", {}).values()):
+        for cell in getattr(hook, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if hasattr(value, "empty_partition_cache") and hasattr(value, "get_param_coordinator"):
+                return value
+    return None
+
+
+def reshard(model: nn.Module, optimizer: Any = None) -> None:
+    """Put the parameters back into their shards after a measurement (no-op without sharding).
+
+    FSDP2: FSDPModule.reshard() on every fully_shard'ed module (the root stays unsharded after a no-grad forward).
+    FSDP1: frees the padded unsharded flat parameter the root unit keeps after a forward (torch's own `_reshard`,
+    as its post-backward does). ZeRO-3: DeepSpeed's `empty_partition_cache` (the engine's documented call), found
+    through the Trainer's `optimizer` or the hook DeepSpeed put on the module; else GatheredParameters-style
+    partitioning of every parameter left gathered.
+    """
+    engine = sharding_engine(model)
+    if engine == "fsdp2":
+        _, fsdp2 = _fsdp_classes()
+        for module in model.modules():
+            if isinstance(module, fsdp2):
+                module.reshard()
+    elif engine == "fsdp1":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.fsdp._runtime_utils import _reshard
+
+        for state in FullyShardedDataParallel.fsdp_modules(model):
+            handle = getattr(state, "_handle", None)
+            if handle is not None and handle.uses_sharded_strategy and not handle.needs_unshard():
+                _reshard(state, handle, free_unsharded_flat_param=True)
+    elif engine == "zero3":
+        offload = _zero3_offload(model, optimizer)
+        if offload is not None:
+            offload.empty_partition_cache()
+        else:
+            for parameter in model.parameters():
+                status = getattr(parameter, "ds_status", None)
+                if status is not None and status.name == "AVAILABLE" and not getattr(parameter, "ds_active_sub_modules", None):
+                    parameter.partition()
+
+
+def unsharded_parameters(model: nn.Module) -> list[str]:
+    """Names of parameters currently held in full (gathered) on this rank; [] when everything is in its shard.
+
+    FSDP2: parameters that are not DTensors. FSDP1: units whose padded unsharded flat parameter is allocated.
+    ZeRO-3: parameters whose ds_status is not NOT_AVAILABLE (DeepSpeed's small persistent parameters, which
+    stay gathered by design, are left out).
+    """
+    engine = sharding_engine(model)
+    if engine == "fsdp2":
+        from torch.distributed.tensor import DTensor
+
+        return [name for name, p in model.named_parameters() if not isinstance(p, DTensor)]
+    if engine == "fsdp1":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        out = []
+        for number, state in enumerate(FullyShardedDataParallel.fsdp_modules(model)):
+            handle = getattr(state, "_handle", None)
+            if handle is not None and handle.uses_sharded_strategy and not handle.needs_unshard():
+                out.append(f"fsdp unit {number} ({type(state.module).__name__})")
+        return out
+    if engine == "zero3":
+        return [
+            name for name, p in model.named_parameters()
+            if getattr(p, "ds_status", None) is not None and p.ds_status.name != "NOT_AVAILABLE"
+            and not getattr(p, "ds_persist", False)
+        ]
+    return []

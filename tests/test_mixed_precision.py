@@ -1,0 +1,104 @@
+"""The capture accumulates in float32 whatever the model computes in: bf16 / fp16 weights, and CPU autocast (what the
+Trainer's bf16=True wraps the model's forward in). Regression tests for issue 8: a bf16 or fp16 model raised
+"Found dtype Float but expected BFloat16" for NAV, and under autocast the pooled sums were silently bf16."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuronxa_callback.activations import ActivationCapture, encode, pooling_weights
+from neuronxa_callback.architectures import activation_modules, decoder_layers
+from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+
+SENTENCES = corpus_sentences()[:6]
+LOW = [torch.bfloat16, torch.float16]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def _reference(model, tokenizer, sentences):
+    """The obvious computation: keep every token's activation and layer output, convert to float32, pool by hand."""
+    acts: dict[int, torch.Tensor] = {}
+    hidden: dict[int, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda m, i, o, k=k: acts.__setitem__(k, o.detach().clone()))
+               for k, m in enumerate(activation_modules(model))]
+    handles += [layer.register_forward_hook(
+        lambda m, i, o, k=k: hidden.__setitem__(k, (o[0] if isinstance(o, tuple) else o).detach().clone()))
+        for k, layer in enumerate(decoder_layers(model))]
+    out = {"nas": [], "nav": [], "embedding": []}
+    try:
+        for sentence in sentences:
+            ids = tokenizer(sentence, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                model(input_ids=ids)
+            weights = pooling_weights(torch.tensor([[0] + [1] * (ids.shape[1] - 1)]))[0]  # <bos> weighs 0
+            a = torch.stack([acts[k][0] for k in range(len(acts))]).float()
+            h = torch.stack([hidden[k][0] for k in range(len(hidden))]).float()
+            out["nas"].append(torch.einsum("t,ltd->ld", weights, (a > 0).float()))
+            out["nav"].append(torch.einsum("t,ltd->ld", weights, a.abs()))
+            out["embedding"].append(torch.einsum("t,ltd->ld", weights, h))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.stack(rows, dim=1) for name, rows in out.items()}
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("representation", ["nas", "nav", "embedding"])
+def test_low_precision_model_is_encoded_in_float32(tokenizer, dtype, representation):
+    model = tiny_model("llama", tokenizer=tokenizer).to(dtype)
+    encoded = encode(model, tokenizer, SENTENCES, representations=(representation,), batch_size=1)
+    value = encoded.representations[representation]
+    assert value.dtype == torch.float32 and torch.isfinite(value).all()
+    # The model's own low-precision activations, pooled in float32 by hand: same numbers (float32 summation order
+    # differs, hence the float32-sized tolerance, far below one bf16 ulp ~ 4e-3 relative).
+    expected = _reference(model, tokenizer, SENTENCES)[representation]
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    assert next(model.parameters()).dtype == dtype  # not cast to float32 behind the user's back
+
+
+def test_capture_under_autocast_accumulates_in_float32(tokenizer):
+    """Trainer(bf16=True) runs the model's forward under torch.autocast: the hooks must not be pulled into bf16."""
+    model = tiny_model("llama", tokenizer=tokenizer)
+    batch = tokenizer(SENTENCES[:3], return_tensors="pt", padding=True)
+    weights = pooling_weights(batch["attention_mask"])
+    seen: dict[int, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o.detach().float().clone()))
+               for k, m in enumerate(activation_modules(model))]
+    try:
+        with torch.no_grad(), ActivationCapture(model, ("nas", "nav")) as capture:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                capture.begin_batch(weights)
+                model(**batch)
+                sums = capture.end_batch()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen[0].dtype == torch.float32 and {v.dtype for v in sums.values()} == {torch.float32}
+    acts = torch.stack([seen[k] for k in range(len(seen))])  # [L, B, T, d]: the bf16 activations, exactly in f32
+    torch.testing.assert_close(sums["nav"], torch.einsum("bt,lbtd->lbd", weights, acts.abs()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sums["nas"], torch.einsum("bt,lbtd->lbd", weights, (acts > 0).float()), rtol=1e-5, atol=1e-6)
+
+
+def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
+    """Low-precision activations are converted slice by slice into the one float32 scratch buffer (no full copy)."""
+    from neuronxa_callback import activations
+
+    model = tiny_model("llama", tokenizer=tokenizer).to(torch.bfloat16)
+    whole = encode(model, tokenizer, SENTENCES, batch_size=3, representations=("nas", "nav", "embedding"))
+    monkeypatch.setattr(activations, "SLICE_ELEMENTS", 3 * 64 * 2)  # 2 tokens per slice at batch 3, d_ff 64
+    sizes: list[int] = []
+    original = ActivationCapture._scratch_for
+
+    def spy(self, numel, device):
+        sizes.append(numel)
+        return original(self, numel, device)
+
+    monkeypatch.setattr(ActivationCapture, "_scratch_for", spy)
+    sliced = encode(model, tokenizer, SENTENCES, batch_size=3, representations=("nas", "nav", "embedding"))
+    assert sizes and max(sizes) <= 3 * 64 * 2
+    for name in ("nas", "nav", "embedding"):
+        torch.testing.assert_close(sliced.representations[name], whole.representations[name], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,114 @@
+"""Sharded measurement with 2 CPU processes (gloo): FSDP1 and FSDP2 without the Trainer, the agreement errors, and
+Trainer runs under DeepSpeed ZeRO-3 and FSDP2. Each compares with a single process on the same weights.
+
+Every subprocess has a `timeout` and every process group one (tests/_sharded_worker.py): a hang fails the test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import _sharded_worker as worker
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAIR = "eng_Latn-isl_Latn"
+
+
+def torchrun(script: str, *args: str, port: int, timeout: int = 240) -> subprocess.CompletedProcess:
+    executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if executable is None:
+        pytest.skip("torchrun not installed next to the python interpreter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
+           "TOKENIZERS_PARALLELISM": "false"}
+    command = [executable, "--nproc_per_node", "2", "--master_port", str(port), str(REPO_ROOT / "tests" / script), *args]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def ranks(path: Path) -> list[dict]:
+    return [json.loads((path / f"rank-{r}.json").read_text()) for r in range(2)]
+
+
+def single_process_reference():
+    """Scores, representations, translations and one SGD step of the unsharded model the workers start from."""
+    from neuronxa_callback.activations import encode
+    from neuronxa_callback.alignment import parallel_sentences, score_encoded
+    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.generation import translate
+    from tests._tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama", tokenizer=tokenizer, seed=0)
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=worker.NUM_PAIRS)
+    encoded = encode(model, tokenizer, parallel_sentences(data), batch_size=worker.BATCH_SIZE,
+                     max_length=worker.MAX_LENGTH)
+    pairs = score_encoded(encoded, data, batch_size=worker.BATCH_SIZE, max_length=worker.MAX_LENGTH).to_dict()["pairs"]
+    sources = data.sentences("isl_Latn")[: worker.NUM_TRANSLATE]
+    translations = [None] * len(sources)
+    for rank in range(2):  # the same sentences in the same batches as rank `rank` generated them
+        mine = list(range(rank, len(sources), 2))
+        for i, hypothesis in zip(mine, translate(model, tokenizer, [sources[i] for i in mine], source_lang="isl_Latn",
+                                                 target_lang="eng_Latn", batch_size=worker.TRANSLATE_BATCH,
+                                                 max_new_tokens=worker.MAX_NEW_TOKENS)):
+            translations[i] = hypothesis
+    model.train()
+    input_ids, attention_mask, labels = worker.training_batch(tokenizer)
+    optimizer = torch.optim.SGD(model.parameters(), lr=worker.LEARNING_RATE)
+    loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+    loss.backward()
+    optimizer.step()
+    checksum = float(sum(p.detach().abs().sum().double() for p in model.parameters()))
+    return {"pairs": pairs, "representations": encoded.representations, "translations": translations,
+            "loss": float(loss.detach()), "checksum": checksum}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return single_process_reference()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("engine", "port"), [("fsdp1", 29751), ("fsdp2", 29752)])
+def test_fsdp_measurement_equals_single_process_and_ranks_stay_in_step(tmp_path, reference, engine, port):
+    torchrun("_sharded_worker.py", engine, str(tmp_path), port=port)
+    rank0, rank1 = ranks(tmp_path)
+    assert rank0["engine"] == rank1["engine"] == engine
+    # 18 sentences in 5 batches of 4: rank 0 encoded 3 batches (10 rows), rank 1 two (8 rows) plus a dummy forward.
+    assert (rank0["encoded_rows"], rank1["encoded_rows"]) == (10, 8)
+    assert (rank0["translated_rows"], rank1["translated_rows"]) == ([0, 2, 4], [1, 3])
+
+    # Representations and scores equal the single-process ones: the dummy forward was not pooled anywhere.
+    sharded = torch.load(tmp_path / "representations.pt")
+    for name, value in reference["representations"].items():
+        torch.testing.assert_close(sharded[name], value, rtol=0, atol=1e-6)
+    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
+        assert rank0["pairs"][PAIR][key] == pytest.approx(reference["pairs"][PAIR][key], abs=1e-12), key
+    assert rank0["translations"] == reference["translations"]
+
+    # Parameters were back in their shards after the measurement (the root unit stays gathered without reshard).
+    assert rank0["unsharded_before_reshard"] and rank0["unsharded_after_reshard"] == []
+    assert rank1["unsharded_after_reshard"] == []
+    assert rank0["training_flag_kept"] and rank1["training_flag_kept"]
+    # The training step afterwards: same loss and same updated weights on both ranks and in one process.
+    assert rank0["loss"] == rank1["loss"] == pytest.approx(reference["loss"], rel=1e-6)
+    assert rank0["checksum_after_step"] == rank1["checksum_after_step"] == pytest.approx(reference["checksum"], rel=1e-6)
+    assert "pairs_after_step" in rank0
+
+
+def test_ranks_that_disagree_or_do_not_arrive_get_an_error_not_a_hang(tmp_path):
+    torchrun("_sharded_worker.py", "agreement", str(tmp_path), port=29753, timeout=120)
+    rank0, rank1 = ranks(tmp_path)
+    for out in (rank0, rank1):
+        assert "ranks disagree on the work" in out["different_sentences"]
+        assert "rank(s) [1] failed before the first forward" in out["failed_rank"]
+    assert "batch_size must be >= 1" in rank1["failed_rank"]  # the failing rank names its own error
+    assert "not every rank reached the agreement point within 3 s" in rank0["missing_rank"]
+    assert rank0["missing_rank_seconds"] < 30

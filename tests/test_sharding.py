@@ -1,0 +1,157 @@
+"""sharding.py and memory.py in one process: detection, the agreement rules, the single-process equivalences, and
+the peak-memory probe. The multi-process runs (FSDP1, FSDP2, ZeRO-3) are in tests/test_sharded.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuronxa_callback import memory
+from neuronxa_callback.activations import encode
+from neuronxa_callback.generation import translate
+from neuronxa_callback.memory import PeakMemory
+from neuronxa_callback.sharding import (
+    ShardedMeasurementError,
+    _ForwardCounter,
+    agree_on_count,
+    dummy_forwards,
+    encode_sharded,
+    fingerprint,
+    reshard,
+    sharding_engine,
+    translate_sharded,
+    unsharded_parameters,
+)
+from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_model("llama", tokenizer=tokenizer, seed=0)
+
+
+def test_plain_model_is_not_sharded_and_reshard_is_a_no_op(model):
+    assert sharding_engine(model) is None
+    assert sharding_engine(None) is None
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    reshard(model)
+    assert unsharded_parameters(model) == []
+    assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
+
+
+def test_zero3_is_detected_from_deepspeed_parameter_attributes(tokenizer):
+    import enum
+
+    class Status(enum.Enum):  # the shape of deepspeed's ZeroParamStatus
+        NOT_AVAILABLE = 1
+        AVAILABLE = 2
+
+    model = tiny_model("llama", tokenizer=tokenizer, seed=0)
+    for number, parameter in enumerate(model.parameters()):
+        parameter.ds_id, parameter.ds_status, parameter.ds_persist = number, Status.NOT_AVAILABLE, False
+    assert sharding_engine(model) == "zero3"
+    assert unsharded_parameters(model) == []
+    model.lm_head.weight.ds_status = Status.AVAILABLE
+    model.model.norm.weight.ds_status, model.model.norm.weight.ds_persist = Status.AVAILABLE, True  # kept by design
+    assert unsharded_parameters(model) == ["lm_head.weight"]
+
+
+def test_fsdp2_is_detected_from_the_fsdp_module_mixin(tokenizer):
+    from torch.distributed.fsdp import FSDPModule
+
+    model = tiny_model("llama", tokenizer=tokenizer, seed=0)
+    # fully_shard swaps a module's class for a subclass of FSDPModule; do the same without a process group.
+    layer = model.model.layers[0]
+    layer.__class__ = type("FSDP" + type(layer).__name__, (FSDPModule, type(layer)), {})
+    assert sharding_engine(model) == "fsdp2"
+
+
+def test_fingerprint_tells_inputs_apart():
+    assert fingerprint("encode", ["a", "b"], 4) == fingerprint("encode", ["a", "b"], 4)
+    assert fingerprint("encode", ["a", "b"], 4) != fingerprint("encode", ["b", "a"], 4)
+    assert fingerprint("encode", ["a", "b"], 4) != fingerprint("encode", ["a", "b"], 8)
+
+
+def test_agreement_in_one_process_returns_the_count_and_raises_a_preparation_error():
+    assert agree_on_count(3, 7, what="test") == 3
+    with pytest.raises(ShardedMeasurementError, match="test: ValueError: bad"):
+        agree_on_count(0, 7, what="test", error="ValueError: bad")
+
+
+def test_encode_sharded_in_one_process_is_encode(model, tokenizer):
+    sentences = corpus_sentences()[:9]
+    plain = encode(model, tokenizer, sentences, batch_size=4, max_length=32)
+    with _ForwardCounter(model) as counter:
+        sharded = encode_sharded(model, tokenizer, sentences, batch_size=4, max_length=32)
+    assert counter.calls == 3  # 9 sentences in batches of 4: no dummy forward with one rank
+    assert sharded.indices == plain.indices
+    for name, value in plain.representations.items():
+        assert torch.equal(sharded.representations[name], value)
+
+
+def test_encode_sharded_fails_on_an_unsupported_model_before_any_forward(tokenizer):
+    class Unknown(torch.nn.Module):
+        config = type("Config", (), {"model_type": "no_such_arch"})()
+
+        def forward(self, **kwargs):  # pragma: no cover - must not be reached
+            raise AssertionError("forward ran")
+
+    with pytest.raises(ShardedMeasurementError, match="no_such_arch"):
+        encode_sharded(Unknown(), tokenizer, ["One sentence."], batch_size=2)
+
+
+def test_dummy_forwards_run_in_eval_mode_without_gradients_and_restore_the_flags(model):
+    model.train()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, a: seen.append((m.training, torch.is_grad_enabled(),
+                                                                        torch.is_inference_mode_enabled())))
+    try:
+        dummy_forwards(model, [2, 10, 11], 2)
+        dummy_forwards(model, [2, 10, 11], 0)
+    finally:
+        handle.remove()
+        training_after = model.training
+        model.eval()
+    assert seen == [(False, False, False)] * 2  # eval, no_grad, never inference_mode
+    assert training_after is True
+
+
+def test_translate_sharded_in_one_process_is_translate(model, tokenizer):
+    sources = corpus_sentences()[10:13]
+    expected = translate(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2,
+                         max_new_tokens=4)
+    rows = translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2,
+                             max_new_tokens=4)
+    assert rows == list(enumerate(expected))
+
+
+def test_translate_sharded_checks_examples_before_generating(model, tokenizer):
+    sources = corpus_sentences()[10:12]
+    with pytest.raises(ShardedMeasurementError, match="translation isl_Latn->eng_Latn"):
+        translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn",
+                          examples=[(sources[0], "leak")])
+
+
+def test_peak_memory_sees_a_temporary_allocation_on_cpu():
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    assert peak.method in ("cpu_rss_hwm", "cpu_rss_sampled")
+    assert peak.delta_bytes is not None and peak.delta_bytes >= 48 * 2**20
+    assert peak.to_dict("alignment")["alignment_peak_memory_mb"] >= 48
+
+
+def test_peak_memory_falls_back_to_sampling_without_clear_refs(monkeypatch):
+    monkeypatch.setattr(memory, "_reset_hwm", lambda: False)
+    import time
+
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(64 * 2**20 // 4)
+        time.sleep(0.05)  # the sampler runs every 5 ms
+        del block
+    assert peak.method == "cpu_rss_sampled"
+    assert peak.delta_bytes >= 48 * 2**20

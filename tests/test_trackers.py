@@ -1,0 +1,166 @@
+"""trackers.py without a Trainer: which numbers go through trainer.log and which straight to a backend (never both),
+the console line, the translations table, the TensorBoard adapter, and that tracker failures stay warnings."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from neuronxa_callback.loggers import flatten_record
+from neuronxa_callback.trackers import (TensorBoardSink, TrackerHub, TrackerSink, detail_scalars, headline_scalars,
+                                        summary_line, trainer_scalars, translation_rows)
+from tests.test_loggers import PAIR, RECORDS, make_record
+
+
+def full_record() -> dict:
+    record = make_record(100, [0.2, 0.4, 0.4], chrf=20.5, index=2)
+    record["quality"][PAIR]["copy_rate"] = 0.25  # a quality number this module does not know by name
+    record["correlation"] = {PAIR: {"chrf": {"n": 3, "pearson": 0.9, "pearson_pvalue": 0.28, "spearman": 1.0,
+                                             "spearman_pvalue": 0.0, "per_layer_pearson": [0.1, 0.9, None],
+                                             "best_layer": 1}}}
+    record["early_stopping"] = {"metric": "nasca", "pair": PAIR, "value": 0.33, "smoothed": 0.3, "best": 0.31,
+                                "best_step": 50, "bad_measurements": 1, "should_stop": False, "reason": None}
+    return record
+
+
+def test_trainer_scalars_are_the_headline_floats_under_eval_neuronxa():
+    scalars = trainer_scalars(full_record())
+    assert all(type(v) is float for v in scalars.values())
+    assert scalars == pytest.approx({
+        f"eval_neuronxa/{PAIR}/nasca_mean": 1.0 / 3, f"eval_neuronxa/{PAIR}/navca_mean": 1.0 / 6,
+        f"eval_neuronxa/{PAIR}/nasca_best_layer": 1.0,          # tie between layers 1 and 2: the lower one
+        f"eval_neuronxa/{PAIR}/nasca_best_layer_score": 0.4,
+        f"eval_neuronxa/{PAIR}/chrf": 20.5, f"eval_neuronxa/{PAIR}/bleu": 10.25, f"eval_neuronxa/{PAIR}/copy_rate": 0.25,
+        f"eval_neuronxa/{PAIR}/r_chrf": 0.9,
+        "eval_neuronxa_early_stopping/smoothed": 0.3, "eval_neuronxa_early_stopping/best": 0.31,
+        "eval_neuronxa_early_stopping/bad_measurements": 1.0, "eval_neuronxa_early_stopping/should_stop": 0.0,
+    })
+    # No per-layer key: those would flood the console's log line and log_history.
+    assert not any("/layer_" in key for key in scalars)
+
+
+def test_details_and_headline_split_flatten_record_without_overlap():
+    record = full_record()
+    headline, details, flat = headline_scalars(record), detail_scalars(record), flatten_record(record)
+    headline_as_flat = {f"neuronxa/{name}" for name in headline}
+    assert not headline_as_flat & set(details)                        # nothing is logged twice
+    # ... and nothing of flatten_record is lost but early stopping's raw value (= the pair's nasca_mean).
+    assert set(details) | (headline_as_flat & set(flat)) == set(flat) - {"neuronxa/early_stopping/value"}
+    assert details[f"neuronxa/{PAIR}/nasca/layer_01"] == 0.4
+    assert details[f"neuronxa/{PAIR}/nasca_pvalue"] == 0.01
+    assert details[f"neuronxa/{PAIR}/r_chrf_pvalue"] == 0.28
+    assert details["neuronxa/timing/alignment_seconds"] == 1.5
+
+
+def test_headline_leaves_out_missing_values_and_nan():
+    record = make_record(0, [0.1, float("nan"), 0.3])
+    record["pairs"][PAIR]["navca_mean"] = None
+    headline = headline_scalars(record)
+    assert f"{PAIR}/navca_mean" not in headline
+    assert headline[f"{PAIR}/nasca_best_layer"] == 2.0  # NaN is not a best layer
+    assert "early_stopping/should_stop" not in headline  # early stopping off: no such keys at all
+
+
+def test_summary_line_is_one_short_line_per_measurement():
+    line = summary_line(full_record())
+    assert "\n" not in line and len(line) < 300
+    assert line.startswith(f"step 100: {PAIR} NASCA 0.333 (best layer 1: 0.400), NAVCA 0.167")
+    assert "chrf 20.5" in line and "r_chrf 0.900" in line and "copy_rate 0.250" in line
+    assert "early stopping: 1 bad" in line and line.endswith("[alignment 2 s]")
+
+
+def test_translation_rows_cover_every_direction():
+    record = full_record()
+    assert translation_rows(record) == {PAIR: (["step", "direction", "id", "source", "hypothesis", "reference"],
+                                               [[100, "isl_Latn->eng_Latn", "s0", "Halló heimur", "Hello world",
+                                                 "Hello, world"]])}
+    one = record["quality"][PAIR]
+    record["quality"][PAIR] = {"direction": "both", "chrf": 1.0, "directions": {
+        "isl_Latn->eng_Latn": one, "eng_Latn->isl_Latn": {**one, "direction": "eng_Latn->isl_Latn"}}}
+    assert [row[1] for row in translation_rows(record)[PAIR][1]] == ["isl_Latn->eng_Latn", "eng_Latn->isl_Latn"]
+    assert translation_rows(RECORDS[0] | {"quality": {}}) == {}
+
+
+class FakeTrainer:
+    def __init__(self, fail: bool = False) -> None:
+        self.logged: list[dict] = []
+        self.fail = fail
+
+    def log(self, logs):
+        if self.fail:
+            raise RuntimeError("tracker down")
+        self.logged.append(logs)
+
+
+class RecordingSink(TrackerSink):
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def log(self, step, scalars, images, tables):
+        # The hub's PNGs live only during the call (backends copy them): check them here.
+        self.calls.append((step, scalars, {key: (path.suffix, path.is_file()) for key, path in images.items()}, tables))
+
+
+def test_hub_sends_headline_to_trainer_log_and_details_media_to_sinks(tmp_path):
+    trainer, sink = FakeTrainer(), RecordingSink()
+    hub = TrackerHub(trainer, previous_records=RECORDS[:1], sinks=[sink])
+    hub.log_measurement(full_record())
+    assert trainer.logged == [trainer_scalars(full_record())]
+    ((step, scalars, images, tables),) = sink.calls
+    assert step == 100 and scalars == detail_scalars(full_record())
+    # The heatmap holds the earlier record too (seeded from previous_records, e.g. the JSONL after a resume).
+    assert set(images) == {f"neuronxa/{PAIR}/nasca_heatmap"}
+    assert set(images.values()) == {(".png", True)}
+    assert set(tables) == {f"neuronxa/{PAIR}/translations"}
+    figure = tmp_path / "trend.png"
+    figure.write_bytes(b"png")
+    hub.log_figures({"trend/x": figure})
+    assert sink.calls[-1][0] == 100 and set(sink.calls[-1][2]) == {"neuronxa/figures/trend/x"}
+
+
+def test_hub_turns_tracker_failures_into_warnings(caplog):
+    class Broken(RecordingSink):
+        def log(self, *args):
+            raise OSError("disk full")
+
+    hub = TrackerHub(FakeTrainer(fail=True), sinks=[Broken()], heatmaps=False)
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
+        hub.log_measurement(full_record())
+    assert "trainer.log of step 100 failed (RuntimeError: tracker down)" in caplog.text
+    assert "to recording failed (OSError: disk full)" in caplog.text
+
+
+def test_tensorboard_sink_writes_through_the_trainers_writer(tmp_path):
+    class Writer:
+        def __init__(self):
+            self.scalars, self.images, self.texts, self.flushed = [], [], [], 0
+
+        def add_scalar(self, key, value, step):
+            self.scalars.append((key, value, step))
+
+        def add_image(self, key, image, step, dataformats):
+            self.images.append((key, image.shape, step, dataformats))
+
+        def add_text(self, key, text, step):
+            self.texts.append((key, text, step))
+
+        def flush(self):
+            self.flushed += 1
+
+    class TensorBoardCallback:
+        tb_writer = None
+
+    callback = TensorBoardCallback()
+    sink = TensorBoardSink(callback)
+    sink.log(5, {"a": 1.0}, {}, {})  # writer not open yet (before train begin / after train end): nothing, no error
+    callback.tb_writer = writer = Writer()
+    hub = TrackerHub(FakeTrainer(), sinks=[sink])
+    hub.log_measurement(full_record())
+    assert (f"neuronxa/{PAIR}/nasca/layer_02", 0.4, 100) in writer.scalars
+    key, shape, step, fmt = writer.images[0]
+    assert step == 100 and fmt == "HWC" and shape[2] == 3
+    (key, text, step), = writer.texts
+    assert key == f"neuronxa/{PAIR}/translations" and "| Halló heimur | Hello world |" in text
+    assert writer.flushed == 1
