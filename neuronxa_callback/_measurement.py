@@ -70,7 +70,12 @@ def encode_all(inputs: MeasurementInputs, model, tokenizer, shard) -> Any:
     """Every language's sentences in one encode() call (the pivot once for all pairs); this rank's shard under DDP."""
     from .activations import encode
     from .alignment import parallel_sentences
+    from .sharding import sharding_engine
 
+    if sharding_engine(model) is not None:  # FSDP / ZeRO-3: every rank in every forward (sharding.py)
+        from ._sharded_step import encode_all_sharded
+
+        return encode_all_sharded(inputs, model, tokenizer)
     settings = inputs.settings
     return encode(
         model,
@@ -105,10 +110,18 @@ def score_alignment(inputs: MeasurementInputs, parts: list[Any], model) -> Any:
 
 def translate_all(inputs: MeasurementInputs, model, tokenizer) -> tuple[dict | None, str | None, float]:
     """Collective: every rank translates its share; rank 0 gets (translations in sentence order, first error, seconds)."""
+    from .sharding import sharding_engine
+
     rank, world = rank_and_world()
     start = time.perf_counter()
-    mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings, inputs.examples,
-                                                  rank, world))
+    if sharding_engine(model) is not None:  # FSDP / ZeRO-3: the same number of synced generate calls on every rank
+        from ._sharded_step import translate_share_sharded
+
+        mine, error = attempt(lambda: translate_share_sharded(model, tokenizer, inputs.data, inputs.settings,
+                                                              inputs.examples))
+    else:
+        mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings,
+                                                      inputs.examples, rank, world))
     parts, error = gather_attempts(mine, error)
     translations = merge_translations(parts) if parts is not None and error is None else None
     return translations, error, time.perf_counter() - start
@@ -117,25 +130,46 @@ def translate_all(inputs: MeasurementInputs, model, tokenizer) -> tuple[dict | N
 def run_measurement(inputs: MeasurementInputs, model, tokenizer, *, with_quality: bool,
                     record: Callable[[Any, dict | None, dict[str, float]], dict]) -> dict:
     """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
+    from .memory import PeakMemory
+    from .sharding import reshard
+
     rank, world = rank_and_world()
     shard = (rank, world) if world > 1 else None
+    device = _model_device(model)
 
     start = time.perf_counter()
-    local, error = attempt(lambda: encode_all(inputs, model, tokenizer, shard))
+    with PeakMemory(device) as alignment_memory:
+        local, error = attempt(lambda: encode_all(inputs, model, tokenizer, shard))
     parts, error = gather_attempts(local, error)
     report = None
     if rank == 0 and error is None:
         report, error = attempt(lambda: score_alignment(inputs, parts, model))
     alignment_seconds = time.perf_counter() - start
 
-    translations, generation_seconds = None, 0.0
+    translations, generation_seconds, generation_memory = None, 0.0, None
     if with_quality:
-        translations, translate_error, generation_seconds = translate_all(inputs, model, tokenizer)
+        with PeakMemory(device) as generation_memory:
+            translations, translate_error, generation_seconds = translate_all(inputs, model, tokenizer)
         error = error or translate_error
+    # FSDP / ZeRO-3 leave some parameters gathered after no-grad forwards: back into their shards before training
+    # resumes (a no-op for replicated weights; local, no collective).
+    error = error or attempt(lambda: reshard(model))[1]
 
     outcome = {"error": error, "eval_metrics": {}, "should_stop": False, "reason": None}
     if rank == 0 and error is None:
-        timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds}
+        timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds,
+                  **alignment_memory.to_dict("alignment")}
+        if generation_memory is not None:
+            timing.update(generation_memory.to_dict("generation"))
         result, error = attempt(lambda: record(report, translations, timing))
         outcome = result if error is None else {**outcome, "error": error}
     return broadcast_object(outcome)
+
+
+def _model_device(model) -> Any:
+    """The device the model computes on (for the peak-memory probe); CPU when it has no parameters."""
+    import torch
+
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")

@@ -25,10 +25,16 @@ logger = logging.getLogger("neuronxa_callback.callback")  # the callback's logge
 
 
 def directions(data: ParallelSet, settings: CallbackSettings) -> list[tuple[str, str]]:
-    """(source_lang, target_lang) for every translation direction scored."""
+    """(source_lang, target_lang) for every translation direction scored (only quality_languages' pairs when set)."""
+    from .languages import normalize_language
+
     pivot = data.pivot
+    only = getattr(settings, "quality_languages", None)
+    wanted = None if only is None else {normalize_language(code) for code in only}
     out = []
     for lang in data.targets:
+        if wanted is not None and lang not in wanted:
+            continue
         for direction in settings.pairs_direction:
             out.append((lang, pivot) if direction == "x2en" else (pivot, lang))
     return out
@@ -40,22 +46,27 @@ def quality_slice(sentences, settings: CallbackSettings):
     return sentences if limit is None else sentences[:limit]
 
 
-def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    """(source_lang, target_lang) -> few-shot examples from the bundled pool, never the scored sentences."""
-    from .fewshot import load_fewshot_examples
+def chosen_examples(data: ParallelSet, settings: CallbackSettings, *, warn: bool = True) -> dict[tuple[str, str], Any]:
+    """(source_lang, target_lang) -> FewShotExamples from the scored pairs' own source (its unscored lines: NTREX lines
+    after the scored ones, FLORES dev for devtest), else the bundled pool; never a scored sentence (fewshot.py)."""
+    from .fewshot import FewShotExamples, select_fewshot_examples
 
-    scored = {text for lang in data.languages for text in data.sentences(lang)}
-    examples = {}
+    chosen = {}
     for source_lang, target_lang in directions(data, settings):
         try:
-            examples[(source_lang, target_lang)] = load_fewshot_examples(
-                source_lang, target_lang, k=settings.num_fewshot, exclude=scored
-            )
-        except (ValueError, OSError) as error:  # no pool or no such language: zero-shot rather than leak
-            logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
-                           source_lang, target_lang, error)
-            examples[(source_lang, target_lang)] = []
-    return examples
+            chosen[(source_lang, target_lang)] = select_fewshot_examples(
+                settings.data, source_lang, target_lang, k=settings.num_fewshot, scored=data)
+        except (ValueError, OSError) as error:  # neither the source nor the pool has this pair: zero-shot, said loudly
+            if warn:
+                logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
+                               source_lang, target_lang, error)
+            chosen[(source_lang, target_lang)] = FewShotExamples((), f"none (zero-shot: {error})", ())
+    return chosen
+
+
+def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(source_lang, target_lang) -> the few-shot (source, target) pairs of chosen_examples."""
+    return {key: list(value.pairs) for key, value in chosen_examples(data, settings).items()}
 
 
 def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
@@ -125,27 +136,42 @@ def finite(value: Any) -> float | None:
 
 def score_quality(translations: dict[tuple[str, str], list[str]], data: ParallelSet, scorers: list[tuple[str, Any]],
                   settings: CallbackSettings) -> dict[str, dict]:
-    """{pair: {"direction", metric values, "signatures", "translations"}}; with direction="both" each direction is
-    under "directions" and the pair's metric values are the mean over the two directions."""
+    """{pair: {"direction", metric values, "copies", "copy_rate", "copy_policy", "copied_ids", "fewshot",
+    "signatures", "translations"}}; with direction="both" each direction is under "directions" and the pair's metric
+    values are the mean over the two directions (copies: the sum, copy_rate: over both).
+
+    A hypothesis that copies one of its prompt's few-shot examples, or echoes its own source sentence, is scored as an
+    empty string (copies.py): it stays in the set as a failed translation and earns nothing; its row in "translations"
+    says "copy_of"."""
+    from .copies import mask_copies
+
+    # The same deterministic choice the translations were prompted with (re-derived, so callers pass nothing new).
+    chosen = chosen_examples(data, settings, warn=False)
     per_pair: dict[str, list[dict]] = {}
     for (source_lang, target_lang), hypotheses in translations.items():
         other = target_lang if source_lang == data.pivot else source_lang
         sources = quality_slice(data.sentences(source_lang), settings)
         references = quality_slice(data.sentences(target_lang), settings)
         entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
+        examples = chosen.get((source_lang, target_lang))
+        scored_hypotheses, copies = mask_copies(list(hypotheses), list(examples.pairs) if examples else [],
+                                                sources=list(sources))
         signatures = {}
         for name, scorer in scorers:
             try:
-                score = scorer.score(list(sources), list(hypotheses), list(references))
+                score = scorer.score(list(sources), scored_hypotheses, list(references))
                 entry[name] = finite(score.system)
                 signatures[name] = getattr(score, "signature", None)
             except Exception as error:  # one broken metric must not cost the others
                 report_failure(f"NeuronXACallback: quality metric {name} failed ({type(error).__name__}: {error})",
                                settings.strict)
                 entry[name] = None
+        entry.update(copies.to_dict(ids=data.ids[:len(sources)]))
+        entry["fewshot"] = examples.to_dict() if examples else {"origin": "none", "ids": []}
         entry["signatures"] = signatures
         entry["translations"] = [
-            {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i]}
+            {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i],
+             **({"copy_of": copies.matches[i]} if copies.flags[i] else {})}
             for i in range(len(sources))
         ]
         per_pair.setdefault(data.pair_name(other), []).append(entry)
@@ -154,11 +180,16 @@ def score_quality(translations: dict[tuple[str, str], list[str]], data: Parallel
         if len(entries) == 1:
             out[pair] = entries[0]
             continue
-        names = [k for k in entries[0] if k not in ("direction", "signatures", "translations")]
+        copy_keys = ("copies", "copy_rate", "copy_policy", "copied_ids", "fewshot")
+        names = [k for k in entries[0] if k not in ("direction", "signatures", "translations") + copy_keys]
         combined: dict[str, Any] = {"direction": "both"}
         for name in names:
             values = [e.get(name) for e in entries]
             combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+        total = sum(len(e["translations"]) for e in entries)
+        combined["copies"] = sum(e["copies"] for e in entries)
+        combined["copy_rate"] = combined["copies"] / total if total else 0.0
+        combined["copy_policy"] = entries[0]["copy_policy"]
         combined["directions"] = {e["direction"]: e for e in entries}
         out[pair] = combined
     return out

@@ -14,15 +14,19 @@ Usage::
     )
     trainer.train()            # -> <output_dir>/neuronxa/metrics.jsonl, one line per measurement
 
-When it measures: at step 0 before any update (the baseline, on_train_begin), every `eval_steps` optimizer steps
-(on_step_end), at each Trainer evaluation (on_evaluate, if measure_on_evaluate) and once at the end (on_train_end).
-A step is never measured twice. Every measurement scores NASCA/NAVCA on all layers; every `quality_every`-th one
-(counting the baseline as the 0th) and the final one also translate the scored sentences with the model and scores the translations.
+When it measures: at step 0 before any update (the baseline, on_train_begin; not again when resuming), every
+`eval_steps` optimizer steps (on_step_end), at each Trainer evaluation (on_evaluate, if measure_on_evaluate) and once
+at the end (on_epoch_end of the last epoch, whoever stopped training, before load_best_model_at_end swaps weights;
+on_train_end as a fallback). A step is never measured twice. Every measurement scores NASCA/NAVCA on all layers;
+every `quality_every`-th one (counting the baseline as the 0th) and the final one also translate the scored sentences
+with the model and score the translations: when the run stops at a step already measured without quality (plateau,
+another callback's stop), that record is completed with quality in place.
 
 The callback never changes training: it runs under torch.no_grad in eval mode, consumes no training randomness
 (RNG states are saved and restored around each measurement), and puts back every training flag, the tokenizer's
 padding side and config.use_cache. A failure while measuring is logged (logger.error) and training goes on, unless
-strict=True. Settings are validated at construction (ValueError naming the argument); problems that need the model
+strict=True; when metric_for_best_model names an eval_neuronxa_* metric that a failed measurement could not provide,
+the evaluation gets the worst value (-inf, or +inf when greater_is_better=False) so the Trainer goes on. Settings are validated at construction (ValueError naming the argument); problems that need the model
 or the data (unknown language, bad file, unsupported architecture) surface at on_train_begin.
 
 Resume: the callback is an ExportableState. With TrainingArguments(restore_callback_states_from_checkpoint=True)
@@ -32,7 +36,8 @@ JSONL and measured again, so the file has no duplicates and no gaps.
 
 DDP: every rank encodes its share of the sentences, rank 0 gathers, scores and logs, and all ranks agree on
 should_training_stop. Translations are split across ranks too (each rank translates every world-th sentence) and
-gathered. FSDP and DeepSpeed ZeRO-3 are refused at on_train_begin (see distributed.check_not_sharded).
+gathered. Under FSDP1, FSDP2 and DeepSpeed ZeRO-3 (parameters sharded) every rank joins every forward and generate
+call: dummy batches even out the ranks' counts, agreed by a collective first (see sharding.py).
 """
 from __future__ import annotations
 
@@ -60,7 +65,7 @@ from ._records import (
     rebuild_from_records,
     stop_value,
 )
-from .distributed import broadcast_object, check_not_sharded, rank_and_world
+from .distributed import broadcast_object, rank_and_world
 from .settings import CallbackSettings
 
 logger = logging.getLogger(__name__)
@@ -83,7 +88,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     """Measure NeuronXA alignment (and optionally translation quality) during Trainer fine-tuning.
 
     Every argument is keyword-only and JSON-serialisable (the Trainer rebuilds the callback from them on resume).
-    data: "bundled" (the packaged sample), "flores", a FLORES-200/NTREX directory or a .tsv/.jsonl file.
+    data: "ntrex" (default: the packaged NTREX-128 subset, lines 1-100, 121 languages, CC BY-SA 4.0), "bundled" (the
+        sample written for the project), "flores", a FLORES-200/NTREX directory or a .tsv/.jsonl file.
     languages: target languages (list or comma-separated string), scored against `pivot`.
     num_pairs / sample / seed: which sentence pairs to score ("first" n, or a seeded "random" subset).
     eval_steps: measure every k optimizer steps (0/None: only at train begin, evaluations and train end).
@@ -92,8 +98,11 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     quality_every: translate and score every k-th measurement (0 = never), on the first `quality_num_pairs` of the
         scored pairs (None = all of them); direction "x2en" (language -> pivot),
         "en2x" or "both"; quality_metrics ("chrf", "bleu"), comet_model / cometkiwi_model (name or local path),
-        comet_device, num_fewshot (examples from the bundled few-shot pool, never the scored pairs),
-        max_new_tokens, prompt ("auto", "fewshot", "chat" or a template).
+        comet_device, num_fewshot (examples from the scored pairs' own source -- NTREX lines after the scored ones,
+        FLORES dev for devtest, a long file's other rows -- else the bundled pool; never a scored pair; 0 = zero-shot),
+        max_new_tokens, prompt ("auto", "fewshot", "chat" or a template). quality_languages: translate only these
+        targets' pairs (None = all); the others, e.g. a control pair, are measured for alignment only. A hypothesis
+        that copies a prompt example is scored as empty; the copy rate is logged next to every quality score.
     early_stopping_*: stop when `early_stopping_metric` of `early_stopping_pair` (default: the first pair) has not
         improved by more than min_delta for `patience` measurements (smoothing "none", "ema" with `factor`, or
         "window" of `window` values; never before `min_steps`). None = off.
@@ -105,7 +114,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     def __init__(
         self,
         *,
-        data: str = "bundled",
+        data: str = "ntrex",
         languages: Any = ("isl_Latn",),
         pivot: str = "eng_Latn",
         num_pairs: int = 100,
@@ -119,6 +128,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         max_length: int = 256,
         quality_every: int | None = 0,
         quality_num_pairs: int | None = None,
+        quality_languages: Any = None,
         direction: str = "x2en",
         quality_metrics: Any = ("chrf",),
         comet_model: str | None = None,
@@ -223,7 +233,10 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     # ----- Trainer events ----------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         self._setup(args, state, kwargs.get("model"), _tokenizer_from(kwargs))
-        self._measure("train_begin", args, state, control, kwargs)
+        # The baseline, before any update. A resumed run already has its points up to the checkpoint: measuring the
+        # resume step too would make the JSONL depend on where the run was interrupted.
+        if state.global_step == 0 or self.last_measured_step is None:
+            self._measure("train_begin", args, state, control, kwargs)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -280,8 +293,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         """Load and check everything that needs the model or the data, once per train(); fail here, not hours later."""
         self._ready = True
         self._disabled = None
-        # Sharded training is a configuration the callback cannot serve at all: always an error.
-        check_not_sharded(args, model)
+        # FSDP1 / FSDP2 / DeepSpeed ZeRO-3 are measured with every rank in every forward (sharding.py), not refused.
         rank, _ = rank_and_world()
         local_error = attempt(lambda: self._setup_local(args, state, model, tokenizer, rank))[1]
         # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).

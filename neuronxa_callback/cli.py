@@ -1,8 +1,8 @@
 """The `neuronxa` command line: score any model outside training, translate, and report on a run.
 
-    neuronxa score --model gemma-3-270m --data bundled --languages isl_Latn,deu_Latn --output result.json --plot layers.png
+    neuronxa score --model gemma-3-270m --data ntrex --languages isl_Latn,deu_Latn --output result.json --plot layers.png
     neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --source-lang eng_Latn --target-lang isl_Latn
-    neuronxa translate --model gemma-3-270m --data bundled --languages isl_Latn --direction x2en --output translations.json
+    neuronxa translate --model gemma-3-270m --data ntrex --languages ita --direction x2en --output translations.json
     neuronxa report runs/demo
     neuronxa score runs/demo --languages isl_Latn --quality      # every checkpoint-N of a run -> its metrics.jsonl
     neuronxa correlate llama=llama.json qwen=qwen.json --benchmarks results.csv --measures nasca,mexa

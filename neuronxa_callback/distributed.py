@@ -115,8 +115,9 @@ def gather_encoded(local: Encoded, total: int) -> Encoded | None:
 def check_not_sharded(args: Any, model: Any = None) -> None:
     """Raise ShardedTrainingError under FSDP or DeepSpeed ZeRO-3.
 
-    With sharded parameters each forward pass needs every rank, so the callback's rank-local encode would hang or
-    see empty weights. DDP (replicated weights) is supported; ZeRO-1/2 too (weights are replicated there).
+    For code that runs its own rank-local encode() loop: with sharded parameters each forward pass needs every rank,
+    so such a loop would hang. NeuronXACallback no longer calls this: it measures sharded models through
+    sharding.encode_sharded / translate_sharded, which keep every rank in every forward.
     """
     reasons = []
     fsdp = getattr(args, "fsdp", None)

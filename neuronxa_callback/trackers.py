@@ -53,8 +53,8 @@ def _number(value: Any) -> float | None:
 def headline_scalars(record: dict) -> dict[str, float]:
     """The few numbers per measurement worth a place in the Trainer's logs, keyed relative to the prefix.
 
-    Per pair: the layer mean of each alignment metric, the best layer of the first one (index, as a float) and its
-    score, every quality score of the record (chrF, BLEU, COMET, CometKiwi, copy rates ...), and the running Pearson r
+    Per pair: the layer mean of each alignment metric, the best layer of the first one (index, as a float; its score
+    is in the per-layer series), every quality score of the record (chrF, BLEU, COMET, CometKiwi, copy rates ...), and the running Pearson r
     against each quality metric once it exists. Early stopping: smoothed value, best, bad measurements, should_stop.
     Usage: ``headline_scalars(record)["eng_Latn-isl_Latn/nasca_mean"]``.
     """
@@ -77,7 +77,6 @@ def headline_scalars(record: dict) -> dict[str, float]:
             if per_layer:
                 value, layer = max(per_layer, key=lambda item: (item[0], -item[1]))  # ties: the lowest layer
                 out[f"{pair}/{best_metric}_best_layer"] = float(layer)
-                out[f"{pair}/{best_metric}_best_layer_score"] = value
     for pair, quality in (record.get("quality") or {}).items():
         for name, value in quality.items():
             if name not in _QUALITY_NON_SCORES:
@@ -142,12 +141,11 @@ def summary_line(record: dict) -> str:
             text = f"{metric.upper()} {mean:.3f}"
             layer = headline.get(f"{pair}/{metric}_best_layer")
             if layer is not None:
-                text += f" (best layer {int(layer)}: {headline[f'{pair}/{metric}_best_layer_score']:.3f})"
+                text += f" (best layer {int(layer)}: {record['pairs'][pair][metric][int(layer)]:.3f})"
             items.append(text)
         for name, value in headline.items():
             if name.startswith(f"{pair}/") and "_mean" not in name and "best_layer" not in name:
-                label = name[len(pair) + 1:]
-                items.append(f"{label} {value:.3f}" if abs(value) < 10 else f"{label} {value:.1f}")
+                items.append(f"{name[len(pair) + 1:]} {_short(value)}")
         parts.append(f"{pair} " + ", ".join(items))
     stopping = record.get("early_stopping")
     if stopping:
@@ -158,6 +156,13 @@ def summary_line(record: dict) -> str:
                if key in ("alignment_seconds", "generation_seconds", "quality_seconds") and _number(value)]
     text = f"step {record.get('step')}: " + "; ".join(parts)
     return text + (f" [{', '.join(seconds)}]" if seconds else "")
+
+
+def _short(value: float) -> str:
+    """0.031 / 16.5 / 3 (counts such as copies stay integers)."""
+    if value.is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 # ----- one small adapter per backend -------------------------------------------------------------------------------

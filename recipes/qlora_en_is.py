@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min-delta", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-wandb", action="store_true")
+    parser.add_argument("--deepspeed", default=None, metavar="JSON",
+                        help="DeepSpeed config file (e.g. ZeRO-3), passed to TrainingArguments(deepspeed=...)")
+    parser.add_argument("--fsdp", default="", help='FSDP options for TrainingArguments(fsdp=...), e.g. "full_shard auto_wrap"')
     parser.add_argument("--wandb-project", default="neuronxa-qlora")
     parser.add_argument("--tiny", action="store_true",
                         help="CPU smoke configuration: bundled data, 2 steps, 8 eval pairs, no COMET (add --no-4bit to skip bitsandbytes)")
@@ -127,12 +130,18 @@ def load_model(args):
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
+    # Sharded training (FSDP / ZeRO-3) flattens and splits the 4-bit weights: they must be stored in a float dtype, and
+    # the engine, not device_map, places them. DDP: each rank loads the model onto its own GPU.
+    sharded = bool(args.deepspeed or args.fsdp)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.bfloat16)
+                                      bnb_4bit_compute_dtype=torch.bfloat16,
+                                      bnb_4bit_quant_storage=torch.bfloat16 if sharded else torch.uint8)
     tokenizer = AutoTokenizer.from_pretrained(args.model, token=args.hf_token)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else {"": "cpu"}
+    if sharded:
+        device_map = None
     model = AutoModelForCausalLM.from_pretrained(args.model, quantization_config=quantization, dtype=torch.bfloat16,
                                                  device_map=device_map, token=args.hf_token)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=torch.cuda.is_available())
@@ -190,6 +199,8 @@ def main(argv=None) -> int:
         seed=args.seed,
         remove_unused_columns=False,
         disable_tqdm=not sys.stderr.isatty(),
+        deepspeed=args.deepspeed,
+        fsdp=args.fsdp,
     )
     neuronxa = NeuronXACallback(
         data=args.eval_data,

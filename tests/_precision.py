@@ -88,6 +88,18 @@ def build_cell(model_type: str, dtype: str, wrapper: str, *, seed: int = 0, work
     return model, reference
 
 
+def warm_up(model, tokenizer) -> None:
+    """One forward pass, flags put back. bitsandbytes changes a quantized model on its first forward, whoever runs it
+    (Linear4bit repacks its weight for the CPU kernel and casts its bias to the input dtype; Linear8bitLt casts its
+    bias): snapshot a quantized model's state after this, so the comparison sees what the measurement changes."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    with torch.no_grad():
+        model(**tokenizer(["A warm-up sentence."], return_tensors="pt"))
+    for module, flag in flags:
+        module.training = flag
+
+
 def model_state(model, tokenizer) -> dict:
     """Everything a measurement must leave as it found: dtypes, training and requires_grad flags, checkpointing,
     use_cache, the tokenizer's padding side."""
@@ -127,3 +139,36 @@ def compare(cell: dict, reference: dict) -> dict[str, float]:
         "score_diff": float((cell["scores"] - reference["scores"]).abs().max()),
         "mean_diff": float(abs(cell["scores"].mean() - reference["scores"].mean())),
     }
+
+
+class CorpusDataset(torch.utils.data.Dataset):
+    """The tiny corpus as causal-LM examples (the collator makes the labels)."""
+
+    def __init__(self, tokenizer, repeat: int = 2) -> None:
+        from tests._tiny import corpus_sentences
+
+        self.items = [tokenizer(s, truncation=True, max_length=24)["input_ids"] for s in corpus_sentences()] * repeat
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.items[i]}
+
+
+def make_trainer(output_dir, model, tokenizer, callbacks=(), *, max_steps: int = 3, learning_rate: float = 5e-3,
+                 **training_args):
+    """A tiny CPU Trainer (seeded; no saving, no reporting) on the tiny corpus; training_args override the defaults,
+    e.g. bf16=True (CPU autocast) or gradient_checkpointing=True."""
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    defaults = dict(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=learning_rate,
+        report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
+    )
+    defaults.update(training_args)
+    return Trainer(
+        model=model, args=TrainingArguments(**defaults), train_dataset=CorpusDataset(tokenizer),
+        processing_class=tokenizer, callbacks=list(callbacks),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )

@@ -137,3 +137,19 @@ def test_strict_failure_still_raises(tmp_path, monkeypatch):
     )
     with pytest.raises(MeasurementError, match="simulated failure"):
         trainer.train()
+
+
+def test_resume_from_a_checkpoint_off_the_schedule_adds_no_measurement(tmp_path):
+    # Found by the fault-injection test: on_train_begin measured the resume step as a new "baseline", so where a run
+    # crashed decided which steps the JSONL held. Only a run without earlier records gets a baseline.
+    settings = dict(eval_steps=3, **FAST)
+    common = dict(max_steps=6, save_strategy="steps", save_steps=2)
+    make_trainer(tmp_path / "straight", [NeuronXACallback(**settings)], **common).train()
+    make_trainer(tmp_path / "resumed", [NeuronXACallback(**settings)], **common).train()
+    resumed = make_trainer(tmp_path / "resumed", [NeuronXACallback(**settings)], **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-4"))
+    expected = records_of(tmp_path / "straight")
+    records = records_of(tmp_path / "resumed")
+    assert [(r["step"], r["trigger"]) for r in records] == [(r["step"], r["trigger"]) for r in expected] == [
+        (0, "train_begin"), (3, "step"), (6, "step")]
+    assert [r["pairs"][PAIR]["nasca"] for r in records] == [r["pairs"][PAIR]["nasca"] for r in expected]

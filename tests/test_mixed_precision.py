@@ -102,3 +102,48 @@ def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
     assert sizes and max(sizes) <= 3 * 64 * 2
     for name in ("nas", "nav", "embedding"):
         torch.testing.assert_close(sliced.representations[name], whole.representations[name], rtol=1e-5, atol=1e-6)
+
+
+# -- non-disturbance under mixed precision ------------------------------------------------------------------------
+# The same guarantee as tests/test_callback_trainer.py's bitwise test, in the settings users train in: Trainer
+# bf16=True (CPU autocast wraps the model's forward, and so every measurement's forward) and gradient checkpointing
+# (the callback switches the model to eval mode and back; checkpointing must come back on and recompute identically).
+# Default run: both at once (~20 s); each alone in the slow run.
+@pytest.mark.parametrize("training_args", [
+    pytest.param({"bf16": True, "gradient_checkpointing": True}, id="bf16+checkpointing"),
+    pytest.param({"bf16": True}, id="bf16", marks=pytest.mark.slow),
+    pytest.param({"gradient_checkpointing": True}, id="checkpointing", marks=pytest.mark.slow),
+])
+def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_precision(tmp_path, training_args):
+    from neuronxa_callback.callback import NeuronXACallback
+    from tests._precision import make_trainer
+
+    def run(callbacks, name):
+        tokenizer = tiny_tokenizer()
+        model = tiny_model("llama", tokenizer=tokenizer, seed=0)
+        for layer in model.model.layers:  # dropout makes any stolen RNG draw visible in the losses
+            layer.self_attn.attention_dropout = 0.2
+        model.train()
+        torch.manual_seed(1234)  # same global RNG state before both runs
+        trainer = make_trainer(tmp_path / name, model, tokenizer, callbacks, max_steps=3, **training_args)
+        trainer.train()
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        params = {k: p.detach().clone() for k, p in trainer.model.named_parameters()}
+        return losses, params, trainer.model
+
+    plain_losses, plain_params, _ = run([], "plain")
+    callback = NeuronXACallback(eval_steps=1, quality_every=2, num_pairs=8, batch_size=8, max_length=48,
+                                max_new_tokens=4, num_fewshot=1, representations=("nas", "nav", "embedding"))
+    measured_losses, measured_params, model = run([callback], "measured")
+    from neuronxa_callback.loggers import read_jsonl
+
+    records = read_jsonl(tmp_path / "measured" / "neuronxa" / "metrics.jsonl")
+    # Every step measured (NAV too, which used to fail under autocast), quality on every other measurement.
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert all(len(r["pairs"]["eng_Latn-isl_Latn"]["navca"]) == 2 for r in records)
+    assert "quality" in records[0]
+    assert len(plain_losses) == 3 and measured_losses == plain_losses
+    assert plain_params.keys() == measured_params.keys()
+    assert all(torch.equal(plain_params[k], measured_params[k]) for k in plain_params)
+    assert model.training
+    assert model.is_gradient_checkpointing == bool(training_args.get("gradient_checkpointing"))

@@ -172,8 +172,8 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     records = _records(out)
     assert [r["step"] for r in records] == [0, 1, 2]
     assert all(len(r["pairs"][PAIR]["nasca"]) == 2 for r in records)
-    # chrF at the first and the last measurement (default quality_every = steps // eval_steps), on 4 pairs
-    assert [PAIR in (r.get("quality") or {}) for r in records] == [True, False, True]
+    # chrF at the first, middle and last measurement (default quality_every = (steps // eval_steps) // 2), on 4 pairs
+    assert [PAIR in (r.get("quality") or {}) for r in records] == [True, True, True]
     assert len(records[0]["quality"][PAIR]["translations"]) == 4
     # Issue 10: NTREX-128 by default, the eng-deu control pair measured for alignment only, prompted zero-shot in the
     # training format, the copy rate next to chrF.
@@ -188,6 +188,14 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     assert summary["control_alignment_change"]["final_step"] == 2 and summary["cpu_seconds"] > 0
     assert (out / "neuronxa" / "report" / "report.md").is_file()
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
+    # Issue 11: trackio too (inside the run directory), and the last line is the command that opens its dashboard.
+    assert (out / "trackio" / "neuronxa-demo.db").is_file()
+    # Progress while it runs: one line per measurement, and no whole-dict lines of the Trainer's printer.
+    assert [line.split(":")[0] for line in completed.stdout.splitlines() if line.startswith("NeuronXA step ")] == [
+        "NeuronXA step 0", "NeuronXA step 1", "NeuronXA step 2"]
+    assert "{'eval_neuronxa" not in completed.stdout and "/layer_" not in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1].endswith("trackio show --project neuronxa-demo")
+    assert f"TRACKIO_DIR={out / 'trackio'}" in completed.stdout.strip().splitlines()[-1]
     # the printed table: one row per measurement, then the paths
     assert "step  nasca mean" in completed.stdout and "JSONL:" in completed.stdout and "W&B:" in completed.stdout
     assert "eng_Latn-deu_Latn (control pair)" in completed.stdout and "copies" in completed.stdout

@@ -112,3 +112,76 @@ def test_ranks_that_disagree_or_do_not_arrive_get_an_error_not_a_hang(tmp_path):
     assert "batch_size must be >= 1" in rank1["failed_rank"]  # the failing rank names its own error
     assert "not every rank reached the agreement point within 3 s" in rank0["missing_rank"]
     assert rank0["missing_rank_seconds"] < 30
+
+
+def trainer_reference(settings: dict):
+    """Step-0 scores and translations of the Trainer workers' initial tiny Llama, measured in one process with the
+    callback's settings; translations batched as each rank batches its share (sentence i on rank i % 2)."""
+    from neuronxa_callback import NeuronXACallback
+    from neuronxa_callback._quality_step import fewshot_examples
+    from neuronxa_callback.alignment import measure_alignment
+    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.generation import translate
+    from tests._tiny import tiny_model, tiny_tokenizer
+
+    callback_settings = NeuronXACallback(**settings).settings
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama", tokenizer=tokenizer, seed=0)
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=settings["num_pairs"])
+    pairs = measure_alignment(model, tokenizer, data, batch_size=settings["batch_size"],
+                              max_length=settings["max_length"]).to_dict()["pairs"]
+    examples = fewshot_examples(data, callback_settings)[("isl_Latn", "eng_Latn")]
+    sources = data.sentences("isl_Latn")
+    translations = [None] * len(sources)
+    for rank in range(2):
+        mine = list(range(rank, len(sources), 2))
+        for i, hypothesis in zip(mine, translate(model, tokenizer, [sources[i] for i in mine], source_lang="isl_Latn",
+                                                 target_lang="eng_Latn", prompt=callback_settings.prompt,
+                                                 examples=examples, batch_size=settings["batch_size"],
+                                                 max_new_tokens=settings["max_new_tokens"])):
+            translations[i] = hypothesis
+    return pairs, translations
+
+
+def check_trainer_run(tmp_path: Path, engine: str) -> None:
+    from neuronxa_callback.loggers import read_jsonl
+    from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
+
+    rank0, rank1 = ranks(tmp_path)
+    assert rank0["world"] == 2 and rank0["engine"] == rank1["engine"] == engine
+    assert rank0["global_step"] == rank1["global_step"] == MAX_STEPS
+    assert rank0["measured"] == rank1["measured"] == MAX_STEPS + 1
+    # After each measurement the parameters were back in their shards on both ranks.
+    assert rank0["unsharded_after_measurement"] == rank1["unsharded_after_measurement"] == []
+    records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
+    pairs, translations = trainer_reference(SETTINGS)
+    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
+        assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
+    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == translations
+    for record in records:  # the peak memory sits next to the seconds
+        timing = record["timing"]
+        assert timing["alignment_peak_memory_mb"] is not None and timing["alignment_peak_memory_mb"] >= 0
+        assert timing["generation_peak_memory_mb"] is not None and timing["alignment_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_trainer_under_deepspeed_zero3_measures_like_one_process(tmp_path):
+    pytest.importorskip("deepspeed", reason="DeepSpeed ZeRO-3 test needs the [deepspeed] extra (pip install deepspeed)")
+    torchrun("_sharded_trainer_worker.py", "zero3", str(tmp_path), port=29754, timeout=300)
+    check_trainer_run(tmp_path, "zero3")
+
+
+@pytest.mark.slow
+def test_trainer_under_transformers_fsdp2_measures_like_one_process(tmp_path):
+    try:
+        from transformers.distributed import DistributedConfig
+    except ImportError:
+        pytest.skip("this transformers has no DistributedConfig (FSDP2 through from_pretrained)")
+    if "fsdp_size" not in DistributedConfig.__init__.__code__.co_varnames:
+        pytest.skip("this transformers' DistributedConfig has no fsdp_size")
+    from tests._tiny import tiny_model, tiny_tokenizer
+
+    tiny_model("llama", tokenizer=tiny_tokenizer(), seed=0).save_pretrained(tmp_path / "model")  # the workers' weights
+    torchrun("_sharded_trainer_worker.py", "fsdp2", str(tmp_path), str(tmp_path / "model"), port=29755, timeout=300)
+    check_trainer_run(tmp_path, "fsdp2")

@@ -14,7 +14,9 @@ from tests.test_loggers import PAIR, RECORDS, make_record
 
 def full_record() -> dict:
     record = make_record(100, [0.2, 0.4, 0.4], chrf=20.5, index=2)
-    record["quality"][PAIR]["copy_rate"] = 0.25  # a quality number this module does not know by name
+    record["quality"][PAIR]["copy_rate"] = 0.25  # quality numbers this module does not know by name
+    record["quality"][PAIR]["copies"] = 2
+    record["quality"][PAIR]["copy_policy"] = "scored as empty"  # not a number: not logged
     record["correlation"] = {PAIR: {"chrf": {"n": 3, "pearson": 0.9, "pearson_pvalue": 0.28, "spearman": 1.0,
                                              "spearman_pvalue": 0.0, "per_layer_pearson": [0.1, 0.9, None],
                                              "best_layer": 1}}}
@@ -29,8 +31,8 @@ def test_trainer_scalars_are_the_headline_floats_under_eval_neuronxa():
     assert scalars == pytest.approx({
         f"eval_neuronxa/{PAIR}/nasca_mean": 1.0 / 3, f"eval_neuronxa/{PAIR}/navca_mean": 1.0 / 6,
         f"eval_neuronxa/{PAIR}/nasca_best_layer": 1.0,          # tie between layers 1 and 2: the lower one
-        f"eval_neuronxa/{PAIR}/nasca_best_layer_score": 0.4,
         f"eval_neuronxa/{PAIR}/chrf": 20.5, f"eval_neuronxa/{PAIR}/bleu": 10.25, f"eval_neuronxa/{PAIR}/copy_rate": 0.25,
+        f"eval_neuronxa/{PAIR}/copies": 2.0,
         f"eval_neuronxa/{PAIR}/r_chrf": 0.9,
         "eval_neuronxa_early_stopping/smoothed": 0.3, "eval_neuronxa_early_stopping/best": 0.31,
         "eval_neuronxa_early_stopping/bad_measurements": 1.0, "eval_neuronxa_early_stopping/should_stop": 0.0,
@@ -65,7 +67,7 @@ def test_summary_line_is_one_short_line_per_measurement():
     line = summary_line(full_record())
     assert "\n" not in line and len(line) < 300
     assert line.startswith(f"step 100: {PAIR} NASCA 0.333 (best layer 1: 0.400), NAVCA 0.167")
-    assert "chrf 20.5" in line and "r_chrf 0.900" in line and "copy_rate 0.250" in line
+    assert "chrf 20.5" in line and "r_chrf 0.900" in line and "copy_rate 0.250" in line and "copies 2," in line
     assert "early stopping: 1 bad" in line and line.endswith("[alignment 2 s]")
 
 
@@ -164,3 +166,26 @@ def test_tensorboard_sink_writes_through_the_trainers_writer(tmp_path):
     (key, text, step), = writer.texts
     assert key == f"neuronxa/{PAIR}/translations" and "| Halló heimur | Hello world |" in text
     assert writer.flushed == 1
+
+
+def test_attach_adds_the_callback_once_and_a_link_ahead_of_the_integrations(tmp_path):
+    pytest.importorskip("tensorboard")
+    from neuronxa_callback import NeuronXACallback
+    from tests.test_callback_trainer import FAST, make_trainer
+
+    trainer = make_trainer(tmp_path, [], report_to=["tensorboard"])
+    callback = NeuronXACallback(**FAST)
+    assert callback.attach(trainer) is callback and callback.attach(trainer) is callback
+    names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    assert names.count("NeuronXACallback") == 1 and names.count("TrainerLink") == 1
+    # The link's on_train_end must run before TensorBoardCallback's, which closes the writer.
+    assert names.index("TrainerLink") < names.index("TensorBoardCallback") < names.index("NeuronXACallback")
+    # A checkpoint restore replaces the instance (type(cb)(**args)); the link re-attaches the new one at train begin.
+    rebuilt = NeuronXACallback(**FAST)
+    trainer.callback_handler.remove_callback(callback)
+    trainer.callback_handler.add_callback(rebuilt)
+    link = trainer.callback_handler.callbacks[names.index("TrainerLink")]
+    link.on_train_begin(trainer.args, trainer.state, trainer.control)
+    assert rebuilt._trainer is trainer
+    with pytest.raises(TypeError, match="needs a transformers Trainer, got str"):
+        NeuronXACallback(**FAST).attach("trainer")

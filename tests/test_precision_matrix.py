@@ -1,0 +1,234 @@
+"""The configuration matrix of issue 8: tiny models from config in every architecture family x weights fp32 / bf16 /
+fp16 x representation nas / nav / embedding x plain / PEFT LoRA / 4-bit nf4 (bf16 compute) / 8-bit x gradient
+checkpointing off / on, plus the callback inside real tiny Trainer runs with bf16=True (CPU autocast).
+
+In every cell: the measurement runs, the model is left exactly as found (parameter dtypes, training and
+requires_grad flags, gradient checkpointing, use_cache, the tokenizer's padding side), and the pooled
+representations and scores agree with the float32 model's within the bounds below.
+
+Tolerances come from a measurement (tests/_precision_measure.py), not a guess: all 13 architectures with seed 0, and
+seeds 1-4 on llama, gemma3_text, gpt2 and phi3, 32 sentence pairs (tests/_precision.sentence_pairs), hidden 64,
+2 layers. Maxima measured over those (rel = max over layers of ||cell - fp32||_F / ||fp32||_F of the pooled
+representations; score = largest |difference| of one per-layer weak-alignment score, 1/32 = 0.031 per sentence):
+MEASURED_SEE_BELOW
+Each bound is about 2x the measured maximum (rounded up); score bounds at least two flipped sentences (0.07),
+because NAS flips where gate values sit near 0 and a flipped sign can move a sentence across the strict inequality.
+
+The default run covers every architecture once (bf16), every dtype, representation and wrapper at least once, and
+one Trainer bf16=True run; the full cross product is marked slow.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests._precision import (
+    DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, make_trainer, model_state, sentence_pairs,
+    warm_up,
+)
+from tests._tiny import TINY_MODEL_TYPES, tiny_tokenizer
+
+# (wrapper, dtype) -> representation -> (max relative error of the pooled representation, max per-layer score diff).
+# Filled from the measurement described in the module docstring.
+BOUNDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {(w, d): {r: (1.0, 1.0) for r in REPRESENTATIONS} for w in WRAPPERS for d in DTYPES}  # PLACEHOLDER
+
+
+def _bound(wrapper: str, dtype: str, representation: str) -> tuple[float, float]:
+    return BOUNDS[(wrapper, dtype)][representation]
+
+
+def _bitsandbytes():
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as error:  # ImportError, or a RuntimeError from a broken native library
+        pytest.skip(f"bitsandbytes unavailable: {error}")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return sentence_pairs()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("precision-checkpoints")
+
+
+@pytest.fixture(scope="module")
+def references(tokenizer, pairs):
+    """Float32 encodings per (model_type, reference kind, representation), computed once per module."""
+    cache: dict[tuple, dict] = {}
+
+    def get(model_type: str, lora: bool, representation: str, reference) -> dict:
+        key = (model_type, lora, representation)
+        if key not in cache:
+            cache[key] = encode_cell(reference, tokenizer, representation, pairs)
+        return cache[key]
+
+    return get
+
+
+def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, tokenizer, pairs, workdir, references):
+    """Build the cell, measure each representation, check the model is left as found and the numbers agree."""
+    if wrapper in ("nf4", "int8"):
+        _bitsandbytes()
+    model, reference = build_cell(model_type, dtype, wrapper, workdir=workdir)
+    if wrapper in ("nf4", "int8"):
+        warm_up(model, tokenizer)
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+        model.train()
+    for representation in representations:
+        before = model_state(model, tokenizer)
+        cell = encode_cell(model, tokenizer, representation, pairs)
+        assert model_state(model, tokenizer) == before, f"{model_type}/{dtype}/{wrapper}: model not left as found"
+        assert cell["pooled"].dtype == torch.float32 and torch.isfinite(cell["pooled"]).all()
+        numbers = compare(cell, references(model_type, wrapper == "lora", representation, reference))
+        rel_bound, score_bound = _bound(wrapper, dtype, representation)
+        where = f"{model_type}/{dtype}/{wrapper}/{representation}/checkpointing={checkpointing}: {numbers}"
+        assert numbers["rel_error"] <= rel_bound, where
+        assert numbers["score_diff"] <= score_bound, where
+    if checkpointing:
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        assert inner.is_gradient_checkpointing and model.training
+
+
+# -- default run: a representative subset ---------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+def test_every_architecture_in_bf16(model_type, tokenizer, pairs, workdir, references):
+    # Checkpointing on for every other family, so both settings are in the default run on several architectures.
+    checkpointing = TINY_MODEL_TYPES.index(model_type) % 2 == 1
+    check_cell(model_type, "bf16", "plain", REPRESENTATIONS, checkpointing,
+               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+
+
+@pytest.mark.parametrize("model_type, dtype, wrapper, representations, checkpointing", [
+    # With the bf16 architecture sweep above: each dtype, representation and wrapper at least once.
+    ("qwen2", "fp16", "lora", ("nav",), True),
+    ("llama", "bf16", "nf4", ("nas", "embedding"), True),
+    ("gpt2", "fp32", "int8", ("nav",), False),
+])
+def test_wrappers_and_dtypes(model_type, dtype, wrapper, representations, checkpointing, tokenizer, pairs, workdir,
+                             references):
+    check_cell(model_type, dtype, wrapper, representations, checkpointing,
+               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+
+
+# -- slow: the full cross product -----------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+def test_full_matrix(model_type, dtype, wrapper, tokenizer, pairs, workdir, references):
+    for checkpointing in (False, True):
+        check_cell(model_type, dtype, wrapper, REPRESENTATIONS, checkpointing,
+                   tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+
+
+# -- the callback inside a real Trainer run with bf16=True (CPU autocast) ------------------------------------------
+class _StateSpy:
+    """A TrainerCallback that records model_state() at train begin and end (listed before and after NeuronXA)."""
+
+    def __new__(cls, tokenizer, log):
+        from transformers import TrainerCallback
+
+        class Spy(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                log.append(("begin", model_state(model, tokenizer)))
+
+            def on_train_end(self, args, state, control, model=None, **kwargs):
+                log.append(("end", model_state(model, tokenizer)))
+
+        return Spy()
+
+
+def _pairs_tsv(path, pairs):
+    # The "translations" are English half-sentences (see sentence_pairs), filed under isl_Latn for the loader.
+    source, target = pairs
+    path.write_text("eng_Latn\tisl_Latn\n" + "".join(f"{s}\t{t}\n" for s, t in zip(source, target)), encoding="utf-8")
+    return path
+
+
+def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, *, tokenizer, pairs, workdir):
+    """The callback measures at train begin and end of a 1-step bf16=True Trainer run at learning rate 0 (weights
+    unchanged), under CPU autocast; its pooled sums and scores are compared with the float32 reference's."""
+    from neuronxa_callback.activations import ActivationCapture
+    from neuronxa_callback.callback import NeuronXACallback
+    from neuronxa_callback.loggers import read_jsonl
+    from tests._precision import _lora
+
+    quantized = wrapper == "qlora"
+    if quantized:
+        _bitsandbytes()
+    model, reference = build_cell(model_type, dtype, "nf4" if quantized else wrapper, workdir=workdir)
+    if quantized:  # QLoRA: LoRA on the 4-bit model; the reference gets the same adapter (same seed) unquantized
+        model, reference = _lora(model), _lora(reference)
+        warm_up(model, tokenizer)
+    model.train()
+    batches: list[tuple[bool, dict]] = []
+    original = ActivationCapture.end_batch
+
+    def spy(self):
+        sums = original(self)
+        batches.append((torch.is_autocast_enabled("cpu"), {k: v.clone() for k, v in sums.items()}))
+        return sums
+
+    monkeypatch.setattr(ActivationCapture, "end_batch", spy)
+    settings = dict(batch_size=8, max_length=256)
+    reference_scores = {}  # the reference, outside any Trainer: float32, no autocast; its batches in plan order
+    expected: dict[str, list] = {}
+    for representation in REPRESENTATIONS:
+        reference_scores[representation] = encode_cell(reference, tokenizer, representation, pairs,
+                                                       batch_size=settings["batch_size"])["scores"]
+        expected[representation] = [sums[representation] for _, sums in batches]
+        batches.clear()
+
+    states: list = []
+    callback = NeuronXACallback(data=str(_pairs_tsv(tmp_path / "pairs.tsv", pairs)), languages=["isl_Latn"],
+                                num_pairs=len(pairs[0]), eval_steps=0, representations=REPRESENTATIONS, **settings)
+    trainer = make_trainer(tmp_path / "out", model, tokenizer,
+                           [_StateSpy(tokenizer, states), callback, _StateSpy(tokenizer, states)],
+                           max_steps=1, learning_rate=0.0, bf16=True, gradient_checkpointing=checkpointing)
+    trainer.train()
+    records = read_jsonl(tmp_path / "out" / "neuronxa" / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1], records
+    # The measurement really ran under autocast, and the sums stayed float32.
+    assert batches and all(autocast for autocast, _ in batches)
+    assert all(v.dtype == torch.float32 for _, sums in batches for v in sums.values())
+    # The callback left the model as it found it, at both measurements.
+    assert states[0][1] == states[1][1] and states[2][1] == states[3][1]
+    # Pooled sums: each measurement's batches against the reference's (same batch plan), per representation.
+    per_measurement = len(batches) // 2
+    assert per_measurement == len(expected["nas"])
+    for m, record in enumerate(records):
+        got = [sums for _, sums in batches[m * per_measurement:(m + 1) * per_measurement]]
+        for representation in REPRESENTATIONS:
+            a = torch.cat([g[representation] for g in got], dim=1).double()
+            b = torch.cat(expected[representation], dim=1).double()
+            rel = float(((a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).max())
+            rel_bound, score_bound = _bound("nf4" if quantized else wrapper, "bf16", representation)
+            metric = {"nas": "nasca", "nav": "navca", "embedding": "mexa"}[representation]
+            scores = torch.tensor(record["pairs"]["eng_Latn-isl_Latn"][metric], dtype=torch.float64)
+            score_diff = float((scores - reference_scores[representation]).abs().max())
+            where = f"{model_type}/{dtype}/{wrapper}/checkpointing={checkpointing} step {record['step']} {representation}"
+            assert rel <= rel_bound, f"{where}: rel {rel}"
+            assert score_diff <= score_bound, f"{where}: score diff {score_diff}"
+
+
+def test_callback_in_a_bf16_trainer_run(tmp_path, monkeypatch, tokenizer, pairs, workdir):
+    run_trainer_cell(tmp_path, monkeypatch, "llama", "fp32", "plain", True, tokenizer=tokenizer, pairs=pairs, workdir=workdir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-ckpt", "ckpt"])
+@pytest.mark.parametrize("dtype, wrapper", [("fp32", "plain"), ("bf16", "plain"), ("fp32", "lora"), ("bf16", "qlora")])
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2", "phi3"])
+def test_callback_in_bf16_trainer_runs(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, tokenizer, pairs,
+                                       workdir):
+    run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing,
+                     tokenizer=tokenizer, pairs=pairs, workdir=workdir)
