@@ -28,32 +28,33 @@ METRICS = {"nas": "nasca", "nav": "navca", "embedding": "mexa"}
 
 
 def compare_precisions(model, tokenizer, data, *, batch_size: int = 16, max_length: int = 256) -> dict:
-    """Scores and pooled-representation differences of `model` as given (float32) and cast to bf16.
+    """Scores and pooled-representation differences of a float32 `model` and of a bf16 copy of it.
 
     Returns {"fp32": {metric: [per layer]}, "bf16": {...}, "fp32_mean": {...}, "bf16_mean": {...},
-    "max_layer_diff": {...}, "mean_diff": {...}, "rel_error": {...}, "nas_max_abs": float}. The model is cast back
-    to its original dtype before returning.
+    "max_layer_diff": {...}, "mean_diff": {...}, "rel_error": {...}, "nas_max_abs": float}. `model` itself is not
+    changed (casting it to bf16 and back would round its weights: a shared test fixture must stay float32).
     """
+    import copy
+
     import torch
 
     from neuronxa_callback.activations import encode
     from neuronxa_callback.alignment import parallel_sentences, score_encoded
 
-    original = next(model.parameters()).dtype
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("compare_precisions: pass the model in float32 (it is the reference)")
     sentences = parallel_sentences(data)
     pair = data.pair_name(data.targets[0])
     out: dict = {"pair": pair, "n": len(data)}
     encoded = {}
-    try:
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            model.to(dtype)
-            encoded[name] = encode(model, tokenizer, sentences, representations=tuple(METRICS),
-                                   batch_size=batch_size, max_length=max_length)
-            report = score_encoded(encoded[name], data, batch_size=batch_size, max_length=max_length)
-            out[name] = {metric: [float(v) for v in report.score(metric, pair).per_layer] for metric in METRICS.values()}
-            out[f"{name}_mean"] = {metric: float(report.mean(metric, pair)) for metric in METRICS.values()}
-    finally:
-        model.to(original)
+    for name in ("fp32", "bf16"):
+        subject = model if name == "fp32" else copy.deepcopy(model).to(torch.bfloat16)
+        encoded[name] = encode(subject, tokenizer, sentences, representations=tuple(METRICS),
+                               batch_size=batch_size, max_length=max_length)
+        del subject
+        report = score_encoded(encoded[name], data, batch_size=batch_size, max_length=max_length)
+        out[name] = {metric: [float(v) for v in report.score(metric, pair).per_layer] for metric in METRICS.values()}
+        out[f"{name}_mean"] = {metric: float(report.mean(metric, pair)) for metric in METRICS.values()}
     out["max_layer_diff"] = {m: max(abs(a - b) for a, b in zip(out["fp32"][m], out["bf16"][m])) for m in METRICS.values()}
     out["mean_diff"] = {m: abs(out["fp32_mean"][m] - out["bf16_mean"][m]) for m in METRICS.values()}
     out["rel_error"] = {}
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             from neuronxa_callback.models import load_model_and_tokenizer
 
             shared = Path(os.environ.get("NEURONXA_SHARED", REPO_ROOT.parent / "shared"))
-            model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
+            model, tokenizer = load_model_and_tokenizer("gemma-3-270m", dtype="float32")
             data = load_parallel(shared / "data" / "ntrex128", languages=["deu_Latn"], num_pairs=args.num_pairs)
         result = compare_precisions(model, tokenizer, data)
         emit("pair", result["pair"])

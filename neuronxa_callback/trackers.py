@@ -231,7 +231,8 @@ class TrackioSink(TrackerSink):
         media.update({key: self._trackio.Table(columns=columns, data=rows) for key, (columns, rows) in tables.items()})
         if media:
             # The Media tab labels each image and table with the row's own step: give it the training step (a
-            # counter value there would read as "Step: 11" under a heatmap of step 5).
+            # counter value there would read as "Step: 11" under a heatmap of step 5). trackio then continues its
+            # counter above that step; the Trainer's rows keep their train/global_step field, the x-axis to use.
             self._trackio.log({**media, STEP_METRIC: step}, step=step)
 
 
@@ -347,13 +348,7 @@ class TrackerHub(MeasurementLogger):
         self._last_step = step
         scalars = trainer_scalars(record)
         if scalars:
-            try:
-                # trainer.log adds "epoch" and the step to a copy in log_history and dispatches on_log to the
-                # integrations, which log on state.global_step (== record["step"]).
-                self._trainer.log(dict(scalars))
-            except Exception as error:
-                logger.warning("NeuronXA: trainer.log of step %d failed (%s: %s); the JSONL has it",
-                               step, type(error).__name__, error)
+            self._log_through_trainer(step, scalars)
         if not self.sinks:
             return
         # Every backend copies or reads an image when it is logged, so the PNGs live only for this call.
@@ -368,6 +363,24 @@ class TrackerHub(MeasurementLogger):
                 except Exception as error:
                     logger.warning("NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
                                    step, sink.name, type(error).__name__, error)
+
+    def _log_through_trainer(self, step: int, scalars: dict[str, float]) -> None:
+        """trainer.log adds "epoch" and the step to a copy in log_history and dispatches on_log to the integrations,
+        which log on state.global_step (== the record's step). The Trainer's CallbackHandler.on_log also sets
+        control.should_log = False: called from on_step_end at a logging step, that would silently drop the loss
+        the Trainer is about to log, so the flag is put back."""
+        control = getattr(self._trainer, "control", None)
+        should_log = bool(getattr(control, "should_log", False))
+        try:
+            self._trainer.log(dict(scalars))
+        except Exception as error:
+            logger.warning("NeuronXA: trainer.log of step %d failed (%s: %s); the JSONL has it",
+                           step, type(error).__name__, error)
+        finally:
+            if should_log:
+                for current in {id(c): c for c in (control, getattr(self._trainer, "control", None))
+                                if c is not None}.values():
+                    current.should_log = True
 
     def _heatmaps(self, figure_dir: Path) -> dict[str, Path]:
         from .plots import plot_layer_heatmap

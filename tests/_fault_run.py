@@ -16,7 +16,9 @@ The hooks are this script's own monkeypatches: the library has no test-only code
 
 Resuming: transformers writes checkpoint-N in place, so a kill mid-save leaves a directory without
 trainer_state.json (its last file). resume_from_checkpoint=True would pick it and fail; like a user would, this
-script removes such incomplete checkpoints first, then resumes from the newest complete one.
+script removes such incomplete checkpoints first, then resumes from the newest complete one. A run whose newest
+complete checkpoint is at max_steps has finished training (its final record is written before that checkpoint is
+saved) and is not started again: transformers 5 resuming at global_step == max_steps trains one step more.
 """
 from __future__ import annotations
 
@@ -118,7 +120,15 @@ def main(output_dir: str) -> None:
         if not _complete(checkpoint):
             print(f"removing incomplete {checkpoint.name}", flush=True)
             shutil.rmtree(checkpoint)
-    resume = any(_complete(c) for c in checkpoints)
+    complete = [c for c in checkpoints if _complete(c)]
+    resume = bool(complete)
+    if complete:
+        import json
+
+        last = max(json.loads((c / "trainer_state.json").read_text())["global_step"] for c in complete)
+        if last >= MAX_STEPS:
+            print(f"DONE step={last} resumed=finished-already", flush=True)
+            return
 
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=0)

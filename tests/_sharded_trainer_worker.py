@@ -4,10 +4,11 @@ Usage::
 
     torchrun --nproc_per_node 2 tests/_sharded_trainer_worker.py zero3 OUTPUT_DIR
     torchrun --nproc_per_node 2 tests/_sharded_trainer_worker.py fsdp2 OUTPUT_DIR MODEL_DIR
+    torchrun --nproc_per_node 1 tests/_sharded_trainer_worker.py fully_shard OUTPUT_DIR
 
 zero3: TrainingArguments(deepspeed={... "stage": 3 ...}) without use_cpu (DeepSpeed's CPU accelerator and gloo).
 fsdp2: the model comes from from_pretrained(MODEL_DIR, distributed_config=DistributedConfig(fsdp_size=2)) (transformers'
-own FSDP2), trained with use_cpu=True. The callback measures at steps 0, 1, 2 with translations each time; rank 0
+own FSDP2), trained with use_cpu=True. fully_shard: the tiny Llama sharded with torch's fully_shard directly. The callback measures at steps 0, 1, 2 with translations each time; rank 0
 writes OUTPUT_DIR/neuronxa/metrics.jsonl and every rank OUTPUT_DIR/rank-<r>.json.
 """
 from __future__ import annotations
@@ -61,6 +62,21 @@ def main() -> None:
     callback = NeuronXACallback(eval_steps=1, quality_every=1, strict=True, **SETTINGS)
     if engine == "zero3":
         trainer = make_trainer(output_dir, [callback, Probe()], max_steps=MAX_STEPS, use_cpu=False, deepspeed=ZERO3)
+    elif engine == "fully_shard":  # raw FSDP2 on the Trainer's model (any world size; the default test uses one process)
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        from tests._tiny import tiny_model, tiny_tokenizer
+
+        model = tiny_model("llama", tokenizer=tiny_tokenizer(), seed=0)
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for layer in model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        # What from_pretrained(distributed_config=...) sets: the Trainer must not wrap the sharded model in DDP.
+        model._is_distributed_loading_by_transformers = True  # (read-only property over this attribute)
+        model.train()
+        trainer = make_trainer(output_dir, [callback, Probe()], max_steps=MAX_STEPS, model=model)
     elif engine == "fsdp2":
         from transformers import AutoModelForCausalLM
         from transformers.distributed import DistributedConfig

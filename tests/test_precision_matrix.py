@@ -10,7 +10,18 @@ Tolerances come from a measurement (tests/_precision_measure.py), not a guess: a
 seeds 1-4 on llama, gemma3_text, gpt2 and phi3, 32 sentence pairs (tests/_precision.sentence_pairs), hidden 64,
 2 layers. Maxima measured over those (rel = max over layers of ||cell - fp32||_F / ||fp32||_F of the pooled
 representations; score = largest |difference| of one per-layer weak-alignment score, 1/32 = 0.031 per sentence):
-MEASURED_SEE_BELOW
+  plain fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [11 runs]
+  plain bf16: nas rel 0.016 score 0.062 nas-entry 0.13; nav rel 0.0041 score 0.031; embedding rel 0.006 score 0.031  [11 runs]
+  plain fp16: nas rel 0.0055 score 0.031 nas-entry 0.1; nav rel 0.00053 score 0.000; embedding rel 0.00082 score 0.000  [11 runs]
+  lora  fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [11 runs]
+  lora  bf16: nas rel 0.02 score 0.031 nas-entry 0.18; nav rel 0.0078 score 0.031; embedding rel 0.011 score 0.031  [10 runs]
+  lora  fp16: nas rel 0.0074 score 0.031 nas-entry 0.11; nav rel 0.0012 score 0.000; embedding rel 0.0018 score 0.000  [10 runs]
+  nf4   fp32: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.031  [9 runs]
+  nf4   bf16: nas rel 0.21 score 0.125 nas-entry 0.96; nav rel 0.19 score 0.094; embedding rel 0.24 score 0.062  [9 runs]
+  nf4   fp16: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.031  [9 runs]
+  int8  fp32: nas rel 0.026 score 0.031 nas-entry 0.19; nav rel 0.013 score 0.000; embedding rel 0.017 score 0.031  [9 runs]
+  int8  bf16: nas rel 0.026 score 0.031 nas-entry 0.19; nav rel 0.015 score 0.031; embedding rel 0.018 score 0.031  [9 runs]
+  int8  fp16: nas rel 0.027 score 0.062 nas-entry 0.19; nav rel 0.013 score 0.031; embedding rel 0.017 score 0.031  [9 runs]
 Each bound is about 2x the measured maximum (rounded up); score bounds at least two flipped sentences (0.07),
 because NAS flips where gate values sit near 0 and a flipped sign can move a sentence across the strict inequality.
 
@@ -29,8 +40,22 @@ from tests._precision import (
 from tests._tiny import TINY_MODEL_TYPES, tiny_tokenizer
 
 # (wrapper, dtype) -> representation -> (max relative error of the pooled representation, max per-layer score diff).
-# Filled from the measurement described in the module docstring.
-BOUNDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {(w, d): {r: (1.0, 1.0) for r in REPRESENTATIONS} for w in WRAPPERS for d in DTYPES}  # PLACEHOLDER
+# Derived from the measured maxima in the module docstring: relative error 2x the maximum (2 significant digits);
+# score 2x the measured number of flipped sentences, at least 2 flips (2/32); float32 cells are exact copies.
+BOUNDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("plain", "fp32"): {"nas": (1e-06, 0), "nav": (1e-06, 0), "embedding": (1e-06, 0)},
+    ("plain", "bf16"): {"nas": (0.032, 0.125), "nav": (0.0083, 0.0625), "embedding": (0.012, 0.0625)},
+    ("plain", "fp16"): {"nas": (0.012, 0.0625), "nav": (0.0011, 0.0625), "embedding": (0.0017, 0.0625)},
+    ("lora", "fp32"): {"nas": (1e-06, 0), "nav": (1e-06, 0), "embedding": (1e-06, 0)},
+    ("lora", "bf16"): {"nas": (0.041, 0.0625), "nav": (0.016, 0.0625), "embedding": (0.023, 0.0625)},
+    ("lora", "fp16"): {"nas": (0.015, 0.0625), "nav": (0.0024, 0.0625), "embedding": (0.0036, 0.0625)},
+    ("nf4", "fp32"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.0625)},
+    ("nf4", "bf16"): {"nas": (0.42, 0.25), "nav": (0.39, 0.1875), "embedding": (0.48, 0.125)},
+    ("nf4", "fp16"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.0625)},
+    ("int8", "fp32"): {"nas": (0.052, 0.0625), "nav": (0.027, 0.0625), "embedding": (0.035, 0.0625)},
+    ("int8", "bf16"): {"nas": (0.053, 0.0625), "nav": (0.03, 0.0625), "embedding": (0.037, 0.0625)},
+    ("int8", "fp16"): {"nas": (0.054, 0.125), "nav": (0.027, 0.0625), "embedding": (0.035, 0.0625)},
+}
 
 
 def _bound(wrapper: str, dtype: str, representation: str) -> tuple[float, float]:

@@ -185,3 +185,48 @@ def test_trainer_under_transformers_fsdp2_measures_like_one_process(tmp_path):
     tiny_model("llama", tokenizer=tiny_tokenizer(), seed=0).save_pretrained(tmp_path / "model")  # the workers' weights
     torchrun("_sharded_trainer_worker.py", "fsdp2", str(tmp_path), str(tmp_path / "model"), port=29755, timeout=300)
     check_trainer_run(tmp_path, "fsdp2")
+
+
+def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
+    """The Trainer path through the sharded steps (encode_sharded, translate_sharded, reshard, peak memory) with
+    one process on a 1-rank gloo group: fast enough for the default run; the 2-rank runs above are marked slow."""
+    executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if executable is None:
+        pytest.skip("torchrun not installed next to the python interpreter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
+           "TOKENIZERS_PARALLELISM": "false"}
+    command = [executable, "--nproc_per_node", "1", "--master_port", "29756",
+               str(REPO_ROOT / "tests" / "_sharded_trainer_worker.py"), "fully_shard", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+    from neuronxa_callback.loggers import read_jsonl
+    from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
+
+    (rank0,) = [json.loads((tmp_path / "rank-0.json").read_text())]
+    assert rank0["engine"] == "fsdp2" and rank0["global_step"] == MAX_STEPS
+    # FSDP2 leaves the root's parameters unsharded after a no-grad forward; the measurement put them back.
+    assert rank0["unsharded_after_measurement"] == []
+    records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
+    pairs, translations = trainer_reference(SETTINGS)
+    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
+        assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
+    # One rank translates everything in its own batches: compare with translate() on the same batches.
+    from neuronxa_callback import NeuronXACallback
+    from neuronxa_callback._quality_step import fewshot_examples
+    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.generation import translate
+    from tests._tiny import tiny_model, tiny_tokenizer
+
+    settings = NeuronXACallback(**SETTINGS).settings
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=SETTINGS["num_pairs"])
+    tokenizer = tiny_tokenizer()
+    expected = translate(tiny_model("llama", tokenizer=tokenizer, seed=0), tokenizer, data.sentences("isl_Latn"),
+                         source_lang="isl_Latn", target_lang="eng_Latn", prompt=settings.prompt,
+                         examples=fewshot_examples(data, settings)[("isl_Latn", "eng_Latn")],
+                         batch_size=SETTINGS["batch_size"], max_new_tokens=SETTINGS["max_new_tokens"])
+    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == expected
+    for record in records:
+        assert record["timing"]["alignment_peak_memory_mb"] >= 0
+        assert record["timing"]["generation_peak_memory_mb"] >= 0

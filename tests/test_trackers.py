@@ -83,15 +83,36 @@ def test_translation_rows_cover_every_direction():
     assert translation_rows(RECORDS[0] | {"quality": {}}) == {}
 
 
+class FakeControl:
+    should_log = False
+
+
 class FakeTrainer:
+    """trainer.log as transformers does it: CallbackHandler.on_log sets control.should_log = False."""
+
     def __init__(self, fail: bool = False) -> None:
         self.logged: list[dict] = []
         self.fail = fail
+        self.control = FakeControl()
 
     def log(self, logs):
+        self.control.should_log = False
         if self.fail:
             raise RuntimeError("tracker down")
         self.logged.append(logs)
+
+
+def test_hub_keeps_the_trainers_pending_loss_log():
+    """Measured at a logging step (on_step_end, after DefaultFlowCallback set should_log): the loss must still be
+    logged, so the flag trainer.log clears is put back; a step that was not going to log stays that way."""
+    trainer = FakeTrainer()
+    hub = TrackerHub(trainer, sinks=[])
+    trainer.control.should_log = True
+    hub.log_measurement(full_record())
+    assert trainer.logged and trainer.control.should_log is True
+    trainer.control.should_log = False
+    hub.log_measurement(make_record(200, [0.1, 0.1, 0.1]))
+    assert trainer.control.should_log is False
 
 
 class RecordingSink(TrackerSink):
