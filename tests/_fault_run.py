@@ -94,13 +94,19 @@ def _complete(checkpoint: Path) -> bool:
 
 def main(output_dir: str) -> None:
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
     from neuronxa_callback import NeuronXACallback
     from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     fault = _Fault(os.environ.get("NEURONXA_FAULT"))
     _install_faults(fault)
+
+    class Announce(TrainerCallback):
+        """Tells the test when training proper begins (after imports and set-up), to time random kills from there."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            print(f"TRAIN_BEGIN step={state.global_step}", flush=True)
 
     class FaultyTrainer(Trainer):
         def training_step(self, *args, **kwargs):
@@ -141,7 +147,7 @@ def main(output_dir: str) -> None:
     torch.manual_seed(0)
     trainer = FaultyTrainer(
         model=model, args=args, train_dataset=items, processing_class=tokenizer,
-        callbacks=[NeuronXACallback(**CALLBACK)], data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[NeuronXACallback(**CALLBACK), Announce()], data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     trainer.train(resume_from_checkpoint=True if resume else None)
     print(f"DONE step={trainer.state.global_step} resumed={resume}", flush=True)

@@ -60,12 +60,28 @@ def _scores(record: dict) -> dict:
     }
 
 
+def _wait_for_training(process: subprocess.Popen) -> list[str]:
+    """Read the run's output up to the line that says training began; returns the lines read."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("TRAIN_BEGIN") or line.startswith("DONE"):
+            break
+    return lines
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[list[dict], float]:
+    """The reference records, and the seconds from training begin to the end of the process."""
     output_dir = tmp_path_factory.mktemp("uninterrupted")
+    process = _start(output_dir)
+    lines = _wait_for_training(process)
     start = time.perf_counter()
-    _finish(output_dir)
-    return _records(output_dir), time.perf_counter() - start
+    lines += _wait_for_training(process)  # up to DONE
+    training_seconds = time.perf_counter() - start
+    out, _ = process.communicate(timeout=RUN_TIMEOUT)
+    assert process.returncode == 0 and f"DONE step={MAX_STEPS}" in lines[-1], "".join(lines) + out[-4000:]
+    return _records(output_dir), training_seconds
 
 
 def _check_against(output_dir: Path, expected: list[dict]) -> None:
@@ -114,21 +130,28 @@ def test_kills_at_chosen_points_then_resume_give_the_uninterrupted_jsonl(tmp_pat
 
 @pytest.mark.slow
 def test_kills_at_random_moments_then_resume_give_the_uninterrupted_jsonl(tmp_path, uninterrupted, capsys):
-    expected, wall = uninterrupted
+    expected, training_seconds = uninterrupted
     seed = int(os.environ.get("NEURONXA_FAULT_SEED", "0"))
     rng = random.Random(seed)
     output_dir = tmp_path / "run"
     kills = []
-    for _ in range(4):
-        delay = rng.uniform(0.4 * wall, 0.95 * wall)  # past start-up (imports), into training most of the time
+    for _ in range(6):
         process = _start(output_dir)
+        began = _wait_for_training(process)[-1].strip()
+        if began.startswith("DONE"):  # nothing left to train: no kill to land
+            process.communicate(timeout=RUN_TIMEOUT)
+            break
+        # Anywhere in what is left of training proper: steps, measurements, JSONL writes, checkpoint saves.
+        left = (MAX_STEPS - int(began.split("step=")[1])) / MAX_STEPS
+        delay = rng.uniform(0.0, 0.9 * left * training_seconds)
         try:
             out, _ = process.communicate(timeout=delay)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=RUN_TIMEOUT)
-            done = sorted(int(p.name.split("-")[1]) for p in output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
-            kills.append(f"after {delay:.1f} s (checkpoints on disk: {done})")
+            done = sorted(int(p.name.split("-")[1]) for p in output_dir.glob("checkpoint-*"))
+            steps = [r["step"] for r in _records(output_dir)]
+            kills.append(f"{delay:.1f} s after {began} (checkpoints on disk: {done}; JSONL steps: {steps})")
         else:
             assert process.returncode == 0, out[-4000:]  # finished before the kill: nothing to count
     _finish(output_dir)

@@ -105,24 +105,24 @@ def test_time_budget_stops_training_when_the_deadline_nears():
 
 
 def test_time_budget_knows_when_the_final_measurement_translates(tmp_path):
-    """A slow translating baseline must not stop training early when the final measurement only scores alignment."""
+    """The last measurement translates whenever quality is on (the callback's rule at train end), whatever the
+    schedule; only a run without quality may budget for alignment alone."""
     from transformers import TrainerControl, TrainerState
 
     from neuronxa_callback import NeuronXACallback
 
     jsonl = tmp_path / "metrics.jsonl"
     jsonl.write_text(json.dumps({"step": 0, "timing": {"alignment_seconds": 2.0, "generation_seconds": 98.0}}) + "\n")
-    neuronxa = NeuronXACallback(quality_every=5)
-    guard = common.make_time_budget_callback(time.monotonic() + 60, final_reserve_seconds=10, neuronxa=neuronxa,
-                                             jsonl_path=jsonl)
-    guard.before_train = time.monotonic() - 100  # the baseline (with translations) took 100 s
-    state, control = TrainerState(), TrainerControl()
-    guard.on_train_begin(None, state, control)
-    state.global_step = 1
-    neuronxa.measurement_index = 1  # the next measurement is the 2nd: alignment only (~2.4 s + 10 s reserve)
-    assert not guard.on_step_end(None, state, control).should_training_stop
-    neuronxa.measurement_index = 5  # the next one translates: ~100 s, more than the 60 s left
-    assert guard.on_step_end(None, state, control).should_training_stop
+    for quality_every, should_stop in ((0, False), (5, True)):
+        neuronxa = NeuronXACallback(quality_every=quality_every)
+        guard = common.make_time_budget_callback(time.monotonic() + 60, final_reserve_seconds=10, neuronxa=neuronxa,
+                                                 jsonl_path=jsonl)
+        guard.before_train = time.monotonic() - 100  # the baseline (with translations, if any) took 100 s
+        state, control = TrainerState(), TrainerControl()
+        guard.on_train_begin(None, state, control)
+        state.global_step = 1
+        neuronxa.measurement_index = 1  # off the quality schedule, yet the final measurement still translates
+        assert guard.on_step_end(None, state, control).should_training_stop is should_stop, quality_every
 
 
 def _record(step: int, per_layer: list[float], chrf=None, n: int = 100) -> dict:
