@@ -67,7 +67,7 @@ def plot_layer_heatmap(steps: Sequence[int], per_layer: Sequence[Sequence[float]
     layer_every = max(1, math.ceil(num_layers / 16))
     ax.set_yticks(range(0, num_layers, layer_every))
     ax.set_xlabel("training step")
-    ax.set_ylabel("layer")
+    ax.set_ylabel("decoder layer (0 = first)")  # 0-based, like the per-layer series names (layer_07)
     ax.set_title(f"{_label(metric)} per layer over training — {pair}")
     fig.colorbar(image, ax=ax, label=_label(metric))
     return _save(fig, path)

@@ -342,15 +342,20 @@ def _zero3_offload(model: nn.Module, optimizer: Any) -> Any:
         offload = getattr(candidate, "parameter_offload", None)
         if offload is not None and hasattr(offload, "empty_partition_cache"):
             return offload
-    # Without the optimizer: the offload object registered a forward pre-hook on the root module (a closure over it).
-    for hook in list(getattr(model, "_forward_pre_hooks", {}).values()):
-        for cell in getattr(hook, "__closure__", None) or ():
+    # Without the optimizer: the offload object registered a forward pre-hook on the root module, a closure over it
+    # (wrapped by DeepSpeed's instrument_w_nvtx decorator, hence the few levels of closures).
+    pending = [(hook, 0) for hook in getattr(model, "_forward_pre_hooks", {}).values()]
+    while pending:
+        function, depth = pending.pop()
+        for cell in getattr(function, "__closure__", None) or ():
             try:
                 value = cell.cell_contents
             except ValueError:  # an empty cell
                 continue
             if hasattr(value, "empty_partition_cache") and hasattr(value, "get_param_coordinator"):
                 return value
+            if callable(value) and depth < 3:
+                pending.append((value, depth + 1))
     return None
 
 

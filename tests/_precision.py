@@ -115,17 +115,21 @@ def model_state(model, tokenizer) -> dict:
     }
 
 
-def encode_cell(model, tokenizer, representation: str, pairs: tuple[list[str], list[str]], batch_size: int = 8) -> dict:
-    """Pooled representation of source + target sentences [L, 2n, d] and the per-layer weak-alignment scores."""
+def encode_cell(model, tokenizer, representation, pairs: tuple[list[str], list[str]], batch_size: int = 8) -> dict:
+    """{"pooled": source + target sentences [L, 2n, d], "scores": per-layer weak alignment} for one representation
+    name; for a tuple of names, {name: that dict} from a single encode() call."""
     from neuronxa_callback.activations import encode
     from neuronxa_callback.scoring import cosine_matrices, weak_alignment
 
+    names = (representation,) if isinstance(representation, str) else tuple(representation)
     source, target = pairs
-    encoded = encode(model, tokenizer, source + target, representations=(representation,), batch_size=batch_size)
-    pooled = encoded.representations[representation]
+    encoded = encode(model, tokenizer, source + target, representations=names, batch_size=batch_size)
     n = len(source)
-    scores = weak_alignment(cosine_matrices(pooled[:, :n], pooled[:, n:]))
-    return {"pooled": pooled, "scores": scores}
+    out = {}
+    for name in names:
+        pooled = encoded.representations[name]
+        out[name] = {"pooled": pooled, "scores": weak_alignment(cosine_matrices(pooled[:, :n], pooled[:, n:]))}
+    return out[representation] if isinstance(representation, str) else out
 
 
 def compare(cell: dict, reference: dict) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    torchrun --nproc_per_node 2 tests/_sharded_worker.py fsdp1|fsdp2|agreement OUTPUT_DIR
+    torchrun --nproc_per_node 2 tests/_sharded_worker.py fsdp1|fsdp2|agreement|zero3 OUTPUT_DIR
 
 No Trainer: the measurement path the callback runs (encode_sharded -> gather_encoded -> score on rank 0,
 translate_sharded -> gather, reshard) is called on the wrapped model with an uneven number of batches and of
@@ -111,6 +111,38 @@ def agreement(output_dir: Path) -> None:
     (output_dir / f"rank-{rank}.json").write_text(json.dumps(out))
 
 
+def zero3(output_dir: Path) -> None:
+    """DeepSpeed ZeRO-3 (any world size): after training steps (a complete parameter trace) a no-grad encode leaves
+    parameters gathered; reshard() partitions them again, and training goes on."""
+    import deepspeed
+    import torch.distributed as dist
+
+    from neuronxa_callback.sharding import encode_sharded, reshard, sharding_engine, unsharded_parameters
+    from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+              "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}},
+              "train_micro_batch_size_per_gpu": 1}
+    engine, _, _, _ = deepspeed.initialize(model=tiny_model("llama", tokenizer=tokenizer, seed=0), config=config)
+    module = engine.module
+    input_ids, attention_mask, labels = training_batch(tokenizer)
+
+    def step() -> float:
+        loss = engine(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        engine.backward(loss)
+        engine.step()
+        return float(loss.detach())
+
+    out = {"engine": sharding_engine(module), "losses": [step() for _ in range(3)]}
+    encode_sharded(module, tokenizer, corpus_sentences()[:6], batch_size=2, timeout=TIMEOUT_S)
+    out["unsharded_before_reshard"] = unsharded_parameters(module)
+    reshard(module)  # without the optimizer: DeepSpeed's offload object is found through its hook on the module
+    out["unsharded_after_reshard"] = unsharded_parameters(module)
+    out["losses"].append(step())
+    (output_dir / f"rank-{dist.get_rank()}.json").write_text(json.dumps(out))
+
+
 def main() -> None:
     engine, output_dir = sys.argv[1], Path(sys.argv[2])
     import torch
@@ -121,6 +153,9 @@ def main() -> None:
     torch.set_num_threads(1)
     if engine == "agreement":
         agreement(output_dir)
+        return
+    if engine == "zero3":
+        zero3(output_dir)
         return
 
     from neuronxa_callback.alignment import parallel_sentences, score_encoded

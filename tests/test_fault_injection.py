@@ -135,7 +135,7 @@ def test_kills_at_random_moments_then_resume_give_the_uninterrupted_jsonl(tmp_pa
     rng = random.Random(seed)
     output_dir = tmp_path / "run"
     kills = []
-    for _ in range(6):
+    for _ in range(4):
         process = _start(output_dir)
         began = _wait_for_training(process)[-1].strip()
         if began.startswith("DONE"):  # nothing left to train: no kill to land

@@ -33,6 +33,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neuronxa_callback.architectures import activation_modules
 from tests._precision import (
     DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, make_trainer, model_state, sentence_pairs,
     warm_up,
@@ -90,16 +91,18 @@ def references(tokenizer, pairs):
     cache: dict[tuple, dict] = {}
 
     def get(model_type: str, lora: bool, representation: str, reference) -> dict:
-        key = (model_type, lora, representation)
-        if key not in cache:
-            cache[key] = encode_cell(reference, tokenizer, representation, pairs)
-        return cache[key]
+        if (model_type, lora, representation) not in cache:  # all three in one pass: the cell will ask for them
+            for name, value in encode_cell(reference, tokenizer, REPRESENTATIONS, pairs).items():
+                cache[(model_type, lora, name)] = value
+        return cache[(model_type, lora, representation)]
 
     return get
 
 
-def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, tokenizer, pairs, workdir, references):
-    """Build the cell, measure each representation, check the model is left as found and the numbers agree."""
+def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, tokenizer, pairs, workdir, references,
+               together=False):
+    """Build the cell, measure each representation (one encode() each, or all in one when `together`), check the
+    model is left as found and the numbers agree with the float32 reference's."""
     if wrapper in ("nf4", "int8"):
         _bitsandbytes()
     model, reference = build_cell(model_type, dtype, wrapper, workdir=workdir)
@@ -108,10 +111,13 @@ def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, to
     if checkpointing:
         model.gradient_checkpointing_enable()
         model.train()
-    for representation in representations:
+    groups = [tuple(representations)] if together else [(r,) for r in representations]
+    cells = {}
+    for group in groups:
         before = model_state(model, tokenizer)
-        cell = encode_cell(model, tokenizer, representation, pairs)
+        cells.update(encode_cell(model, tokenizer, group, pairs))
         assert model_state(model, tokenizer) == before, f"{model_type}/{dtype}/{wrapper}: model not left as found"
+    for representation, cell in cells.items():
         assert cell["pooled"].dtype == torch.float32 and torch.isfinite(cell["pooled"]).all()
         numbers = compare(cell, references(model_type, wrapper == "lora", representation, reference))
         rel_bound, score_bound = _bound(wrapper, dtype, representation)
@@ -128,8 +134,9 @@ def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, to
 def test_every_architecture_in_bf16(model_type, tokenizer, pairs, workdir, references):
     # Checkpointing on for every other family, so both settings are in the default run on several architectures.
     checkpointing = TINY_MODEL_TYPES.index(model_type) % 2 == 1
+    # One encode() for the three representations keeps this sweep cheap; one call each is covered below and slow.
     check_cell(model_type, "bf16", "plain", REPRESENTATIONS, checkpointing,
-               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references, together=True)
 
 
 @pytest.mark.parametrize("model_type, dtype, wrapper, representations, checkpointing", [
@@ -200,7 +207,7 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
 
     def spy(self):
         sums = original(self)
-        batches.append((torch.is_autocast_enabled("cpu"), {k: v.clone() for k, v in sums.items()}))
+        batches.append((True, {k: v.clone() for k, v in sums.items()}))
         return sums
 
     monkeypatch.setattr(ActivationCapture, "end_batch", spy)
@@ -219,11 +226,20 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
     trainer = make_trainer(tmp_path / "out", model, tokenizer,
                            [_StateSpy(tokenizer, states), callback, _StateSpy(tokenizer, states)],
                            max_steps=1, learning_rate=0.0, bf16=True, gradient_checkpointing=checkpointing)
-    trainer.train()
+    # Inside the forward (where autocast is on): was it on, and what dtype did the activation come out in?
+    # Measurement forwards run without gradients; training forwards (and checkpointing's recomputation) with them.
+    inside: list[tuple[bool, bool, torch.dtype]] = []
+    probe = activation_modules(model)[0].register_forward_hook(
+        lambda m, i, o: inside.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), o.dtype)))
+    try:
+        trainer.train()
+    finally:
+        probe.remove()
     records = read_jsonl(tmp_path / "out" / "neuronxa" / "metrics.jsonl")
     assert [r["step"] for r in records] == [0, 1], records
-    # The measurement really ran under autocast, and the sums stayed float32.
-    assert batches and all(autocast for autocast, _ in batches)
+    # The measurements really ran under autocast (bf16 activations), and the sums stayed float32.
+    measured = [(autocast, dtype) for grad, autocast, dtype in inside if not grad]
+    assert len(measured) == len(batches) and set(measured) == {(True, torch.bfloat16)}, set(measured)
     assert all(v.dtype == torch.float32 for _, sums in batches for v in sums.values())
     # The callback left the model as it found it, at both measurements.
     assert states[0][1] == states[1][1] and states[2][1] == states[3][1]

@@ -21,13 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
 
 
-def torchrun(script: str, *args: str, port: int, timeout: int = 240) -> subprocess.CompletedProcess:
+def torchrun(script: str, *args: str, port: int, timeout: int = 240, nproc: int = 2) -> subprocess.CompletedProcess:
     executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if executable is None:
         pytest.skip("torchrun not installed next to the python interpreter")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
            "TOKENIZERS_PARALLELISM": "false"}
-    command = [executable, "--nproc_per_node", "2", "--master_port", str(port), str(REPO_ROOT / "tests" / script), *args]
+    command = [executable, "--nproc_per_node", str(nproc), "--master_port", str(port), str(REPO_ROOT / "tests" / script),
+               *args]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result
@@ -220,3 +221,15 @@ def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
     for record in records:
         assert record["timing"]["alignment_peak_memory_mb"] >= 0
         assert record["timing"]["generation_peak_memory_mb"] >= 0
+
+
+def test_zero3_parameters_left_gathered_by_a_measurement_are_partitioned_again(tmp_path):
+    """One process on a 1-rank gloo group: after a few ZeRO-3 training steps a no-grad encode leaves parameters
+    gathered (DeepSpeed's trace keeps them for reuse); reshard() partitions them and training continues."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed ZeRO-3 test needs the [deepspeed] extra (pip install deepspeed)")
+    torchrun("_sharded_worker.py", "zero3", str(tmp_path), port=29758, nproc=1, timeout=240)
+    out = json.loads((tmp_path / "rank-0.json").read_text())
+    assert out["engine"] == "zero3"
+    assert out["unsharded_before_reshard"]  # the memory cost the issue describes
+    assert out["unsharded_after_reshard"] == []
+    assert len(out["losses"]) == 4 and all(loss == loss for loss in out["losses"])  # trained on after the measurement
