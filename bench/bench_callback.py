@@ -2,7 +2,7 @@
 
 Usage::
 
-    flock /tmp/neuronxa-heavy.lock .venv/bin/python bench/bench_callback.py     # defaults: 4 steps, 2 rounds
+    flock /tmp/neuronxa-heavy.lock .venv/bin/python bench/bench_callback.py     # defaults: 3 steps, 2 rounds
     .venv/bin/python bench/bench_callback.py --quality-every 1 --steps 2 --rounds 1   # cost of translating too
     .venv/bin/python bench/bench_callback.py --quick                            # tiny model, seconds (smoke test)
 
@@ -11,9 +11,11 @@ train exactly the same steps on the bundled English-Icelandic pairs (batch 4, 64
 runs at its DEFAULTS (read from CallbackSettings: its default data, 100 pairs, eval_steps=50, quality_every=0,
 NAS+NAV) unless an option overrides one. After a warm-up run on each side, the two sides alternate for --rounds
 rounds (order reversed every other round). A run shorter than eval_steps is measured twice, at step 0 (the
-baseline) and at its last step, so its overhead ratio is dominated by those two measurements: the default sizes
-(4 steps, 2 rounds) fit an 8-minute hold of the project's shared 2-core machine, where one step took ~12 s and one
-100-pair measurement ~70 s. What a long run pays follows from the measured costs (below).
+baseline) and at its last step, so its overhead ratio is dominated by those two measurements. The default sizes
+(3 steps, 2 rounds) are meant to fit an 8-minute hold of the project's shared 2-core machine: a 5-step, 1-round run
+there (2026-12-01, load average ~6) took 11.7 s per step and 60-82 s per 100-pair measurement, i.e. ~7.5 minutes for
+these sizes with load and warm-up (an estimate; the 3-step default was not itself run there). What a long run pays
+follows from the measured costs (below).
 
 Prints, as `name: value` lines: wall seconds per side (min/median/max), the per-round ratio, the callback's split
 (alignment, generation, quality, and what the timing block does not cover: set-up, snapshots, JSONL), then the
@@ -50,7 +52,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny random model and sizes: a smoke test in seconds")
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (>= 2)")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run (>= 2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating with/without rounds after the warm-up")
     parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)

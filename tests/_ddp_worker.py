@@ -28,7 +28,9 @@ from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
 
 def main() -> None:
     output_dir = Path(sys.argv[1])
-    callback = NeuronXACallback(eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True, **FAST)
+    # data="bundled": the single-process comparison in test_ddp.py loads the bundled sample (the default is NTREX).
+    callback = NeuronXACallback(data="bundled", eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True,
+                                **FAST)
     # learning_rate=0: alignment stays constant, so the plateau rule fires at step 1 on rank 0 and every rank
     # must stop there too (the decision is broadcast).
     trainer = make_trainer(output_dir, [callback], max_steps=4, learning_rate=0.0, ddp_backend="gloo")

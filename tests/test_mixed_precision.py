@@ -147,3 +147,26 @@ def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_pr
     assert all(torch.equal(plain_params[k], measured_params[k]) for k in plain_params)
     assert model.training
     assert model.is_gradient_checkpointing == bool(training_args.get("gradient_checkpointing"))
+
+
+def test_precision_gemma_script_compares_a_bf16_copy_and_leaves_the_model_alone(tokenizer):
+    """bench/precision_gemma.py's comparison (the README's Gemma table) on a tiny model: it ran bf16 on a copy."""
+    import importlib.util
+    from pathlib import Path
+
+    from neuronxa_callback.data import load_parallel
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "precision_gemma.py"
+    spec = importlib.util.spec_from_file_location("precision_gemma", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = tiny_model("llama", tokenizer=tokenizer)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    result = module.compare_precisions(model, tokenizer, load_parallel("bundled", languages=["deu_Latn"], num_pairs=16))
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert next(model.parameters()).dtype == torch.float32
+    for metric in ("nasca", "navca", "mexa"):
+        assert len(result["fp32"][metric]) == len(result["bf16"][metric]) == 2
+        assert 0.0 < result["rel_error"][metric] < 0.05  # bf16 really ran, and stayed close
+    with pytest.raises(ValueError, match="float32"):
+        module.compare_precisions(model.to(torch.bfloat16), tokenizer, load_parallel("bundled", languages=["deu_Latn"], num_pairs=4))

@@ -6,24 +6,27 @@ In every cell: the measurement runs, the model is left exactly as found (paramet
 requires_grad flags, gradient checkpointing, use_cache, the tokenizer's padding side), and the pooled
 representations and scores agree with the float32 model's within the bounds below.
 
-Tolerances come from a measurement (tests/_precision_measure.py), not a guess: all 13 architectures with seed 0, and
-seeds 1-4 on llama, gemma3_text, gpt2 and phi3, 32 sentence pairs (tests/_precision.sentence_pairs), hidden 64,
-2 layers. Maxima measured over those (rel = max over layers of ||cell - fp32||_F / ||fp32||_F of the pooled
-representations; score = largest |difference| of one per-layer weak-alignment score, 1/32 = 0.031 per sentence):
-  plain fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [11 runs]
-  plain bf16: nas rel 0.016 score 0.062 nas-entry 0.13; nav rel 0.0041 score 0.031; embedding rel 0.006 score 0.031  [11 runs]
-  plain fp16: nas rel 0.0055 score 0.031 nas-entry 0.1; nav rel 0.00053 score 0.000; embedding rel 0.00082 score 0.000  [11 runs]
-  lora  fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [11 runs]
-  lora  bf16: nas rel 0.02 score 0.031 nas-entry 0.18; nav rel 0.0078 score 0.031; embedding rel 0.011 score 0.031  [10 runs]
-  lora  fp16: nas rel 0.0074 score 0.031 nas-entry 0.11; nav rel 0.0012 score 0.000; embedding rel 0.0018 score 0.000  [10 runs]
-  nf4   fp32: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.031  [9 runs]
-  nf4   bf16: nas rel 0.21 score 0.125 nas-entry 0.96; nav rel 0.19 score 0.094; embedding rel 0.24 score 0.062  [9 runs]
-  nf4   fp16: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.031  [9 runs]
-  int8  fp32: nas rel 0.026 score 0.031 nas-entry 0.19; nav rel 0.013 score 0.000; embedding rel 0.017 score 0.031  [9 runs]
-  int8  bf16: nas rel 0.026 score 0.031 nas-entry 0.19; nav rel 0.015 score 0.031; embedding rel 0.018 score 0.031  [9 runs]
-  int8  fp16: nas rel 0.027 score 0.062 nas-entry 0.19; nav rel 0.013 score 0.031; embedding rel 0.017 score 0.031  [9 runs]
-Each bound is about 2x the measured maximum (rounded up); score bounds at least two flipped sentences (0.07),
-because NAS flips where gate values sit near 0 and a flipped sign can move a sentence across the strict inequality.
+Tolerances come from a measurement (tests/_precision_measure.py), not a guess: every cell of the matrix for all 13
+architectures with seed 0 (glm4: plain and LoRA cells only; the run was cut by its time limit), and seed 1 for llama
+(all cells) and gpt2 (plain), 32 sentence pairs (tests/_precision.sentence_pairs), hidden 64, 2 layers. Maxima over
+those runs ("runs" = architecture/seed pairs; rel = max over layers of ||cell - fp32||_F / ||fp32||_F of the pooled
+representations; score = largest |difference| of one per-layer weak-alignment score, 1/32 = 0.031 per sentence;
+nas-entry = largest |difference| of one pooled NAS entry, where gate values near 0 flip sign):
+  plain fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [15 runs]
+  plain bf16: nas rel 0.017 score 0.062 nas-entry 0.26; nav rel 0.0041 score 0.031; embedding rel 0.006 score 0.031  [15 runs]
+  plain fp16: nas rel 0.0055 score 0.031 nas-entry 0.1; nav rel 0.00053 score 0.000; embedding rel 0.00082 score 0.000  [15 runs]
+  lora  fp32: nas rel 0 score 0.000 nas-entry 0; nav rel 0 score 0.000; embedding rel 0 score 0.000  [15 runs]
+  lora  bf16: nas rel 0.02 score 0.031 nas-entry 0.18; nav rel 0.0078 score 0.031; embedding rel 0.011 score 0.031  [14 runs]
+  lora  fp16: nas rel 0.0074 score 0.031 nas-entry 0.11; nav rel 0.0012 score 0.000; embedding rel 0.0018 score 0.000  [14 runs]
+  nf4   fp32: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.094  [13 runs]
+  nf4   bf16: nas rel 0.21 score 0.125 nas-entry 0.96; nav rel 0.19 score 0.094; embedding rel 0.24 score 0.094  [13 runs]
+  nf4   fp16: nas rel 0.21 score 0.094 nas-entry 0.96; nav rel 0.2 score 0.094; embedding rel 0.24 score 0.094  [13 runs]
+  int8  fp32: nas rel 0.027 score 0.031 nas-entry 0.26; nav rel 0.013 score 0.031; embedding rel 0.017 score 0.031  [13 runs]
+  int8  bf16: nas rel 0.026 score 0.031 nas-entry 0.26; nav rel 0.015 score 0.031; embedding rel 0.018 score 0.031  [13 runs]
+  int8  fp16: nas rel 0.027 score 0.062 nas-entry 0.26; nav rel 0.013 score 0.031; embedding rel 0.017 score 0.031  [13 runs]
+Each bound is 2x the measured maximum (rounded up); score bounds at least two flipped sentences (2/32 = 0.0625),
+because a flipped NAS sign or a rounding difference can move a sentence across the strict inequality. The float32
+plain and LoRA cells are exact copies of the reference: bound 1e-6 / 0.
 
 The default run covers every architecture once (bf16), every dtype, representation and wrapper at least once, and
 one Trainer bf16=True run; the full cross product is marked slow.
@@ -45,15 +48,15 @@ from tests._tiny import TINY_MODEL_TYPES, tiny_tokenizer
 # score 2x the measured number of flipped sentences, at least 2 flips (2/32); float32 cells are exact copies.
 BOUNDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     ("plain", "fp32"): {"nas": (1e-06, 0), "nav": (1e-06, 0), "embedding": (1e-06, 0)},
-    ("plain", "bf16"): {"nas": (0.032, 0.125), "nav": (0.0083, 0.0625), "embedding": (0.012, 0.0625)},
+    ("plain", "bf16"): {"nas": (0.035, 0.125), "nav": (0.0083, 0.0625), "embedding": (0.012, 0.0625)},
     ("plain", "fp16"): {"nas": (0.012, 0.0625), "nav": (0.0011, 0.0625), "embedding": (0.0017, 0.0625)},
     ("lora", "fp32"): {"nas": (1e-06, 0), "nav": (1e-06, 0), "embedding": (1e-06, 0)},
     ("lora", "bf16"): {"nas": (0.041, 0.0625), "nav": (0.016, 0.0625), "embedding": (0.023, 0.0625)},
     ("lora", "fp16"): {"nas": (0.015, 0.0625), "nav": (0.0024, 0.0625), "embedding": (0.0036, 0.0625)},
-    ("nf4", "fp32"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.0625)},
-    ("nf4", "bf16"): {"nas": (0.42, 0.25), "nav": (0.39, 0.1875), "embedding": (0.48, 0.125)},
-    ("nf4", "fp16"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.0625)},
-    ("int8", "fp32"): {"nas": (0.052, 0.0625), "nav": (0.027, 0.0625), "embedding": (0.035, 0.0625)},
+    ("nf4", "fp32"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.1875)},
+    ("nf4", "bf16"): {"nas": (0.42, 0.25), "nav": (0.39, 0.1875), "embedding": (0.48, 0.1875)},
+    ("nf4", "fp16"): {"nas": (0.43, 0.1875), "nav": (0.4, 0.1875), "embedding": (0.49, 0.1875)},
+    ("int8", "fp32"): {"nas": (0.054, 0.0625), "nav": (0.027, 0.0625), "embedding": (0.035, 0.0625)},
     ("int8", "bf16"): {"nas": (0.053, 0.0625), "nav": (0.03, 0.0625), "embedding": (0.037, 0.0625)},
     ("int8", "fp16"): {"nas": (0.054, 0.125), "nav": (0.027, 0.0625), "embedding": (0.035, 0.0625)},
 }
@@ -252,6 +255,7 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
             a = torch.cat([g[representation] for g in got], dim=1).double()
             b = torch.cat(expected[representation], dim=1).double()
             rel = float(((a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).max())
+            # Autocast rounds every matmul's inputs to bf16, as bf16 weights do: the bf16 cells' bounds apply.
             rel_bound, score_bound = _bound("nf4" if quantized else wrapper, "bf16", representation)
             metric = {"nas": "nasca", "nav": "navca", "embedding": "mexa"}[representation]
             scores = torch.tensor(record["pairs"]["eng_Latn-isl_Latn"][metric], dtype=torch.float64)
