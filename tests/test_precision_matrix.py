@@ -202,6 +202,14 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
         _bitsandbytes()
     model, reference = build_cell(model_type, dtype, "nf4" if quantized else wrapper, workdir=workdir)
     if quantized:  # QLoRA: LoRA on the 4-bit model; the reference gets the same adapter (same seed) unquantized
+        if any(type(m).__name__ == "Linear4bit" and m.bias is not None for m in model.modules()):
+            # Seen 2026-12-02 (gpt2): on the CPU, bitsandbytes 0.50 repacks a 4-bit weight for its inference kernel at
+            # the first eval-mode forward (the callback's step-0 measurement is one); a later TRAINING forward of a
+            # Linear4bit with a bias then fails in bnb ("a view of a leaf Variable that requires grad is being used in
+            # an in-place operation", result += bias). CPU only (packing_format_for_cpu); Llama-like models have no
+            # biases. Checked: the same LoRA training step runs when no eval forward came first. Not fixed in the
+            # callback yet (it measures in eval mode); see the issue 8 report.
+            pytest.xfail("bitsandbytes CPU: training a biased Linear4bit after an eval forward fails (bnb bug)")
         model, reference = _lora(model), _lora(reference)
         warm_up(model, tokenizer)
     model.train()

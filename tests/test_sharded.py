@@ -116,35 +116,16 @@ def test_ranks_that_disagree_or_do_not_arrive_get_an_error_not_a_hang(tmp_path):
 
 
 def trainer_reference(settings: dict, output_dir: Path):
-    """The unsharded single-process run the sharded Trainer runs are compared with: step-0 scores of the same tiny
-    Llama through the same callback and settings (and its translations, `single`), plus translations batched as each
-    of 2 ranks batches its share (sentence i on rank i % 2) with the callback's few-shot examples (`per_rank`)."""
+    """The unsharded single-process run the sharded Trainer runs are compared with: the same tiny Llama through the
+    same callback and settings; its step-0 scores and translations."""
     from neuronxa_callback import NeuronXACallback
-    from neuronxa_callback._quality_step import fewshot_examples
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.generation import translate
     from neuronxa_callback.loggers import read_jsonl
-    from tests._tiny import tiny_model, tiny_tokenizer
     from tests.test_callback_trainer import make_trainer
 
     callback = NeuronXACallback(eval_steps=0, quality_every=1, strict=True, **settings)
     make_trainer(output_dir, [callback], max_steps=1).train()
     record = read_jsonl(output_dir / "neuronxa" / "metrics.jsonl")[0]
-    tokenizer = tiny_tokenizer()
-    model = tiny_model("llama", tokenizer=tokenizer, seed=0)
-    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=settings["num_pairs"])
-    examples = fewshot_examples(data, callback.settings)[("isl_Latn", "eng_Latn")]
-    sources = data.sentences("isl_Latn")
-    per_rank = [None] * len(sources)
-    for rank in range(2):
-        mine = list(range(rank, len(sources), 2))
-        for i, hypothesis in zip(mine, translate(model, tokenizer, [sources[i] for i in mine], source_lang="isl_Latn",
-                                                 target_lang="eng_Latn", prompt=callback.settings.prompt,
-                                                 examples=examples, batch_size=settings["batch_size"],
-                                                 max_new_tokens=settings["max_new_tokens"])):
-            per_rank[i] = hypothesis
-    single = [t["hypothesis"] for t in record["quality"][PAIR]["translations"]]
-    return record["pairs"], per_rank, single
+    return record["pairs"], [t["hypothesis"] for t in record["quality"][PAIR]["translations"]]
 
 
 def check_trainer_run(tmp_path: Path, engine: str) -> None:
@@ -159,10 +140,10 @@ def check_trainer_run(tmp_path: Path, engine: str) -> None:
     assert rank0["unsharded_after_measurement"] == rank1["unsharded_after_measurement"] == []
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
-    pairs, per_rank, _ = trainer_reference(SETTINGS, tmp_path / "single")
+    pairs, single = trainer_reference(SETTINGS, tmp_path / "single")
     for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
         assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
-    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == per_rank
+    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == single
     for record in records:  # the peak memory sits next to the seconds
         timing = record["timing"]
         assert timing["alignment_peak_memory_mb"] is not None and timing["alignment_peak_memory_mb"] >= 0
@@ -213,7 +194,7 @@ def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
     assert rank0["unsharded_after_measurement"] == []
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
-    pairs, _, single = trainer_reference(SETTINGS, tmp_path / "single")
+    pairs, single = trainer_reference(SETTINGS, tmp_path / "single")
     for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
         assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
     # One rank translates everything in the same batches as the unsharded run: identical translations.
