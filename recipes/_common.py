@@ -165,9 +165,10 @@ def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, 
                               jsonl_path: str | Path | None = None):
     """A TrainerCallback that stops training early enough that the final measurement and the report still finish
     before `deadline` (a time.monotonic() value). List it AFTER NeuronXACallback: its on_train_begin then runs after
-    the baseline measurement, whose duration it takes as the cost of a measurement. With `neuronxa` (the callback)
-    and `jsonl_path` (its metrics.jsonl) it tells apart a run whose final measurement translates (quality on; it
-    costs what the baseline did) from one that only scores alignment (the baseline's alignment_seconds)."""
+    the baseline measurement, whose duration it takes as the cost of a measurement that translates. With `neuronxa`
+    (the callback) and `jsonl_path` (its metrics.jsonl) it also knows the callback's schedule and what a measurement
+    without translations costs (the baseline's alignment_seconds), so it budgets each step as what it will cost:
+    the training step, plus a measurement when the step is on the schedule."""
     from transformers import TrainerCallback
 
     class TimeBudgetCallback(TrainerCallback):
@@ -176,8 +177,9 @@ def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, 
             self.before_train = None
             self._baseline_seconds = 0.0
             self._alignment_seconds = None
+            self._step_began = None
             self._last_step_end = 0.0
-            self._step_seconds = 0.0
+            self._train_step_seconds = 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
             now = time.monotonic()
@@ -186,23 +188,47 @@ def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, 
             self._last_step_end = now
             return control
 
-        def _final_cost(self) -> float:
-            if neuronxa is None or self._alignment_seconds is None:
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._step_began = time.monotonic()
+            return control
+
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            # Forward, backward and optimizer only: the callback measures later, in on_step_end. The slowest step so
+            # far bounds what the next one may cost (batches differ in length).
+            if self._step_began is not None:
+                self._train_step_seconds = max(self._train_step_seconds, time.monotonic() - self._step_began)
+            return control
+
+        def _measurement_cost(self, *, translates: bool) -> float:
+            if neuronxa is None or self._alignment_seconds is None or translates:
                 return self._baseline_seconds
+            return self._alignment_seconds
+
+        def _final_cost(self) -> float:
             # The callback's last measurement (at train end, after this guard stops training) always translates when
             # quality is on, whatever the schedule: only a run without quality can count on alignment alone. (Counting
             # on the schedule let `make demo` overrun its 12-minute budget by 3 minutes on a loaded machine.)
-            translates = bool(neuronxa.settings.quality_every)
-            return self._baseline_seconds if translates else self._alignment_seconds
+            return self._measurement_cost(translates=neuronxa is None or bool(neuronxa.settings.quality_every))
+
+        def _next_step_cost(self, step: int, max_steps: int) -> float:
+            """The training step after `step`, plus the measurement the callback will make there, if any (at
+            max_steps that measurement is the final one, already counted)."""
+            train = self._train_step_seconds or (time.monotonic() - self._last_step_end)
+            if neuronxa is None:
+                return train
+            settings, upcoming = neuronxa.settings, step + 1
+            if not settings.eval_steps or upcoming % settings.eval_steps or (0 < max_steps <= upcoming):
+                return train
+            index = getattr(neuronxa, "measurement_index", 0)
+            translates = bool(settings.quality_every) and index % settings.quality_every == 0
+            return train + self._measurement_cost(translates=translates)
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
-            # The slowest step so far (a measurement step included) bounds what one more step may cost.
-            self._step_seconds = max(self._step_seconds, now - self._last_step_end)
             self._last_step_end = now
             left = deadline - now
             need = self._final_cost() + final_reserve_seconds
-            if left < need + self._step_seconds:
+            if left < need + self._next_step_cost(state.global_step, state.max_steps):
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
                 logger.warning("time budget: stopping at step %d (%.0f s left, the final measurement needs ~%.0f s)",

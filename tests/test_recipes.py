@@ -251,3 +251,36 @@ def test_qlora_recipe_4bit_on_cpu(tmp_path):
     assert [r["step"] for r in _records(out)] == [0, 1, 2]
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
     assert adapter_config["r"] == 16 and adapter_config["peft_type"] == "LORA"
+
+
+def test_time_budget_counts_the_scheduled_measurement_of_the_next_step_only(monkeypatch, tmp_path):
+    """A step's cost is its training plus a measurement only when the callback's schedule has one there: counting a
+    measurement step's duration as the cost of every step stopped `make demo` at step 35 of 40 with minutes left."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from neuronxa_callback import NeuronXACallback
+
+    clock = [1000.0]
+    monkeypatch.setattr(common, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    jsonl = tmp_path / "metrics.jsonl"
+    jsonl.write_text(json.dumps({"step": 0, "timing": {"alignment_seconds": 25.0}}) + "\n")  # 30 s with the margin
+    neuronxa = NeuronXACallback(eval_steps=2, quality_every=0)
+    neuronxa.measurement_index = 1
+    guard = common.make_time_budget_callback(1100.0, final_reserve_seconds=10, neuronxa=neuronxa, jsonl_path=jsonl)
+    guard.before_train = 980.0
+    state, control = TrainerState(max_steps=100), TrainerControl()
+    guard.on_train_begin(None, state, control)
+
+    def step(number: int, train_seconds: float, measure_seconds: float) -> bool:
+        guard.on_step_begin(None, state, control)
+        clock[0] += train_seconds
+        guard.on_optimizer_step(None, state, control)
+        clock[0] += measure_seconds  # the callback measures in on_step_end, before the guard's
+        state.global_step = number
+        return guard.on_step_end(None, state, control).should_training_stop
+
+    assert not step(1, 5, 0)  # 95 s left: next step 5 + its measurement 30, then the final 30 + 10
+    assert not step(2, 5, 30)  # 60 s left: step 3 has no measurement (5), final 30 + 10
+    assert step(3, 5, 0) and guard.stopped_at == 3  # 55 s left: step 4 (5 + 30) and the final (40) do not fit
