@@ -5,6 +5,7 @@ imports the same way whether a script runs as `python bench/bench_x.py` or is lo
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import statistics
@@ -15,6 +16,24 @@ from typing import Any, Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _OUT = None  # where emit() writes while only_name_value_lines() is active
+
+
+def bench_parser(doc: str, *, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark shares: --quick (tiny sizes, a smoke test) and --model."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--model", default="gemma-3-270m")
+    return parser
+
+
+def parse_with_quick(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                     quick: dict[str, Any]) -> argparse.Namespace:
+    """parser.parse_args(argv); with --quick, the `quick` sizes replace whatever was given."""
+    options = parser.parse_args(argv)
+    if options.quick:
+        for name, value in quick.items():
+            setattr(options, name, value)
+    return options
 
 
 @contextlib.contextmanager
@@ -81,3 +100,14 @@ def tiny_model_and_tokenizer(model_type: str = "llama", num_layers: int = 2):
 
     tokenizer = tiny_tokenizer()
     return tiny_model(model_type, tokenizer=tokenizer, num_layers=num_layers), tokenizer
+
+
+def bench_model(options: Any) -> tuple[Any, Any, str]:
+    """(model, tokenizer, name) for a benchmark's options: the tiny random model with --quick, else --model."""
+    if options.quick:
+        model, tokenizer = tiny_model_and_tokenizer("llama")
+        return model, tokenizer, "tiny-llama (random, --quick)"
+    from neuronxa_callback.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(options.model)
+    return model, tokenizer, options.model

@@ -27,7 +27,6 @@ ratio (median over rounds of with / without).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    alternating, emit, emit_spread, only_name_value_lines, setup_environment, tiny_model_and_tokenizer,
+    alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick, setup_environment,
 )
 
 setup_environment()
@@ -49,9 +48,7 @@ QUICK = dict(steps=4, rounds=1, warmup_steps=1, batch_size=2, seq_len=32, eval_s
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny random model and sizes: a smoke test in seconds")
-    parser.add_argument("--model", default="gemma-3-270m")
+    parser = bench_parser(__doc__, quick_help="tiny random model and sizes: a smoke test in seconds")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run (>= 2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating with/without rounds after the warm-up")
     parser.add_argument("--warmup-steps", type=int, default=1)
@@ -64,10 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--quality-every", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--output-dir", default=None)
-    options = parser.parse_args(argv)
-    if options.quick:
-        for name, value in QUICK.items():
-            setattr(options, name, value)
+    options = parse_with_quick(parser, argv, QUICK)
     if options.steps < 2:
         parser.error("--steps must be >= 2: the time per step is taken between two optimizer steps")
     return options
@@ -122,17 +116,12 @@ def _main(argv=None) -> None:
 
     from neuronxa_callback import NeuronXACallback
     from neuronxa_callback.data import load_training_pairs
-    from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.models import prepare_for_training
     from neuronxa_callback.settings import CallbackSettings
 
     settings = CallbackSettings.from_kwargs(**callback_kwargs(options))
     started = time.perf_counter()
-    if options.quick:
-        model, tokenizer = tiny_model_and_tokenizer("llama")
-        model_name = "tiny-llama (random, --quick)"
-    else:
-        model, tokenizer = load_model_and_tokenizer(options.model)
-        model_name = options.model
+    model, tokenizer, model_name = bench_model(options)
     load_seconds = time.perf_counter() - started
     model = prepare_for_training(model)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],

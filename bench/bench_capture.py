@@ -18,7 +18,6 @@ Prints `name: value` lines, the headline (interleaved time ratio) last.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    REPO_ROOT as REPO, alternating, emit, emit_spread, only_name_value_lines, setup_environment, tiny_model_and_tokenizer,
+    REPO_ROOT as REPO, alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick,
+    setup_environment,
 )
 
 setup_environment()
@@ -38,7 +38,6 @@ from torch.utils._pytree import tree_flatten  # noqa: E402
 
 from neuronxa_callback import activations  # noqa: E402
 from neuronxa_callback.activations import encode, plan_batches  # noqa: E402
-from neuronxa_callback.models import load_model_and_tokenizer  # noqa: E402
 
 QUICK = dict(sentences=16, rounds=2, batch_size=4)
 
@@ -148,17 +147,12 @@ def capture_peak_bytes(model, tokenizer, sentences: list[str], tokens: int, batc
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny random model, bundled sample: a smoke test")
-    parser.add_argument("--model", default="gemma-3-270m")
+    parser = bench_parser(__doc__, quick_help="tiny random model, bundled sample: a smoke test")
     # Defaults fit an 8-minute hold of the project's shared 2-core machine (a 100-sentence pass took ~35 s there).
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
-    options = parser.parse_args(argv)
-    if options.quick:
-        for name, value in QUICK.items():
-            setattr(options, name, value)
+    options = parse_with_quick(parser, argv, QUICK)
     return options
 
 
@@ -170,14 +164,9 @@ def main(argv=None) -> None:
 def _main(argv=None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    if args.quick:
-        model, tokenizer = tiny_model_and_tokenizer("llama")
-        emit("model", "tiny-llama (random, --quick)")
-        sentences = bundled_english(args.sentences)
-    else:
-        model, tokenizer = load_model_and_tokenizer(args.model)
-        emit("model", args.model)
-        sentences = ntrex_english(args.sentences)
+    model, tokenizer, model_name = bench_model(args)
+    emit("model", model_name)
+    sentences = bundled_english(args.sentences) if args.quick else ntrex_english(args.sentences)
     emit("load_seconds", time.perf_counter() - start, 1)
     emit("torch_threads", torch.get_num_threads())
     emit("sentences", len(sentences))

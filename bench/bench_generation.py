@@ -14,7 +14,6 @@ last the headline: the median over rounds of the per-round throughput ratio (bat
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    REPO_ROOT, alternating, emit, emit_spread, only_name_value_lines, setup_environment, tiny_model_and_tokenizer,
+    REPO_ROOT, alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick,
+    setup_environment,
 )
 
 setup_environment()
@@ -57,18 +57,13 @@ def sentences_and_examples(count: int, quick: bool):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny random model, bundled sample: a smoke test")
-    parser.add_argument("--model", default="gemma-3-270m")
+    parser = bench_parser(__doc__, quick_help="tiny random model, bundled sample: a smoke test")
     # 16 sentences = one batch; with 3 rounds this fits an 8-minute hold of the project's shared 2-core machine.
     parser.add_argument("--sentences", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args(argv)
-    if options.quick:
-        for name, value in QUICK.items():
-            setattr(options, name, value)
+    options = parse_with_quick(parser, argv, QUICK)
     return options
 
 
@@ -83,16 +78,10 @@ def _main(argv=None) -> None:
     import torch
 
     from neuronxa_callback.generation import translate
-    from neuronxa_callback.models import load_model_and_tokenizer
 
     sources, references, warmup, examples = sentences_and_examples(options.sentences, options.quick)
     start = time.perf_counter()
-    if options.quick:
-        model, tokenizer = tiny_model_and_tokenizer("llama")
-        model_name = "tiny-llama (random, --quick)"
-    else:
-        model, tokenizer = load_model_and_tokenizer(options.model)
-        model_name = options.model
+    model, tokenizer, model_name = bench_model(options)
     load_seconds = time.perf_counter() - start
     settings = dict(source_lang="deu_Latn", target_lang="eng_Latn", prompt="fewshot", examples=examples,
                     max_new_tokens=options.max_new_tokens)

@@ -31,7 +31,6 @@ measures Gemma in 4-bit.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time

@@ -76,17 +76,7 @@ def encode_all(inputs: MeasurementInputs, model, tokenizer, shard) -> Any:
         from ._sharded_step import encode_all_sharded
 
         return encode_all_sharded(inputs, model, tokenizer)
-    settings = inputs.settings
-    return encode(
-        model,
-        tokenizer,
-        parallel_sentences(inputs.data),
-        representations=settings.representations,
-        pooling=settings.pooling,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        shard=shard,
-    )
+    return encode(model, tokenizer, parallel_sentences(inputs.data), shard=shard, **inputs.settings.encode_options())
 
 
 def score_alignment(inputs: MeasurementInputs, parts: list[Any], model) -> Any:

@@ -107,10 +107,8 @@ def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSetti
             [sources[i] for i in mine],
             source_lang=source_lang,
             target_lang=target_lang,
-            prompt=settings.prompt,
             examples=examples.get((source_lang, target_lang), []),
-            batch_size=settings.batch_size,
-            max_new_tokens=settings.max_new_tokens,
+            **settings.translate_options(),
         ) if mine else []
         out[(source_lang, target_lang)] = list(zip(mine, hypotheses))
     return out

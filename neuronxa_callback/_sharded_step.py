@@ -19,16 +19,7 @@ def encode_all_sharded(inputs: Any, model: Any, tokenizer: Any) -> Any:
     from .alignment import parallel_sentences
     from .sharding import encode_sharded
 
-    settings = inputs.settings
-    return encode_sharded(
-        model,
-        tokenizer,
-        parallel_sentences(inputs.data),
-        representations=settings.representations,
-        pooling=settings.pooling,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-    )
+    return encode_sharded(model, tokenizer, parallel_sentences(inputs.data), **inputs.settings.encode_options())
 
 
 def translate_share_sharded(model: Any, tokenizer: Any, data: Any, settings: Any,
@@ -45,9 +36,7 @@ def translate_share_sharded(model: Any, tokenizer: Any, data: Any, settings: Any
             quality_slice(data.sentences(source_lang), settings),
             source_lang=source_lang,
             target_lang=target_lang,
-            prompt=settings.prompt,
             examples=examples.get((source_lang, target_lang), []),
-            batch_size=settings.batch_size,
-            max_new_tokens=settings.max_new_tokens,
+            **settings.translate_options(),
         )
     return out

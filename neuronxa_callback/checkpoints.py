@@ -186,10 +186,8 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
     from .alignment import measure_alignment
 
     started = time.perf_counter()
-    report = measure_alignment(model, tokenizer, data, representations=settings.representations,
-                               pooling=settings.pooling, batch_size=settings.batch_size,
-                               max_length=settings.max_length, model_name=str(checkpoint.path),
-                               similarity=similarity, svcca_directions=svcca_directions)
+    report = measure_alignment(model, tokenizer, data, model_name=str(checkpoint.path), similarity=similarity,
+                               svcca_directions=svcca_directions, **settings.encode_options())
     alignment_seconds = time.perf_counter() - started
     report_dict = report.to_dict()
     quality_block, generation_seconds, quality_seconds = None, 0.0, 0.0

@@ -156,6 +156,10 @@ def _decode_new_tokens(tokenizer: Any, new_tokens: list[int], eos_ids: set[int])
     return _first_line(tokenizer.decode(new_tokens, skip_special_tokens=True))
 
 
+# Room for a long sentence: generation stops at the first newline or EOS, so the cap rarely costs anything.
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
 def translate(
     model: Any,
     tokenizer: Any,
@@ -166,7 +170,7 @@ def translate(
     prompt: str = "auto",
     examples: Sequence[Sequence[str]] = (),
     batch_size: int = 16,
-    max_new_tokens: int = 128,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     progress: bool = False,
     synced_gpus: bool | None = None,
 ) -> list[str]:

@@ -141,6 +141,15 @@ class CallbackSettings:
         """JSON-serialisable kwargs (tuples become lists) that rebuild these settings via from_kwargs."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
+    def encode_options(self) -> dict[str, Any]:
+        """The keyword arguments of activations.encode / sharding.encode_sharded these settings fix."""
+        return {"representations": self.representations, "pooling": self.pooling, "batch_size": self.batch_size,
+                "max_length": self.max_length}
+
+    def translate_options(self) -> dict[str, Any]:
+        """The keyword arguments of generation.translate / sharding.translate_sharded these settings fix."""
+        return {"prompt": self.prompt, "batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens}
+
     @property
     def pairs_direction(self) -> tuple[str, ...]:
         """The translation directions to score: ("x2en",), ("en2x",) or both."""

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .distributed import rank_and_world
+from .generation import DEFAULT_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -293,7 +294,7 @@ def translate_sharded(
     prompt: str = "auto",
     examples: Sequence[Sequence[str]] = (),
     batch_size: int = 16,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[tuple[int, str]]:
     """Collective: this rank's translations [(i, hypothesis)] of sources i with i % world == rank.

@@ -82,7 +82,8 @@ class TokenizedTexts:
 
 
 class PackedBlocks:
-    """Continued-pretraining dataset: all texts tokenized, joined with EOS, cut into fixed blocks of block_size tokens."""
+    """Packed dataset: all texts tokenized (each with BOS), joined with EOS, cut into fixed blocks of block_size tokens.
+    No padding, so every token of a step is trained on (continued pretraining; the demo's translation examples)."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], *, block_size: int, max_blocks: int | None = None) -> None:
         if block_size < 2:

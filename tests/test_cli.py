@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from neuronxa_callback.cli import main
-from tests._tiny import tiny_model, tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"

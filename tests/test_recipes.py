@@ -165,12 +165,15 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     completed = subprocess.run(
         [sys.executable, str(RECIPES / "demo.py"), "--model", str(model_dir), "--steps", "2", "--eval-steps", "1",
          "--num-pairs", "8", "--quality-pairs", "4", "--max-new-tokens", "4", "--batch-size", "4",
-         "--output-dir", str(out)],
+         "--output-dir", str(out), "--started-at", str(time.time() - 30)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = _records(out)
     assert [r["step"] for r in records] == [0, 1, 2]
+    # Packed training blocks by default; the time before the demo (make's .venv set-up) counts in its budget.
+    assert "packed into" in completed.stdout and "blocks of 128 tokens" in completed.stdout
+    assert "since `make demo` started" in completed.stdout
     assert all(len(r["pairs"][PAIR]["nasca"]) == 2 for r in records)
     # chrF at the first, middle and last measurement (default quality_every = (steps // eval_steps) // 2), on 4 pairs
     assert [PAIR in (r.get("quality") or {}) for r in records] == [True, True, True]
@@ -183,7 +186,7 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     quality = records[0]["quality"][PAIR]
     assert quality["copies"] == 0 and quality["fewshot"]["ids"] == [] and quality["copy_policy"] == "scored as empty"
     summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
-    assert summary["steps_done"] == 2 and summary["wall_seconds"] > 0
+    assert summary["steps_done"] == 2 and summary["wall_seconds"] > 0 and summary["seconds_before_demo"] >= 30
     assert summary["alignment_change"]["final_step"] == 2
     assert summary["control_alignment_change"]["final_step"] == 2 and summary["cpu_seconds"] > 0
     assert (out / "neuronxa" / "report" / "report.md").is_file()
@@ -284,3 +287,25 @@ def test_time_budget_counts_the_scheduled_measurement_of_the_next_step_only(monk
     assert not step(1, 5, 0)  # 95 s left: next step 5 + its measurement 30, then the final 30 + 10
     assert not step(2, 5, 30)  # 60 s left: step 3 has no measurement (5), final 30 + 10
     assert step(3, 5, 0) and guard.stopped_at == 3  # 55 s left: step 4 (5 + 30) and the final (40) do not fit
+
+
+def test_demo_budget_counts_from_started_at(model_dir, tmp_path):
+    """`make demo` passes its own start: time spent before the demo (the .venv set-up) comes out of the 15 minutes.
+    Started 14 minutes ago with a 14-minute budget, the demo stops after one step and still writes its report."""
+    import os
+    import subprocess
+
+    out = tmp_path / "late"
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(RECIPES / "demo.py"), "--model", str(model_dir), "--steps", "6", "--eval-steps", "3",
+         "--num-pairs", "8", "--quality-pairs", "4", "--max-new-tokens", "4", "--batch-size", "4", "--no-wandb",
+         "--no-trackio", "--no-packing", "--output-dir", str(out), "--started-at", str(time.time() - 14 * 60)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
+    assert summary["steps_done"] == 1 and summary["stopped_by_time_budget"] == 1
+    assert summary["seconds_before_demo"] >= 14 * 60
+    assert "padded per batch" in completed.stdout
+    assert [r["step"] for r in _records(out)] == [0, 1]

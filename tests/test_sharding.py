@@ -129,6 +129,17 @@ def test_translate_sharded_in_one_process_is_translate(model, tokenizer):
     assert rows == list(enumerate(expected))
 
 
+def test_translate_sharded_has_the_defaults_of_translate():
+    """In one process translate_sharded is translate: a caller that leaves an option out gets the same output
+    (max_new_tokens was 64 here and 128 there)."""
+    import inspect
+
+    plain, sharded = inspect.signature(translate).parameters, inspect.signature(translate_sharded).parameters
+    shared = [name for name in plain if name in sharded and plain[name].default is not inspect.Parameter.empty]
+    assert "max_new_tokens" in shared
+    assert {name: sharded[name].default for name in shared} == {name: plain[name].default for name in shared}
+
+
 def test_translate_sharded_checks_examples_before_generating(model, tokenizer):
     sources = corpus_sentences()[10:12]
     with pytest.raises(ShardedMeasurementError, match="translation isl_Latn->eng_Latn"):
