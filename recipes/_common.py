@@ -80,6 +80,32 @@ class TokenizedTexts:
     def __getitem__(self, index: int) -> dict:
         return self.rows[index]
 
+    def bucket_by_length(self, *, batch_size: int, seed: int = 0) -> TokenizedTexts:
+        """Reorder the rows in place (see length_bucketed_order); train on them with sequential sampling."""
+        order = length_bucketed_order([len(row["input_ids"]) for row in self.rows], batch_size=batch_size, seed=seed)
+        self.rows = [self.rows[i] for i in order]
+        return self
+
+
+def length_bucketed_order(lengths: Sequence[int], *, batch_size: int, bucket_batches: int = 8,
+                          seed: int = 0) -> list[int]:
+    """An order of the examples for sequential batching with little padding and no bias: shuffle, cut into buckets of
+    `bucket_batches` batches, sort each bucket by length, cut it into batches, shuffle the batches. Each batch holds
+    examples of similar length, and the first k batches are still a random sample of the data. (transformers'
+    group_by_length sorts megabatches of 50 batches longest-first: a 40-step run would train on long sequences only.)"""
+    if batch_size < 1 or bucket_batches < 1:
+        raise ValueError(f"batch_size and bucket_batches must be >= 1, got {batch_size} and {bucket_batches}")
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    bucket = batch_size * bucket_batches
+    batches = []
+    for start in range(0, len(order), bucket):
+        members = sorted(order[start:start + bucket], key=lambda i: lengths[i])
+        batches.extend(members[i:i + batch_size] for i in range(0, len(members), batch_size))
+    rng.shuffle(batches)
+    return [index for batch in batches for index in batch]
+
 
 class PackedBlocks:
     """Packed dataset: all texts tokenized (each with BOS), joined with EOS, cut into fixed blocks of block_size tokens.

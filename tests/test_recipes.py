@@ -171,8 +171,8 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = _records(out)
     assert [r["step"] for r in records] == [0, 1, 2]
-    # Packed training blocks by default; the time before the demo (make's .venv set-up) counts in its budget.
-    assert "packed into" in completed.stdout and "blocks of 128 tokens" in completed.stdout
+    # Length-bucketed batches; the time before the demo (make's .venv set-up) counts in its budget.
+    assert "length-bucketed batches in random order" in completed.stdout
     assert "since `make demo` started" in completed.stdout
     assert all(len(r["pairs"][PAIR]["nasca"]) == 2 for r in records)
     # chrF at the first, middle and last measurement (default quality_every = (steps // eval_steps) // 2), on 4 pairs
@@ -300,12 +300,40 @@ def test_demo_budget_counts_from_started_at(model_dir, tmp_path):
     completed = subprocess.run(
         [sys.executable, str(RECIPES / "demo.py"), "--model", str(model_dir), "--steps", "6", "--eval-steps", "3",
          "--num-pairs", "8", "--quality-pairs", "4", "--max-new-tokens", "4", "--batch-size", "4", "--no-wandb",
-         "--no-trackio", "--no-packing", "--output-dir", str(out), "--started-at", str(time.time() - 14 * 60)],
+         "--no-trackio", "--output-dir", str(out), "--started-at", str(time.time() - 14 * 60)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
     assert summary["steps_done"] == 1 and summary["stopped_by_time_budget"] == 1
     assert summary["seconds_before_demo"] >= 14 * 60
-    assert "padded per batch" in completed.stdout
     assert [r["step"] for r in _records(out)] == [0, 1]
+
+
+def test_length_bucketed_order_pads_less_without_favouring_long_examples():
+    import random
+    import statistics
+
+    rng = random.Random(1)
+    lengths = [rng.randint(20, 128) for _ in range(4000)]
+    order = common.length_bucketed_order(lengths, batch_size=8, seed=0)
+    assert sorted(order) == list(range(len(lengths)))
+
+    def padded(indices):
+        return sum(max(lengths[i] for i in indices[k:k + 8]) * 8 for k in range(0, 320, 8))  # the first 40 batches
+
+    shuffled = list(range(len(lengths)))
+    rng.shuffle(shuffled)
+    assert padded(order) < 0.8 * padded(shuffled)
+    # The first 40 batches are a random sample: their mean length is the data's, not the longest examples'.
+    first = [lengths[i] for i in order[:320]]
+    assert abs(statistics.mean(first) - statistics.mean(lengths)) < 5
+    # ... and the batches come in random order, not sorted.
+    batch_maxima = [max(first[k:k + 8]) for k in range(0, 320, 8)]
+    assert batch_maxima != sorted(batch_maxima) and batch_maxima != sorted(batch_maxima, reverse=True)
+    assert common.length_bucketed_order(lengths, batch_size=8, seed=0) == order
+
+
+def test_length_bucketed_order_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="batch_size"):
+        common.length_bucketed_order([3, 4], batch_size=0)
