@@ -25,6 +25,10 @@ from typing import Any, Sequence
 
 QUALITY_METRICS = ("comet", "cometkiwi", "chrf")
 MIN_POINTS = 3  # a correlation over fewer than three points is always +-1 or undefined: not worth reporting
+# Up to this many points the p-values are exact: all n! pairings of the two series (7! = 5040). The t-approximation
+# scipy uses otherwise is far off for a handful of measurements: three perfectly ranked points get Spearman p = 0,
+# where the exact two-sided p is 2/6.
+EXACT_PVALUE_MAX_POINTS = 7
 
 
 def _finite(value: Any) -> float | None:
@@ -41,7 +45,9 @@ def correlate(x: Sequence[float], y: Sequence[float]) -> dict:
     Usage: ``correlate([0.1, 0.2, 0.3], [10, 12, 15])["pearson"]``.
 
     Returns {"n", "pearson", "pearson_pvalue", "spearman", "spearman_pvalue", "reason"}; the coefficients are None
-    (never NaN) when there are fewer than three points or a series is constant, and "reason" then says why.
+    (never NaN) when there are fewer than three points or a series is constant, and "reason" then says why. The
+    p-values are two-sided: exact permutation tests up to EXACT_PVALUE_MAX_POINTS points (Spearman's as Pearson's on
+    ranks), scipy's t-distribution ones above.
     """
     if len(x) != len(y):
         raise ValueError(f"correlate: x has {len(x)} values but y has {len(y)}")
@@ -61,8 +67,13 @@ def correlate(x: Sequence[float], y: Sequence[float]) -> dict:
 
     pearson = stats.pearsonr(x, y)
     spearman = stats.spearmanr(x, y)
-    result.update(pearson=_finite(pearson.statistic), pearson_pvalue=_finite(pearson.pvalue),
-                  spearman=_finite(spearman.statistic), spearman_pvalue=_finite(spearman.pvalue))
+    pearson_pvalue, spearman_pvalue = pearson.pvalue, spearman.pvalue
+    if n <= EXACT_PVALUE_MAX_POINTS:
+        every_pairing = stats.PermutationMethod(n_resamples=math.factorial(n))
+        pearson_pvalue = stats.pearsonr(x, y, method=every_pairing).pvalue
+        spearman_pvalue = stats.pearsonr(stats.rankdata(x), stats.rankdata(y), method=every_pairing).pvalue
+    result.update(pearson=_finite(pearson.statistic), pearson_pvalue=_finite(pearson_pvalue),
+                  spearman=_finite(spearman.statistic), spearman_pvalue=_finite(spearman_pvalue))
     if result["pearson"] is None or result["spearman"] is None:
         result["reason"] = "correlation undefined (near-constant series)"
     return result

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -32,13 +33,31 @@ def filled_history(quality_from: int = 0) -> MeasurementHistory:
 
 
 def test_correlate_matches_scipy():
-    x, y = [0.1, 0.4, 0.35, 0.8, 0.7], [1.0, 2.0, 1.5, 3.5, 3.0]
+    x, y = [0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.55, 0.9], [1.0, 2.0, 1.5, 3.5, 3.0, 1.2, 2.8, 3.1]
     result = correlate(x, y)
-    assert result["n"] == 5 and result["reason"] is None
+    assert result["n"] == 8 and result["reason"] is None
     assert result["pearson"] == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
     assert result["pearson_pvalue"] == pytest.approx(stats.pearsonr(x, y).pvalue, abs=1e-12)
     assert result["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
     assert result["spearman_pvalue"] == pytest.approx(stats.spearmanr(x, y).pvalue, abs=1e-12)
+
+
+def test_correlate_small_samples_get_exact_pvalues():
+    """Three perfectly ranked points: scipy's t-approximation says Spearman p = 0 (it printed "0 (underflow)" in the
+    demo's report); of the 3! pairings two are as extreme (the order and its reverse), so the exact p is 1/3."""
+    x, y = [0.071, 0.090, 0.096], [12.6, 17.7, 19.7]
+    assert stats.spearmanr(x, y).pvalue == 0  # what was reported before
+    result = correlate(x, y)
+    assert result["spearman"] == pytest.approx(1.0)
+    assert result["spearman_pvalue"] == pytest.approx(1 / 3) and result["pearson_pvalue"] == pytest.approx(1 / 3)
+    # Five points, one pair swapped: enumerate the 120 pairings by hand.
+    import itertools
+
+    x, y = [0.1, 0.4, 0.35, 0.8, 0.7], [1.0, 2.0, 1.5, 3.5, 3.0]
+    observed = np.corrcoef(x, y)[0, 1]
+    rs = [np.corrcoef(x, list(p))[0, 1] for p in itertools.permutations(y)]
+    greater, less = (sum(r >= observed - 1e-12 for r in rs) / 120, sum(r <= observed + 1e-12 for r in rs) / 120)
+    assert correlate(x, y)["pearson_pvalue"] == pytest.approx(min(1.0, 2 * min(greater, less)))  # scipy's two-sided
 
 
 @pytest.mark.parametrize("x, y, reason", [
@@ -65,7 +84,11 @@ def test_history_correlations_match_scipy_on_the_same_numbers():
         entry = correlations[PAIR][metric]
         assert entry["n"] == 5
         assert entry["pearson"] == pytest.approx(stats.pearsonr(means, quality).statistic, abs=1e-12)
-        assert entry["pearson_pvalue"] == pytest.approx(stats.pearsonr(means, quality).pvalue, abs=1e-12)
+        # five points: exact p-values over all 120 pairings (scipy's permutation method, Spearman on ranks)
+        every = stats.PermutationMethod(n_resamples=120)
+        assert entry["pearson_pvalue"] == pytest.approx(stats.pearsonr(means, quality, method=every).pvalue, abs=1e-12)
+        assert entry["spearman_pvalue"] == pytest.approx(
+            stats.pearsonr(stats.rankdata(means), stats.rankdata(quality), method=every).pvalue, abs=1e-12)
         assert entry["spearman"] == pytest.approx(stats.spearmanr(means, quality).statistic, abs=1e-12)
         for layer in range(3):
             column = [row[layer] for row in LAYERS]
