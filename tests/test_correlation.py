@@ -146,7 +146,11 @@ def test_spearman_pvalues_and_a_hand_computed_case(tmp_path):
     x, y = [0.0, 0.5, 0.4, 0.1], [35, 70, 65, 40]  # sorted by language: amh, deu, fra, isl
     assert entry["languages"] == ["amh_Ethi", "deu_Latn", "fra_Latn", "isl_Latn"] and entry["n"] == 4
     assert entry["pearson"] == pytest.approx(float(np.corrcoef(x, y)[0, 1]), abs=1e-12)
-    assert entry["spearman"] == pytest.approx(1.0) and 0 < entry["pearson_pvalue"] < 0.05
+    assert entry["spearman"] == pytest.approx(1.0)
+    # Four languages: exact p-values over the 24 pairings; only the observed order reaches r = 1 (one-sided 1/24),
+    # and scipy doubles the smaller one-sided p.
+    assert entry["spearman_pvalue"] == pytest.approx(2 / 24)
+    assert entry["pearson_pvalue"] == pytest.approx(2 / 24)
     # A similarity measure from the same file, under a NAME=PATH label.
     cka = correlate_benchmarks(load_alignment_scores([f"m={scores}"], measure="cka"), rows, measure="cka")
     assert cka.per_model["xnli"]["m"]["pearson"] == pytest.approx(
