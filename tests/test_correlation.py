@@ -147,7 +147,7 @@ def test_spearman_pvalues_and_a_hand_computed_case(tmp_path):
     assert entry["languages"] == ["amh_Ethi", "deu_Latn", "fra_Latn", "isl_Latn"] and entry["n"] == 4
     assert entry["pearson"] == pytest.approx(float(np.corrcoef(x, y)[0, 1]), abs=1e-12)
     assert entry["spearman"] == pytest.approx(1.0)
-    # Four languages: exact p-values over the 24 pairings; only the observed order reaches r = 1 (one-sided 1/24),
+    # Four languages: exact p-values over the 24 pairings; no other pairing is as extreme (one-sided p = 1/24),
     # and scipy doubles the smaller one-sided p.
     assert entry["spearman_pvalue"] == pytest.approx(2 / 24)
     assert entry["pearson_pvalue"] == pytest.approx(2 / 24)
