@@ -12,9 +12,8 @@ runs at its DEFAULTS (read from CallbackSettings: its default data, 100 pairs, e
 NAS+NAV) unless an option overrides one. After a warm-up run on each side, the two sides alternate for --rounds
 rounds (order reversed every other round). A run shorter than eval_steps is measured twice, at step 0 (the
 baseline) and at its last step, so its overhead ratio is dominated by those two measurements. The default sizes
-(3 steps, 2 rounds) are meant to fit an 8-minute hold of the project's shared 2-core machine: a 5-step, 1-round run
-there (2026-12-01, load average ~6) took 11.7 s per step and 60-82 s per 100-pair measurement, i.e. ~7.5 minutes for
-these sizes with load and warm-up (an estimate; the 3-step default was not itself run there). What a long run pays
+(3 steps, 2 rounds) took 89 s on the project's idle 2-core machine (2026-12-02: 1.38 s per step, 13.9 s per
+100-pair measurement); under a load average of ~6 the same costs were 11.7 s and 60-82 s. What a long run pays
 follows from the measured costs (below).
 
 Prints, as `name: value` lines: wall seconds per side (min/median/max), the per-round ratio, the callback's split
