@@ -32,7 +32,7 @@ class MeasurementInputs:
 
     settings: CallbackSettings
     data: ParallelSet
-    examples: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    examples: dict[tuple[str, str], Any] = field(default_factory=dict)  # direction -> FewShotExamples
     scorers: list[tuple[str, Any]] = field(default_factory=list)
 
 

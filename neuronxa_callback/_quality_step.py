@@ -3,11 +3,11 @@ translations (split across DDP ranks) and their scores (chrF, BLEU, COMET, Comet
 
 Usage (what _measurement.run_measurement and the callback's rank-0 record step do)::
 
-    examples = fewshot_examples(data, settings)                      # at set-up, every rank
+    examples = fewshot_examples(data, settings)                      # at set-up, every rank: FewShotExamples
     scorers = load_scorers(settings)                                 # at set-up, rank 0
     mine = translate_share(model, tokenizer, data, settings, examples, rank, world)   # every rank
     translations = merge_translations(parts)                         # rank 0, after gathering `mine`
-    quality = score_quality(translations, data, scorers, strict=settings.strict)     # rank 0 -> record["quality"]
+    quality = score_quality(translations, data, scorers, settings, examples)        # rank 0 -> record["quality"]
 """
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ def quality_slice(sentences, settings: CallbackSettings):
     return sentences if limit is None else sentences[:limit]
 
 
-def chosen_examples(data: ParallelSet, settings: CallbackSettings, *, warn: bool = True) -> dict[tuple[str, str], Any]:
+def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tuple[str, str], Any]:
     """(source_lang, target_lang) -> FewShotExamples from the scored pairs' own source (its unscored lines: NTREX lines
-    after the scored ones, FLORES dev for devtest), else the bundled pool; never a scored sentence (fewshot.py)."""
+    after the scored ones, FLORES dev for devtest), else the bundled pool; never a scored sentence (fewshot.py).
+    Chosen once per train(): translating prompts with them, and scoring recognises copies of them."""
     from .fewshot import FewShotExamples, select_fewshot_examples
 
     chosen = {}
@@ -57,16 +58,16 @@ def chosen_examples(data: ParallelSet, settings: CallbackSettings, *, warn: bool
             chosen[(source_lang, target_lang)] = select_fewshot_examples(
                 settings.data, source_lang, target_lang, k=settings.num_fewshot, scored=data)
         except (ValueError, OSError) as error:  # neither the source nor the pool has this pair: zero-shot, said loudly
-            if warn:
-                logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
-                               source_lang, target_lang, error)
+            logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
+                           source_lang, target_lang, error)
             chosen[(source_lang, target_lang)] = FewShotExamples((), f"none (zero-shot: {error})", ())
     return chosen
 
 
-def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    """(source_lang, target_lang) -> the few-shot (source, target) pairs of chosen_examples."""
-    return {key: list(value.pairs) for key, value in chosen_examples(data, settings).items()}
+def example_pairs(examples: dict[tuple[str, str], Any], direction: tuple[str, str]) -> list[tuple[str, str]]:
+    """The (source, target) prompt examples of one direction from fewshot_examples' result ([] when it has none)."""
+    chosen = examples.get(direction)
+    return list(chosen.pairs) if chosen is not None else []
 
 
 def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
@@ -92,7 +93,7 @@ def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
 
 
 def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSettings,
-                    examples: dict[tuple[str, str], list[tuple[str, str]]], rank: int, world: int,
+                    examples: dict[tuple[str, str], Any], rank: int, world: int,
                     ) -> dict[tuple[str, str], list[tuple[int, str]]]:
     """This rank's translations: sentence i goes to rank i % world. {(src, tgt): [(i, hypothesis), ...]}."""
     from .generation import translate
@@ -107,7 +108,7 @@ def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSetti
             [sources[i] for i in mine],
             source_lang=source_lang,
             target_lang=target_lang,
-            examples=examples.get((source_lang, target_lang), []),
+            examples=example_pairs(examples, (source_lang, target_lang)),
             **settings.translate_options(),
         ) if mine else []
         out[(source_lang, target_lang)] = list(zip(mine, hypotheses))
@@ -133,26 +134,24 @@ def finite(value: Any) -> float | None:
 
 
 def score_quality(translations: dict[tuple[str, str], list[str]], data: ParallelSet, scorers: list[tuple[str, Any]],
-                  settings: CallbackSettings) -> dict[str, dict]:
+                  settings: CallbackSettings, examples: dict[tuple[str, str], Any]) -> dict[str, dict]:
     """{pair: {"direction", metric values, "copies", "copy_rate", "copy_policy", "copied_ids", "fewshot",
     "signatures", "translations"}}; with direction="both" each direction is under "directions" and the pair's metric
     values are the mean over the two directions (copies: the sum, copy_rate: over both).
 
     A hypothesis that copies one of its prompt's few-shot examples, or echoes its own source sentence, is scored as an
     empty string (copies.py): it stays in the set as a failed translation and earns nothing; its row in "translations"
-    says "copy_of"."""
+    says "copy_of". `examples`: fewshot_examples' result, the examples the translations were prompted with."""
     from .copies import mask_copies
 
-    # The same deterministic choice the translations were prompted with (re-derived, so callers pass nothing new).
-    chosen = chosen_examples(data, settings, warn=False)
     per_pair: dict[str, list[dict]] = {}
     for (source_lang, target_lang), hypotheses in translations.items():
         other = target_lang if source_lang == data.pivot else source_lang
         sources = quality_slice(data.sentences(source_lang), settings)
         references = quality_slice(data.sentences(target_lang), settings)
         entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
-        examples = chosen.get((source_lang, target_lang))
-        scored_hypotheses, copies = mask_copies(list(hypotheses), list(examples.pairs) if examples else [],
+        chosen = examples.get((source_lang, target_lang))
+        scored_hypotheses, copies = mask_copies(list(hypotheses), example_pairs(examples, (source_lang, target_lang)),
                                                 sources=list(sources))
         signatures = {}
         for name, scorer in scorers:
@@ -165,7 +164,7 @@ def score_quality(translations: dict[tuple[str, str], list[str]], data: Parallel
                                settings.strict)
                 entry[name] = None
         entry.update(copies.to_dict(ids=data.ids[:len(sources)]))
-        entry["fewshot"] = examples.to_dict() if examples else {"origin": "none", "ids": []}
+        entry["fewshot"] = chosen.to_dict() if chosen else {"origin": "none", "ids": []}
         entry["signatures"] = signatures
         entry["translations"] = [
             {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i],

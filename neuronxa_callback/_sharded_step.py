@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._quality_step import directions, quality_slice
+from ._quality_step import directions, example_pairs, quality_slice
 
 
 def encode_all_sharded(inputs: Any, model: Any, tokenizer: Any) -> Any:
@@ -23,7 +23,7 @@ def encode_all_sharded(inputs: Any, model: Any, tokenizer: Any) -> Any:
 
 
 def translate_share_sharded(model: Any, tokenizer: Any, data: Any, settings: Any,
-                            examples: dict[tuple[str, str], list[tuple[str, str]]]) -> dict[tuple[str, str], list]:
+                            examples: dict[tuple[str, str], Any]) -> dict[tuple[str, str], list]:
     """This rank's translations {(src, tgt): [(i, hypothesis)]}, sentence i on rank i % world (as translate_share),
     with the same number of synced generate calls on every rank."""
     from .sharding import translate_sharded
@@ -36,7 +36,7 @@ def translate_share_sharded(model: Any, tokenizer: Any, data: Any, settings: Any
             quality_slice(data.sentences(source_lang), settings),
             source_lang=source_lang,
             target_lang=target_lang,
-            examples=examples.get((source_lang, target_lang), []),
+            examples=example_pairs(examples, (source_lang, target_lang)),
             **settings.translate_options(),
         )
     return out

@@ -391,7 +391,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         quality = None
         if translations is not None:
             start = time.perf_counter()
-            quality = score_quality(translations, inputs.data, inputs.scorers, settings)
+            quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
             timing["quality_seconds"] = time.perf_counter() - start
         else:
             timing["quality_seconds"] = 0.0
@@ -449,7 +449,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         """Rank 0: score `translations` and re-log the last record with them (the JSONL line of its step is replaced)."""
         settings, inputs, old = self.settings, self._inputs, self._last_record
         start = time.perf_counter()
-        quality = score_quality(translations, inputs.data, inputs.scorers, settings)
+        quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
         record: dict[str, Any] = {}
         for key, value in old.items():  # same key order as a record measured with quality
             if key != "quality":

@@ -198,7 +198,7 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
         translations = quality_step.merge_translations([mine])
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        quality_block = quality_step.score_quality(translations, data, scorers, settings)
+        quality_block = quality_step.score_quality(translations, data, scorers, settings, examples)
         quality_seconds = time.perf_counter() - started
     state = types.SimpleNamespace(global_step=checkpoint.step, epoch=checkpoint.epoch)
     record = records.build_record("checkpoint", state, report_dict, quality_block, measurement_index=index)

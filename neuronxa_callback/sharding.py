@@ -270,18 +270,13 @@ def _dummy_generate(model: nn.Module, input_ids: list[int], pad_id: int, count: 
         return
     import torch
 
-    from .generation import generation_mode
+    from .generation import _input_device, generation_mode
 
-    ids = torch.tensor([input_ids], dtype=torch.long, device=_generation_device(model))
+    ids = torch.tensor([input_ids], dtype=torch.long, device=_input_device(model))
     with generation_mode(model):
         for _ in range(count):
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
                            max_new_tokens=1, pad_token_id=pad_id, synced_gpus=True)
-
-
-def _generation_device(model: Any):
-    device = getattr(model, "device", None)
-    return device if device is not None else next(model.parameters()).device
 
 
 def translate_sharded(

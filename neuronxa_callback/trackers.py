@@ -54,8 +54,8 @@ def headline_scalars(record: dict) -> dict[str, float]:
     """The few numbers per measurement worth a place in the Trainer's logs, keyed relative to the prefix.
 
     Per pair: the layer mean of each alignment metric, the best layer of the first one (index, as a float; its score
-    is in the per-layer series), every quality score of the record (chrF, BLEU, COMET, CometKiwi, copy rates ...), and the running Pearson r
-    against each quality metric once it exists. Early stopping: smoothed value, best, bad measurements, should_stop.
+    is in the per-layer series), every quality score of the record (chrF, BLEU, COMET, CometKiwi, copy rates ...), and
+    the running Pearson r against each quality metric once it exists. Early stopping: smoothed value, best, bad measurements, should_stop.
     Usage: ``headline_scalars(record)["eng_Latn-isl_Latn/nasca_mean"]``.
     """
     out: dict[str, float] = {}
@@ -75,7 +75,7 @@ def headline_scalars(record: dict) -> dict[str, float]:
             per_layer = [(_number(v), i) for i, v in enumerate(scores[best_metric])]
             per_layer = [(v, i) for v, i in per_layer if v is not None]
             if per_layer:
-                value, layer = max(per_layer, key=lambda item: (item[0], -item[1]))  # ties: the lowest layer
+                _, layer = max(per_layer, key=lambda item: (item[0], -item[1]))  # ties: the lowest layer
                 out[f"{pair}/{best_metric}_best_layer"] = float(layer)
     for pair, quality in (record.get("quality") or {}).items():
         for name, value in quality.items():

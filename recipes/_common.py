@@ -108,8 +108,7 @@ def length_bucketed_order(lengths: Sequence[int], *, batch_size: int, bucket_bat
 
 
 class PackedBlocks:
-    """Packed dataset: all texts tokenized (each with BOS), joined with EOS, cut into fixed blocks of block_size tokens.
-    No padding, so every token of a step is trained on (continued pretraining; the demo's translation examples)."""
+    """Continued-pretraining dataset: all texts tokenized, joined with EOS, cut into fixed blocks of block_size tokens."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], *, block_size: int, max_blocks: int | None = None) -> None:
         if block_size < 2:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tests._tiny import tiny_model, tiny_tokenizer
+from tests._tiny import CorpusDataset, tiny_model, tiny_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REPRESENTATIONS = ("nas", "nav", "embedding")
@@ -143,21 +143,6 @@ def compare(cell: dict, reference: dict) -> dict[str, float]:
         "score_diff": float((cell["scores"] - reference["scores"]).abs().max()),
         "mean_diff": float(abs(cell["scores"].mean() - reference["scores"].mean())),
     }
-
-
-class CorpusDataset(torch.utils.data.Dataset):
-    """The tiny corpus as causal-LM examples (the collator makes the labels)."""
-
-    def __init__(self, tokenizer, repeat: int = 2) -> None:
-        from tests._tiny import corpus_sentences
-
-        self.items = [tokenizer(s, truncation=True, max_length=24)["input_ids"] for s in corpus_sentences()] * repeat
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.items[i]}
 
 
 def make_trainer(output_dir, model, tokenizer, callbacks=(), *, max_steps: int = 3, learning_rate: float = 5e-3,

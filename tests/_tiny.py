@@ -76,6 +76,19 @@ def corpus_sentences() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
+class CorpusDataset:
+    """The tiny corpus as causal-LM examples for a Trainer (its collator makes the labels), `repeat` times over."""
+
+    def __init__(self, tokenizer, repeat: int = 2) -> None:
+        self.items = [tokenizer(s, truncation=True, max_length=24)["input_ids"] for s in corpus_sentences()] * repeat
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.items[i]}
+
+
 def _tokenizer_json() -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

@@ -22,7 +22,7 @@ def _setup(**overrides):
 def test_control_pair_is_not_translated_and_examples_are_the_next_unscored_lines():
     settings, data = _setup()
     assert quality_step.directions(data, settings) == [("isl_Latn", "eng_Latn")]
-    examples = quality_step.fewshot_examples(data, settings)[("isl_Latn", "eng_Latn")]
+    examples = list(quality_step.fewshot_examples(data, settings)[("isl_Latn", "eng_Latn")].pairs)
     full = load_parallel("ntrex", languages=("isl",), num_pairs=100)
     assert examples == list(zip(full.sentences("isl_Latn"), full.sentences("eng_Latn")))[10:12]  # lines 11, 12
     all_settings, all_data = _setup(quality_languages=None)
@@ -33,11 +33,12 @@ def test_control_pair_is_not_translated_and_examples_are_the_next_unscored_lines
 
 def test_copied_examples_are_scored_as_empty_and_reported():
     settings, data = _setup()
-    examples = quality_step.fewshot_examples(data, settings)[("isl_Latn", "eng_Latn")]
+    chosen = quality_step.fewshot_examples(data, settings)
+    examples = list(chosen[("isl_Latn", "eng_Latn")].pairs)
     references = data.sentences("eng_Latn")[:4]
     hypotheses = [examples[0][1], references[1], examples[1][1].upper(), "The council met on Tuesday."]
     scorers = [("chrf", make_scorers(["chrf"])[0])]
-    quality = quality_step.score_quality({("isl_Latn", "eng_Latn"): hypotheses}, data, scorers, settings)
+    quality = quality_step.score_quality({("isl_Latn", "eng_Latn"): hypotheses}, data, scorers, settings, chosen)
     entry = quality["eng_Latn-isl_Latn"]
     assert entry["copies"] == 2 and entry["copy_rate"] == 0.5 and entry["copied_ids"] == ["1", "3"]
     assert entry["copy_policy"] == "scored as empty"
@@ -51,11 +52,11 @@ def test_copied_examples_are_scored_as_empty_and_reported():
 def test_both_directions_sum_their_copies():
     settings, data = _setup(direction="both")
     examples = quality_step.fewshot_examples(data, settings)
-    x2en, en2x = examples[("isl_Latn", "eng_Latn")], examples[("eng_Latn", "isl_Latn")]
+    x2en, en2x = examples[("isl_Latn", "eng_Latn")].pairs, examples[("eng_Latn", "isl_Latn")].pairs
     translations = {("isl_Latn", "eng_Latn"): [x2en[0][1], "a", "b", "c"],
                     ("eng_Latn", "isl_Latn"): [en2x[1][1], en2x[0][0], "d", "e"]}
     scorers = [("chrf", make_scorers(["chrf"])[0])]
-    entry = quality_step.score_quality(translations, data, scorers, settings)["eng_Latn-isl_Latn"]
+    entry = quality_step.score_quality(translations, data, scorers, settings, examples)["eng_Latn-isl_Latn"]
     assert entry["direction"] == "both" and entry["copies"] == 3 and entry["copy_rate"] == pytest.approx(3 / 8)
     assert isinstance(entry["chrf"], float)
 

@@ -10,24 +10,11 @@ import torch
 
 from neuronxa_callback.callback import MeasurementError, NeuronXACallback
 from neuronxa_callback.loggers import read_jsonl
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from tests._tiny import CorpusDataset, tiny_model, tiny_tokenizer
 
 PAIR = "eng_Latn-isl_Latn"
 # Small and quick: 8 bundled pairs, short inputs, few new tokens.
 FAST = dict(num_pairs=8, batch_size=8, max_length=48, max_new_tokens=4, num_fewshot=1)
-
-
-class CorpusDataset(torch.utils.data.Dataset):
-    """The tiny corpus as causal-LM examples (the collator makes labels)."""
-
-    def __init__(self, tokenizer, repeat: int = 2) -> None:
-        self.items = [tokenizer(s, truncation=True, max_length=24)["input_ids"] for s in corpus_sentences()] * repeat
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.items[i]}
 
 
 def make_trainer(output_dir: Path, callbacks=(), *, max_steps: int = 4, learning_rate: float = 5e-3, dropout: float = 0.0,

@@ -128,9 +128,24 @@ def trainer_reference(settings: dict, output_dir: Path):
     return record["pairs"], [t["hypothesis"] for t in record["quality"][PAIR]["translations"]]
 
 
-def check_trainer_run(tmp_path: Path, engine: str) -> None:
+def check_records_match_one_process(tmp_path: Path) -> list[dict]:
+    """The sharded Trainer run's JSONL: a measurement at every step, and the step-0 scores and translations of the
+    unsharded single-process run. Returns the records."""
     from neuronxa_callback.loggers import read_jsonl
     from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
+
+    records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
+    pairs, single = trainer_reference(SETTINGS, tmp_path / "single")
+    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
+        assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
+    # One rank translates everything in the same batches as the unsharded run: identical translations.
+    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == single
+    return records
+
+
+def check_trainer_run(tmp_path: Path, engine: str) -> None:
+    from tests._sharded_trainer_worker import MAX_STEPS
 
     rank0, rank1 = ranks(tmp_path)
     assert rank0["world"] == 2 and rank0["engine"] == rank1["engine"] == engine
@@ -138,12 +153,7 @@ def check_trainer_run(tmp_path: Path, engine: str) -> None:
     assert rank0["measured"] == rank1["measured"] == MAX_STEPS + 1
     # After each measurement the parameters were back in their shards on both ranks.
     assert rank0["unsharded_after_measurement"] == rank1["unsharded_after_measurement"] == []
-    records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
-    assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
-    pairs, single = trainer_reference(SETTINGS, tmp_path / "single")
-    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
-        assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
-    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == single
+    records = check_records_match_one_process(tmp_path)
     for record in records:  # the peak memory sits next to the seconds
         timing = record["timing"]
         assert timing["alignment_peak_memory_mb"] is not None and timing["alignment_peak_memory_mb"] >= 0
@@ -185,20 +195,13 @@ def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
-    from neuronxa_callback.loggers import read_jsonl
-    from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
+    from tests._sharded_trainer_worker import MAX_STEPS
 
     (rank0,) = [json.loads((tmp_path / "rank-0.json").read_text())]
     assert rank0["engine"] == "fsdp2" and rank0["global_step"] == MAX_STEPS
     # FSDP2 leaves the root's parameters unsharded after a no-grad forward; the measurement put them back.
     assert rank0["unsharded_after_measurement"] == []
-    records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
-    assert [r["step"] for r in records] == list(range(MAX_STEPS + 1))
-    pairs, single = trainer_reference(SETTINGS, tmp_path / "single")
-    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
-        assert records[0]["pairs"][PAIR][key] == pytest.approx(pairs[PAIR][key], abs=1e-12), key
-    # One rank translates everything in the same batches as the unsharded run: identical translations.
-    assert [t["hypothesis"] for t in records[0]["quality"][PAIR]["translations"]] == single
+    records = check_records_match_one_process(tmp_path)
     for record in records:
         assert record["timing"]["alignment_peak_memory_mb"] >= 0
         assert record["timing"]["generation_peak_memory_mb"] >= 0
