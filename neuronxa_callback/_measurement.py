@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._quality_step import fewshot_examples, load_scorers, merge_translations, translate_share
@@ -36,28 +37,78 @@ class MeasurementInputs:
     scorers: list[tuple[str, Any]] = field(default_factory=list)
 
 
-def prepare_inputs(settings: CallbackSettings, model, tokenizer, rank: int) -> MeasurementInputs:
-    """Load and check everything that needs the model or the data; raises ValueError subclasses naming the problem."""
-    from .architectures import activation_modules
+_HUB_DATA = ("flores", "flores+", "flores_plus", "floresplus")
+
+
+def _looks_like_local_path(name: str) -> bool:
+    """A model name that can only be a local path (a hub id is "name" or "org/name")."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_without_model(settings: CallbackSettings) -> ParallelSet | None:
+    """Everything that can be checked before there is a model: the language codes, the data source (read now when
+    it is local: the packaged sets or a file / directory), the early-stopping pair and local COMET paths.
+
+    Raises SettingsError naming the argument, so a bad setting fails where the callback is built instead of after a
+    training run that measured nothing. Returns the scored pairs when they were read (None for the hub's FLORES+,
+    which is read at train begin).
+    """
+    from .data import ParallelDataError
+    from .languages import LanguageCodeError, normalize_language
+    from .settings import SettingsError
+
+    for argument, codes in (("pivot", (settings.pivot,)), ("languages", settings.languages)):
+        for code in codes:
+            try:
+                normalize_language(code)
+            except LanguageCodeError as error:
+                raise SettingsError(f"NeuronXACallback: {argument}: {error}") from None
+    for argument in ("comet_model", "cometkiwi_model"):
+        name = getattr(settings, argument)
+        if name is not None and _looks_like_local_path(name) and not Path(name).expanduser().exists():
+            raise SettingsError(f"NeuronXACallback: {argument}={name!r}: no such directory (a local COMET model "
+                                f"directory, or a hub name such as 'Unbabel/wmt22-comet-da')")
+    if settings.data.strip().lower() in _HUB_DATA:
+        return None
+    try:
+        data = _load_scored_pairs(settings)
+    except (ParallelDataError, LanguageCodeError, OSError) as error:
+        raise SettingsError(f"NeuronXACallback: data={settings.data!r}: {error}") from None
+    _check_stop_pair(settings, data)
+    return data
+
+
+def _load_scored_pairs(settings: CallbackSettings) -> ParallelSet:
     from .data import load_parallel
+
+    return load_parallel(settings.data, pivot=settings.pivot, languages=settings.languages,
+                         num_pairs=settings.num_pairs, sample=settings.sample, seed=settings.seed)
+
+
+def _check_stop_pair(settings: CallbackSettings, data: ParallelSet) -> None:
+    if settings.early_stopping_pair is not None:
+        pairs = [data.pair_name(lang) for lang in data.targets]
+        if settings.early_stopping_pair not in pairs:
+            from .settings import SettingsError
+
+            raise SettingsError(f"NeuronXACallback: early_stopping_pair={settings.early_stopping_pair!r} is not one "
+                                f"of the pairs {pairs}")
+
+
+def prepare_inputs(settings: CallbackSettings, model, tokenizer, rank: int,
+                   data: ParallelSet | None = None) -> MeasurementInputs:
+    """Load and check everything that needs the model or the data; raises ValueError subclasses naming the problem.
+    `data`: the scored pairs when check_without_model already read them."""
+    from .architectures import activation_modules
 
     if model is None:
         raise ValueError("the Trainer passed no model to the callback")
     if tokenizer is None:
         raise ValueError("the Trainer has no tokenizer: pass processing_class=tokenizer to Trainer(...)")
     activation_modules(model)  # UnsupportedArchitectureError (with how-to-register) now, not at the first measurement
-    data = load_parallel(
-        settings.data,
-        pivot=settings.pivot,
-        languages=settings.languages,
-        num_pairs=settings.num_pairs,
-        sample=settings.sample,
-        seed=settings.seed,
-    )
-    if settings.early_stopping_pair is not None:
-        pairs = [data.pair_name(lang) for lang in data.targets]
-        if settings.early_stopping_pair not in pairs:
-            raise ValueError(f"early_stopping_pair={settings.early_stopping_pair!r} is not one of the pairs {pairs}")
+    if data is None:
+        data = _load_scored_pairs(settings)
+        _check_stop_pair(settings, data)
     inputs = MeasurementInputs(settings=settings, data=data)
     if settings.quality_every:
         inputs.examples = fewshot_examples(data, settings)

@@ -10,6 +10,8 @@ Usage (NeuronXACallback, rank 0)::
 """
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,15 +34,56 @@ def use_wandb(settings: CallbackSettings, args: Any) -> bool:
     return report_to == "wandb"
 
 
-def open_jsonl(settings: CallbackSettings, args: Any, step: int) -> tuple[JsonlLogger, list[dict]]:
-    """The run's metrics.jsonl and its measurement records; a fresh run (step 0) starts a fresh file, a resumed one
-    keeps what was measured up to its checkpoint."""
+def open_jsonl(settings: CallbackSettings, args: Any, step: int, *, keep_earlier: bool = True,
+               ) -> tuple[JsonlLogger, list[dict]]:
+    """The run's metrics.jsonl and its measurement records; a resumed run keeps what was measured up to its
+    checkpoint. A fresh run (step 0) starts a fresh file: with `keep_earlier`, an earlier run's file is renamed
+    to metrics.<its last write time>.jsonl first (and said so), never overwritten."""
     from .loggers import JsonlLogger
 
     path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
+    if step == 0 and keep_earlier:
+        _keep_earlier_run(path)
     jsonl = JsonlLogger(path, resume_step=step if step > 0 else -1)
     measured = [r for r in jsonl.records if r.get("event", "measurement") == "measurement"]
     return jsonl, measured
+
+
+def _keep_earlier_run(path: Path) -> None:
+    """Move an earlier run's non-empty metrics.jsonl aside (metrics.<UTC time of its last write>.jsonl)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    number = 1
+    while kept.exists():
+        number += 1
+        kept = path.with_name(f"{path.stem}.{stamp}-{number}{path.suffix}")
+    path.rename(kept)
+    logger.warning("NeuronXACallback: %s held an earlier run's records; kept them as %s (this run starts a new "
+                   "file; resume from a checkpoint to continue a run)", path, kept.name)
+
+
+def run_summary(settings: CallbackSettings, args: Any, state: Any, jsonl: JsonlLogger | None, *, measured: int,
+                failures: list[str], stop_reason: str | None) -> dict:
+    """What the run measured, written to <output_dir>/<output_subdir>/summary.json (best effort) and returned."""
+    path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
+    summary = {
+        "measured": measured,
+        "measured_nothing": measured == 0,
+        "steps": [r["step"] for r in jsonl.records if r.get("event", "measurement") == "measurement"] if jsonl else [],
+        "last_step": int(state.global_step),
+        "failures": list(failures),
+        "stop_reason": stop_reason,
+        "metrics_file": str(path),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
+                                                  encoding="utf-8")
+    except OSError as error:
+        logger.warning("NeuronXACallback: could not write the run summary next to %s (%s)", path, error)
+    return summary
 
 
 def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbLogger:

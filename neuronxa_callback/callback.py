@@ -24,10 +24,24 @@ another callback's stop), that record is completed with quality in place.
 
 The callback never changes training: it runs under torch.no_grad in eval mode, consumes no training randomness
 (RNG states are saved and restored around each measurement), and puts back every training flag, the tokenizer's
-padding side and config.use_cache. A failure while measuring is logged (logger.error) and training goes on, unless
-strict=True; when metric_for_best_model names an eval_neuronxa_* metric that a failed measurement could not provide,
-the evaluation gets the worst value (-inf, or +inf when greater_is_better=False) so the Trainer goes on. Settings are validated at construction (ValueError naming the argument); problems that need the model
-or the data (unknown language, bad file, unsupported architecture) surface at on_train_begin.
+padding side and config.use_cache.
+
+Failing early: every argument, the language codes, the data source (read at construction unless it is the hub's
+FLORES+) and local COMET paths are checked where the callback is built (SettingsError naming the argument). What
+needs the model or the output folder (unsupported architecture, a COMET model that will not load, an unwritable
+output) is checked at on_train_begin, before the first training step: by default (strict=None) such a failure stops
+the run there (MeasurementError), since a run that cannot be measured should not train for hours; strict=False
+trains on without measuring and says so loudly at the end (log and <output_dir>/neuronxa/summary.json). A
+measurement that fails later is logged and training goes on, unless strict=True; when metric_for_best_model names an
+eval_neuronxa_* metric that a failed measurement could not provide, the evaluation gets the worst value (-inf, or
++inf when greater_is_better=False) so the Trainer goes on.
+
+Console: each measurement is announced and summarised in one line ("NeuronXA measuring step 20 ...", "NeuronXA step
+20: ..."), a plateau stop says why, and the end says how many measurements were taken. The lines go through logging
+when it is configured at INFO for neuronxa_callback, else above the progress bar (stderr); never both.
+
+A new run (step 0) into an output folder that holds an earlier run's metrics.jsonl keeps that file as
+metrics.<time of its last write>.jsonl (with a warning) and starts a new one.
 
 Resume: the callback is an ExportableState. With TrainingArguments(restore_callback_states_from_checkpoint=True)
 the Trainer rebuilds it from the checkpoint (history, plateau counters). Without it, a fresh callback rebuilds both
@@ -50,7 +64,8 @@ from transformers.trainer_callback import ExportableState, TrainerCallback
 from . import _sinks
 from .trackers import summary_line
 from ._isolation import ModelSnapshot, RngState
-from ._measurement import prepare_inputs, run_measurement, translate_all
+from ._measurement import check_without_model, prepare_inputs, run_measurement, translate_all
+from ._progress import say
 from ._quality_step import score_quality
 from ._rank import MeasurementError, agree, attempt, report_failure
 from ._records import (
@@ -107,8 +122,10 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         improved by more than min_delta for `patience` measurements (smoothing "none", "ema" with `factor`, or
         "window" of `window` values; never before `min_steps`). None = off.
     report_to: "auto" (W&B iff "wandb" in TrainingArguments.report_to), "wandb" or "none". The JSONL is always written.
-    output_subdir: the JSONL goes to <args.output_dir>/<output_subdir>/metrics.jsonl.
-    strict: raise on a failed measurement instead of logging it and training on.
+    output_subdir: the JSONL goes to <args.output_dir>/<output_subdir>/metrics.jsonl (and summary.json at the end).
+    strict: None (default): a callback that cannot start stops the run before training, a later failed measurement
+        is logged and training goes on; True: every failure raises MeasurementError; False: never raise, even when
+        nothing can be measured (the end of the run says so).
     """
 
     def __init__(
@@ -148,11 +165,13 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         report_to: Any = "auto",
         wandb_project: str | None = None,
         output_subdir: str = "neuronxa",
-        strict: bool = False,
+        strict: bool | None = None,
     ) -> None:
         arguments = dict(locals())
         del arguments["self"]
         self.settings = CallbackSettings.from_kwargs(**arguments)
+        # Language codes, the data source and local paths: wrong ones fail here, before any training.
+        self._data = check_without_model(self.settings)
         self._history = new_history()
         self._plateau = new_plateau(self.settings)
         self.measurement_index = 0  # how many measurements this run has taken (the baseline is index 0)
@@ -173,6 +192,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self._last_ok = False
         self._last_quality = False
         self._last_record: dict | None = None  # rank 0: the record of the last measurement, as logged
+        self._measured_this_run = 0  # successful measurements since train begin: zero means the run measured nothing
+        self._failures: list[str] = []  # why measurements of this run failed (strict=False / None goes on)
 
     def attach(self, trainer: Any) -> NeuronXACallback:
         """Add this callback to `trainer` and log through it, so the alignment reaches every tracker in report_to.
@@ -278,6 +299,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             self._measure("train_end", args, state, control, kwargs)
             self._complete_final_quality(state, kwargs)
             _sinks.log_report_figures_to([self._wandb, self._trackers], self._jsonl)
+            if rank_and_world()[0] == 0:
+                self._report_outcome(args, state)
         finally:
             if self._wandb is not None:
                 self._wandb.finish()
@@ -292,11 +315,25 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self.on_train_end(args, state, control, **kwargs)
         self._closed_before_trackers = True
 
+    def _report_outcome(self, args, state) -> None:
+        """Rank 0, at the end: what this run measured, in the log and in <output_dir>/<subdir>/summary.json. A run
+        that measured nothing says so loudly: it must not pass for a measured one."""
+        summary = _sinks.run_summary(self.settings, args, state, self._jsonl, measured=self._measured_this_run,
+                                     failures=self._failures, stop_reason=self._stop_reason)
+        if self._measured_this_run == 0:
+            logger.error("NeuronXACallback measured NOTHING in this run (%s): it has no alignment results",
+                         "; ".join(self._failures) or "no measurement was scheduled")
+            return
+        failed = f", {len(self._failures)} failed" if self._failures else ""
+        stop = f"; stopped early: {self._stop_reason}" if self._stop_reason else ""
+        say(f"done: {self._measured_this_run} measurement(s){failed}{stop}; records in {summary['metrics_file']}")
+
     # ----- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self, args, state, model, tokenizer) -> None:
         """Load and check everything that needs the model or the data, once per train(); fail here, not hours later."""
         self._ready = True
         self._disabled = None
+        self._measured_this_run, self._failures = 0, []
         # FSDP1 / FSDP2 / DeepSpeed ZeRO-3 are measured with every rank in every forward (sharding.py), not refused.
         rank, _ = rank_and_world()
         local_error = attempt(lambda: self._setup_local(args, state, model, tokenizer, rank))[1]
@@ -309,17 +346,22 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self._last_ok, self._last_quality = bool(shared.get("last_ok")), bool(shared.get("last_quality"))
         error = shared["error"]
         if error is not None:
-            self._fail(f"NeuronXACallback could not start: {error}")
             self._disabled = error
+            self._failures.append(f"could not start: {error}")
+            message = f"NeuronXACallback could not start: {error}"
+            if self.settings.strict is not False:  # only an explicit strict=False trains without measuring
+                raise MeasurementError(f"{message} (pass strict=False to train without alignment measurements)")
+            logger.error("%s; training goes on WITHOUT alignment measurements (strict=False)", message)
 
     def _setup_local(self, args, state, model, tokenizer, rank: int) -> None:
-        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank)
+        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank, data=self._data)
         if rank == 0:
             self._open_logs(args, state)
 
     def _open_logs(self, args, state) -> None:
         step = int(state.global_step)
-        self._jsonl, measured = _sinks.open_jsonl(self.settings, args, step)
+        # A file this callback already wrote (trainer.evaluate() before train()) is its own, not an earlier run's.
+        self._jsonl, measured = _sinks.open_jsonl(self.settings, args, step, keep_earlier=self._jsonl is None)
         self._last_record = measured[-1] if measured else None
         if step > 0:
             self._resume_from(measured, step)
@@ -361,6 +403,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # by this very measurement (plateau) is completed afterwards (_complete_final_quality).
         final = trigger == "train_end" or 0 < state.max_steps <= state.global_step or bool(control.should_training_stop)
         with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
+        if rank_and_world()[0] == 0:
+            say(self._announcement(trigger, step, with_quality))
         rng = RngState()
         snapshot = ModelSnapshot(model, tokenizer)
         try:
@@ -376,12 +420,27 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self.measurement_index += 1
         self._last_ok, self._last_quality = outcome["error"] is None, with_quality
         if outcome["error"] is not None:
+            self._failures.append(f"step {step}: {outcome['error']}")
             self._fail(f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}")
             return
+        self._measured_this_run += 1
         self._last_eval_metrics = (step, outcome["eval_metrics"])
         if outcome["should_stop"]:
             control.should_training_stop = True
             self._stop_reason = outcome["reason"]
+
+    def _announcement(self, trigger: str, step: int, with_quality: bool) -> str:
+        """What is about to be measured, so a long silent wait has an explanation."""
+        data, settings = self._inputs.data, self.settings
+        what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
+        text = f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
+        if with_quality:
+            from ._quality_step import directions, quality_slice
+
+            sentences = sum(len(quality_slice(data.sentences(source), settings))
+                            for source, _ in directions(data, settings))
+            text += f", then translating {sentences} sentence(s)"
+        return text + " ..."
 
     # ----- rank 0: scores, history, early stopping, logs ---------------------------------------------------------------
     def _record(self, trigger: str, state, report, translations, timing: dict[str, float]) -> dict:
@@ -404,8 +463,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
             should_stop, reason = decision.should_stop, decision.reason
             if should_stop:
-                logger.info("NeuronXACallback: stopping training at step %d: %s %s: %s",
-                            step, pair, settings.early_stopping_metric, reason)
+                say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
         finish_record(record, report_dict, timing, settings, inputs.data)
         self._last_record = record
         self._jsonl.log_measurement(record)
@@ -413,7 +471,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             self._wandb.log_measurement(record)  # never raises: W&B failures are warnings, the JSONL has everything
         if self._trackers is not None:
             self._trackers.log_measurement(record)  # trainer.log + each backend's details; never raises
-        logger.info("NeuronXA %s", summary_line(record))  # progress a person can follow, one line per measurement
+        say(summary_line(record))  # progress a person can follow, one line per measurement
         return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
                 "reason": reason}
 
@@ -465,6 +523,9 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self._jsonl.log_measurement(record)
         if self._wandb is not None:
             self._wandb.log_measurement(record)
+        if self._trackers is not None:  # the same step again: its quality scalars join the alignment already logged
+            self._trackers.log_measurement(record)
+        say(summary_line(record))
 
     def _fill_missing_best_metric(self, args, state, metrics: dict) -> None:
         """A failed or skipped measurement leaves no eval_neuronxa_* metric: when the Trainer selects the best model

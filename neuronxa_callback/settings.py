@@ -9,8 +9,9 @@ Usage::
     settings.to_json()            # JSON-serialisable dict: the callback's ExportableState "args"
 
 Every bad value raises SettingsError (a ValueError) whose message names the argument, so a typo surfaces when the
-callback is built, not hours into training. Checks that need the model or the data (unknown language code, missing
-file, unsupported architecture) happen at on_train_begin instead.
+callback is built, not hours into training. The checks that read files or language tables (unknown language code,
+missing data file) are _measurement.check_without_model's, also at construction; what needs the model (unsupported
+architecture, a COMET model that will not load) is checked at on_train_begin.
 """
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ class CallbackSettings:
     report_to: str = "auto"
     wandb_project: str | None = None
     output_subdir: str = "neuronxa"
-    strict: bool = False
+    strict: bool | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CallbackSettings:
@@ -174,9 +175,12 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     out["seed"] = _int("seed", raw["seed"], minimum=0)
     # 0 or None: measure only at train begin, evaluations and train end.
     out["eval_steps"] = 0 if raw["eval_steps"] is None else _int("eval_steps", raw["eval_steps"], minimum=0)
-    for flag in ("measure_on_evaluate", "strict"):
-        if not isinstance(raw[flag], bool):
-            raise _fail(flag, raw[flag], "True or False")
+    if not isinstance(raw["measure_on_evaluate"], bool):
+        raise _fail("measure_on_evaluate", raw["measure_on_evaluate"], "True or False")
+    # None (the default): a callback that cannot start stops the run before it trains; True: any failure does;
+    # False: failures are logged and training goes on, even without a single measurement.
+    if raw["strict"] is not None and not isinstance(raw["strict"], bool):
+        raise _fail("strict", raw["strict"], "None, True or False")
     out["representations"] = _string_tuple("representations", raw["representations"], allowed=REPRESENTATIONS)
     out["pooling"] = _choice("pooling", raw["pooling"], POOLINGS)
     out["batch_size"] = _int("batch_size", raw["batch_size"], minimum=1)

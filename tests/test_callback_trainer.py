@@ -115,11 +115,12 @@ def test_correlation_block_equals_scipy_on_the_logged_numbers(tmp_path):
     chrf = [r["quality"][PAIR]["chrf"] for r in records]
     logged = records[-1]["correlation"][PAIR]["chrf"]
     assert logged["n"] == 5
-    if logged["pearson"] is None:  # a constant series: the reason says so, and scipy agrees it is undefined
-        assert logged["reason"] and (len(set(nasca)) == 1 or len(set(chrf)) == 1)
-    else:
-        assert logged["pearson"] == pytest.approx(stats.pearsonr(nasca, chrf).statistic)
-        assert logged["spearman"] == pytest.approx(stats.spearmanr(nasca, chrf).statistic)
+    # The comparison below is the test: a constant series (r undefined) would leave nothing to compare. The high
+    # learning rate moves both series (measured: NASCA 0.06 -> 0 -> 0.03, chrF 1.87 -> 1.13 over the 5 points).
+    assert len(set(nasca)) > 1 and len(set(chrf)) > 1, (nasca, chrf)
+    assert logged["reason"] is None
+    assert logged["pearson"] == pytest.approx(stats.pearsonr(nasca, chrf).statistic)
+    assert logged["spearman"] == pytest.approx(stats.spearmanr(nasca, chrf).statistic)
     assert records[0]["quality"][PAIR]["direction"] == "isl_Latn->eng_Latn"
     assert len(records[0]["quality"][PAIR]["translations"]) == 16
 
@@ -207,33 +208,31 @@ def test_hf_early_stopping_callback_sees_the_alignment_metric(tmp_path):
     assert trainer.state.global_step == 4
 
 
-def test_bad_comet_model_is_logged_and_training_continues_unless_strict(tmp_path, caplog):
-    settings = dict(eval_steps=0, quality_every=1, comet_model=str(tmp_path / "no-such-comet"), **FAST)
+def test_a_comet_model_that_does_not_load_stops_the_run_unless_strict_false(tmp_path, caplog):
+    not_comet = tmp_path / "not-a-comet-model"
+    not_comet.mkdir()  # exists, so construction accepts it; loading it fails at train begin
+    settings = dict(eval_steps=0, quality_every=1, comet_model=str(not_comet), **FAST)
     with caplog.at_level(logging.ERROR, logger="neuronxa_callback.callback"):
-        trainer = make_trainer(tmp_path / "lenient", [NeuronXACallback(**settings)], max_steps=2)
+        trainer = make_trainer(tmp_path / "lenient", [NeuronXACallback(strict=False, **settings)], max_steps=2)
         trainer.train()
     assert trainer.state.global_step == 2
-    assert any("comet_model" in m and "no-such-comet" in m for m in caplog.messages)
+    assert any("comet_model" in m and "not-a-comet-model" in m for m in caplog.messages)
     records = records_of(tmp_path / "lenient")
     assert [r["step"] for r in records] == [0, 2]
     assert records[0]["quality"][PAIR]["chrf"] is not None and "comet" not in records[0]["quality"][PAIR]
 
-    trainer = make_trainer(tmp_path / "strict", [NeuronXACallback(strict=True, **settings)], max_steps=2)
-    with pytest.raises(MeasurementError, match="comet_model"):
-        trainer.train()
-    assert trainer.state.global_step == 0
+    for strict in (None, True):
+        trainer = make_trainer(tmp_path / f"strict-{strict}", [NeuronXACallback(strict=strict, **settings)], max_steps=2)
+        with pytest.raises(MeasurementError, match="comet_model"):
+            trainer.train()
+        assert trainer.state.global_step == 0
 
 
-def test_bad_data_file_surfaces_at_train_begin(tmp_path, caplog):
-    bad = tmp_path / "missing.tsv"
-    with caplog.at_level(logging.ERROR, logger="neuronxa_callback.callback"):
-        trainer = make_trainer(tmp_path / "lenient", [NeuronXACallback(data=str(bad), **FAST)], max_steps=2)
-        trainer.train()
-    assert trainer.state.global_step == 2 and any("missing.tsv" in m for m in caplog.messages)
-    assert not (tmp_path / "lenient" / "neuronxa" / "metrics.jsonl").exists()
-    trainer = make_trainer(tmp_path / "strict", [NeuronXACallback(data=str(bad), strict=True, **FAST)], max_steps=2)
-    with pytest.raises(MeasurementError, match="missing.tsv"):
-        trainer.train()
+def test_bad_data_file_fails_where_the_callback_is_built(tmp_path):
+    from neuronxa_callback.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="missing.tsv"):
+        NeuronXACallback(data=str(tmp_path / "missing.tsv"), **FAST)
 
 
 def test_unsupported_architecture_surfaces_at_train_begin(tmp_path):
