@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any
 
 from transformers.trainer_callback import ExportableState, TrainerCallback
@@ -88,6 +89,9 @@ logger = logging.getLogger(__name__)
 # Kept importable from here (older imports and tests): the names moved to the private modules above.
 _eval_metrics = eval_metrics
 __all__ = ["NeuronXACallback", "MeasurementError", "SCHEMA_VERSION", "EVAL_PREFIX"]
+
+
+_PIN_MEMORY_WITHOUT_ACCELERATOR = r"'pin_memory' argument is set as true but no accelerator is found"
 
 
 def _tokenizer_from(kwargs: dict[str, Any]) -> Any:
@@ -253,6 +257,9 @@ class NeuronXACallback(TrainerCallback, ExportableState):
 
     # ----- Trainer events ----------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
+        # The Trainer pins memory by default; on a machine without an accelerator torch then warns at every epoch
+        # about something the user cannot act on (pinning is simply skipped). Only that one message is hidden.
+        warnings.filterwarnings("ignore", message=_PIN_MEMORY_WITHOUT_ACCELERATOR, category=UserWarning)
         self._setup(args, state, kwargs.get("model"), _tokenizer_from(kwargs))
         # The baseline, before any update. A resumed run already has its points up to the checkpoint: measuring the
         # resume step too would make the JSONL depend on where the run was interrupted.

@@ -140,3 +140,12 @@ def test_final_quality_of_an_early_stopped_run_reaches_the_attached_trackers(tmp
                       if entry.get("step") == 2 and f"eval_neuronxa/{PAIR}/chrf" in entry]
     assert len(quality_logged) == 1
     assert quality_logged[0][f"eval_neuronxa/{PAIR}/chrf"] == pytest.approx(records[1]["quality"][PAIR]["chrf"])
+
+
+def test_no_pin_memory_warning_on_a_machine_without_accelerator(tmp_path, recwarn):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the warning only exists without an accelerator")
+    make_trainer(tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=1, dataloader_pin_memory=True, use_cpu=False).train()
+    assert not [w for w in recwarn if "pin_memory" in str(w.message)]
