@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> defining module
 _EXPORTS: dict[str, str] = {
     "NeuronXACallback": "callback",
+    "AlignmentMonitor": "monitor",
     "MeasurementError": "callback",
     "CallbackSettings": "settings",
     "SettingsError": "settings",
@@ -72,7 +73,7 @@ _EXPORTS: dict[str, str] = {
     "JsonlLogger": "loggers",
     "WandbLogger": "loggers",
     "write_report": "report",
-    # issue 12: similarity baselines, checkpoint scoring, correlation with benchmarks
+    # similarity baselines, checkpoint scoring, correlation with benchmarks
     "cka": "similarity",
     "svcca": "similarity",
     "anc": "similarity",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alignment import AlignmentReport, measure_alignment, score_encoded
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
     from .callback import MeasurementError, NeuronXACallback
+    from .monitor import AlignmentMonitor
     from .distributed import ShardedTrainingError
     from .memory import PeakMemory
     from .sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded

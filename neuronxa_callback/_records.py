@@ -3,7 +3,7 @@ the Trainer's eval_neuronxa_* metrics, the running history, the plateau detector
 
 Usage (rank 0)::
 
-    record = build_record(trigger, state, report.to_dict(), quality, timing, settings=..., data=..., index=...)
+    record = build_record(trigger, step, epoch, report.to_dict(), quality, measurement_index=index)
     record["correlation"] = add_to_history(history, record, settings)
     metrics = eval_metrics(record["pairs"])            # {"eval_neuronxa_nasca": ..., ...}
     history, plateau = rebuild_from_records(jsonl.records, settings)   # resume without callback state
@@ -45,13 +45,14 @@ def new_plateau(settings: CallbackSettings) -> PlateauDetector | None:
     )
 
 
-def build_record(trigger: str, state, report_dict: dict, quality: dict | None, *, measurement_index: int) -> dict:
+def build_record(trigger: str, step: int, epoch: float | None, report_dict: dict, quality: dict | None, *,
+                 measurement_index: int) -> dict:
     """The record's head: schema, step, trigger, time, index, pairs and (when scored) quality."""
     record = {
         "schema": SCHEMA_VERSION,
         "event": "measurement",
-        "step": int(state.global_step),
-        "epoch": state.epoch,
+        "step": int(step),
+        "epoch": epoch,
         "trigger": trigger,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "measurement_index": measurement_index,

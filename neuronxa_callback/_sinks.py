@@ -34,14 +34,13 @@ def use_wandb(settings: CallbackSettings, args: Any) -> bool:
     return report_to == "wandb"
 
 
-def open_jsonl(settings: CallbackSettings, args: Any, step: int, *, keep_earlier: bool = True,
-               ) -> tuple[JsonlLogger, list[dict]]:
-    """The run's metrics.jsonl and its measurement records; a resumed run keeps what was measured up to its
+def open_jsonl(directory: Path, step: int, *, keep_earlier: bool = True) -> tuple[JsonlLogger, list[dict]]:
+    """`directory`/metrics.jsonl and its measurement records; a resumed run keeps what was measured up to its
     checkpoint. A fresh run (step 0) starts a fresh file: with `keep_earlier`, an earlier run's file is renamed
     to metrics.<its last write time>.jsonl first (and said so), never overwritten."""
     from .loggers import JsonlLogger
 
-    path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
+    path = Path(directory) / "metrics.jsonl"
     if step == 0 and keep_earlier:
         _keep_earlier_run(path)
     jsonl = JsonlLogger(path, resume_step=step if step > 0 else -1)
@@ -64,15 +63,15 @@ def _keep_earlier_run(path: Path) -> None:
                    "file; resume from a checkpoint to continue a run)", path, kept.name)
 
 
-def run_summary(settings: CallbackSettings, args: Any, state: Any, jsonl: JsonlLogger | None, *, measured: int,
-                failures: list[str], stop_reason: str | None) -> dict:
-    """What the run measured, written to <output_dir>/<output_subdir>/summary.json (best effort) and returned."""
-    path = Path(args.output_dir) / settings.output_subdir / "metrics.jsonl"
+def run_summary(directory: Path, jsonl: JsonlLogger | None, *, step: int, measured: int, failures: list[str],
+                stop_reason: str | None) -> dict:
+    """What the run measured, written to `directory`/summary.json (best effort) and returned."""
+    path = Path(directory) / "metrics.jsonl"
     summary = {
         "measured": measured,
         "measured_nothing": measured == 0,
         "steps": [r["step"] for r in jsonl.records if r.get("event", "measurement") == "measurement"] if jsonl else [],
-        "last_step": int(state.global_step),
+        "last_step": int(step),
         "failures": list(failures),
         "stop_reason": stop_reason,
         "metrics_file": str(path),

@@ -1,5 +1,9 @@
 """NeuronXACallback: measure cross-lingual alignment (NASCA/NAVCA) while the Hugging Face Trainer fine-tunes a model.
 
+The Trainer's events drive an AlignmentMonitor (monitor.py), which does the work; this module maps events onto it,
+adds the Trainer's own outputs (eval_neuronxa_* metrics, should_training_stop, the Trainer's trackers) and makes the
+monitor's state part of the Trainer's checkpoints.
+
 Usage::
 
     from transformers import EarlyStoppingCallback, Trainer
@@ -55,43 +59,26 @@ call: dummy batches even out the ranks' counts, agreed by a collective first (se
 """
 from __future__ import annotations
 
+import inspect
 import logging
-import time
 import warnings
 from typing import Any
 
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from . import _sinks
-from .trackers import summary_line
-from ._isolation import ModelSnapshot, RngState
-from ._measurement import check_without_model, prepare_inputs, run_measurement, translate_all
-from ._progress import say
-from ._quality_step import score_quality
-from ._rank import MeasurementError, agree, attempt, report_failure
-from ._records import (
-    EVAL_PREFIX,
-    SCHEMA_VERSION,
-    add_to_history,
-    build_record,
-    eval_metrics,
-    finish_record,
-    new_history,
-    new_plateau,
-    rebuild_from_records,
-    stop_value,
-)
-from .distributed import broadcast_object, rank_and_world
+from ._rank import MeasurementError
+from ._records import EVAL_PREFIX, SCHEMA_VERSION
+from .monitor import AlignmentMonitor
 from .settings import CallbackSettings
 
 logger = logging.getLogger(__name__)
 
-# Kept importable from here (older imports and tests): the names moved to the private modules above.
-_eval_metrics = eval_metrics
 __all__ = ["NeuronXACallback", "MeasurementError", "SCHEMA_VERSION", "EVAL_PREFIX"]
 
-
 _PIN_MEMORY_WITHOUT_ACCELERATOR = r"'pin_memory' argument is set as true but no accelerator is found"
+# The attributes of state() the Trainer restores one by one with setattr on a callback rebuilt from a checkpoint.
+_STATE_ATTRIBUTES = ("history", "plateau", "measurement_index", "last_measured_step")
 
 
 def _tokenizer_from(kwargs: dict[str, Any]) -> Any:
@@ -101,6 +88,18 @@ def _tokenizer_from(kwargs: dict[str, Any]) -> Any:
     if tokenizer is not None and not hasattr(tokenizer, "pad_token_id") and hasattr(tokenizer, "tokenizer"):
         tokenizer = tokenizer.tokenizer
     return tokenizer
+
+
+def _reject_unknown_arguments(kwargs: dict[str, Any]) -> None:
+    """A misspelt keyword is a TypeError, as for any Python function, with the nearest known name."""
+    import difflib
+
+    known = CallbackSettings.__dataclass_fields__
+    for name in kwargs:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"NeuronXACallback got an unexpected keyword argument {name!r}{hint}")
 
 
 class NeuronXACallback(TrainerCallback, ExportableState):
@@ -132,72 +131,16 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         nothing can be measured (the end of the run says so).
     """
 
-    def __init__(
-        self,
-        *,
-        data: str = "ntrex",
-        languages: Any = ("isl_Latn",),
-        pivot: str = "eng_Latn",
-        num_pairs: int = 100,
-        sample: str = "first",
-        seed: int = 0,
-        eval_steps: int | None = 50,
-        measure_on_evaluate: bool = True,
-        representations: Any = ("nas", "nav"),
-        pooling: str = "weighted",
-        batch_size: int = 16,
-        max_length: int = 256,
-        quality_every: int | None = 0,
-        quality_num_pairs: int | None = None,
-        quality_languages: Any = None,
-        direction: str = "x2en",
-        quality_metrics: Any = ("chrf",),
-        comet_model: str | None = None,
-        cometkiwi_model: str | None = None,
-        comet_device: str | None = None,
-        num_fewshot: int = 3,
-        max_new_tokens: int = 64,
-        prompt: str = "auto",
-        early_stopping_patience: int | None = None,
-        early_stopping_min_delta: float = 0.0,
-        early_stopping_metric: str = "nasca",
-        early_stopping_pair: str | None = None,
-        early_stopping_smoothing: str = "none",
-        early_stopping_window: int = 3,
-        early_stopping_factor: float = 0.5,
-        early_stopping_min_steps: int = 0,
-        report_to: Any = "auto",
-        wandb_project: str | None = None,
-        output_subdir: str = "neuronxa",
-        strict: bool | None = None,
-    ) -> None:
-        arguments = dict(locals())
-        del arguments["self"]
-        self.settings = CallbackSettings.from_kwargs(**arguments)
-        # Language codes, the data source and local paths: wrong ones fail here, before any training.
-        self._data = check_without_model(self.settings)
-        self._history = new_history()
-        self._plateau = new_plateau(self.settings)
-        self.measurement_index = 0  # how many measurements this run has taken (the baseline is index 0)
-        self.last_measured_step: int | None = None
-        self._restored = False  # True when the Trainer restored our attributes from a checkpoint
-        self._ready = False
-        self._disabled: str | None = None  # why measuring is off for this run (a setup failure, non-strict)
-        self._inputs = None  # _measurement.MeasurementInputs once set up: the data, few-shot examples, scorers
-        self._jsonl = None
-        self._wandb = None
+    def __init__(self, **kwargs: Any) -> None:
+        # The arguments are CallbackSettings' fields, declared once there (see __signature__ below).
+        _reject_unknown_arguments(kwargs)
+        self.monitor = AlignmentMonitor(CallbackSettings.from_kwargs(**kwargs))
         self._trainer = None  # set by attach(): the Trainer whose log() reaches every tracker in report_to
-        self._trackers = None  # trackers.TrackerHub while attached (rank 0)
         self._closed_before_trackers = False  # attach()'s link already ran the train-end work
-        self._last_eval_metrics: tuple[int, dict[str, float]] | None = None
-        self._stop_reason: str | None = None
-        # Whether the last measurement (at last_measured_step) succeeded and scored quality; every rank knows it, so
-        # all of them agree on completing it with quality at the end (see _complete_final_quality).
-        self._last_ok = False
-        self._last_quality = False
-        self._last_record: dict | None = None  # rank 0: the record of the last measurement, as logged
-        self._measured_this_run = 0  # successful measurements since train begin: zero means the run measured nothing
-        self._failures: list[str] = []  # why measurements of this run failed (strict=False / None goes on)
+
+    @property
+    def settings(self) -> CallbackSettings:
+        return self.monitor.settings
 
     def attach(self, trainer: Any) -> NeuronXACallback:
         """Add this callback to `trainer` and log through it, so the alignment reaches every tracker in report_to.
@@ -213,57 +156,32 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         link_to_trainer(self, trainer)
         return self
 
-
-    # ----- ExportableState -------------------------------------------------------------------------------------------
+    # ----- ExportableState: the monitor's state inside the Trainer's checkpoints -----------------------------------
     def state(self) -> dict:
         """{"args": the constructor kwargs, "attributes": history, plateau state, counters}; all JSON-serialisable."""
-        return {
-            "args": self.settings.to_json(),
-            "attributes": {
-                "history": self._history.state(),
-                "plateau": self._plateau.state() if self._plateau is not None else None,
-                "measurement_index": self.measurement_index,
-                "last_measured_step": self.last_measured_step,
-            },
-        }
+        return {"args": self.settings.to_json(), "attributes": self.monitor.state_dict()}
 
-    # The Trainer restores attributes with setattr(callback, name, json_value): these setters rebuild the objects.
-    @property
-    def history(self):
-        """The MeasurementHistory of this run (alignment per step, quality, running correlations)."""
-        return self._history
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not found normally: the monitor's state, readable as the callback's own.
+        if name in _STATE_ATTRIBUTES and "monitor" in self.__dict__:
+            return getattr(self.monitor, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    @history.setter
-    def history(self, value: Any) -> None:
-        from .tracking import MeasurementHistory
-
-        self._history = value if isinstance(value, MeasurementHistory) else MeasurementHistory.from_state(value)
-        self._restored = True
-
-    @property
-    def plateau(self):
-        """The PlateauDetector for early stopping, or None when early stopping is off."""
-        return self._plateau
-
-    @plateau.setter
-    def plateau(self, value: Any) -> None:
-        from .tracking import PlateauDetector
-
-        if value is None or isinstance(value, PlateauDetector):
-            self._plateau = value if value is not None else new_plateau(self.settings)
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _STATE_ATTRIBUTES:  # the Trainer restoring a checkpoint's callback state
+            self.monitor.restore(name, value)
         else:
-            self._plateau = PlateauDetector.from_state(value)
-        self._restored = True
+            super().__setattr__(name, value)
 
     # ----- Trainer events ----------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         # The Trainer pins memory by default; on a machine without an accelerator torch then warns at every epoch
         # about something the user cannot act on (pinning is simply skipped). Only that one message is hidden.
         warnings.filterwarnings("ignore", message=_PIN_MEMORY_WITHOUT_ACCELERATOR, category=UserWarning)
-        self._setup(args, state, kwargs.get("model"), _tokenizer_from(kwargs))
+        self._begin(args, state, kwargs)
         # The baseline, before any update. A resumed run already has its points up to the checkpoint: measuring the
         # resume step too would make the JSONL depend on where the run was interrupted.
-        if state.global_step == 0 or self.last_measured_step is None:
+        if state.global_step == 0 or self.monitor.last_measured_step is None:
             self._measure("train_begin", args, state, control, kwargs)
         if 0 < state.max_steps <= state.global_step:
             # Seen with transformers 5 (tests/_fault_run.py): a resume at max_steps still trains one step more.
@@ -272,19 +190,19 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        every = self.settings.eval_steps
-        if every and state.global_step % every == 0:
+        if self.monitor.due(state.global_step):
             self._measure("step", args, state, control, kwargs)
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not self._ready:  # trainer.evaluate() before train(): set up on first use
-            self._setup(args, state, kwargs.get("model"), _tokenizer_from(kwargs))
+        if not self.monitor.ready:  # trainer.evaluate() before train(): set up on first use
+            self._begin(args, state, kwargs)
         if self.settings.measure_on_evaluate:
             self._measure("evaluate", args, state, control, kwargs)
         # Mutate the dict the Trainer passed: later callbacks (EarlyStoppingCallback) and the best-model logic see it.
-        if metrics is not None and self._last_eval_metrics is not None and self._last_eval_metrics[0] == state.global_step:
-            metrics.update(self._last_eval_metrics[1])
+        last = self.monitor.last_eval_metrics
+        if metrics is not None and last is not None and last[0] == state.global_step:
+            metrics.update(last[1])
         if metrics is not None:
             self._fill_missing_best_metric(args, state, metrics)
         return control
@@ -295,24 +213,15 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # at which the final model can be measured.
         if control.should_training_stop:
             self._measure("train_end", args, state, control, kwargs)
-            self._complete_final_quality(state, kwargs)
+            self.monitor.complete_final_quality(kwargs.get("model"), _tokenizer_from(kwargs),
+                                                step=int(state.global_step))
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._closed_before_trackers:  # attached: done already, before the Trainer's integrations closed their runs
             self._closed_before_trackers = False
             return control
-        try:
-            self._measure("train_end", args, state, control, kwargs)
-            self._complete_final_quality(state, kwargs)
-            _sinks.log_report_figures_to([self._wandb, self._trackers], self._jsonl)
-            if rank_and_world()[0] == 0:
-                self._report_outcome(args, state)
-        finally:
-            if self._wandb is not None:
-                self._wandb.finish()
-                self._wandb = None
-            self._trackers = None
+        self.monitor.end(kwargs.get("model"), _tokenizer_from(kwargs), step=int(state.global_step), epoch=state.epoch)
         return control
 
     def _finish_before_trackers_close(self, args, state, control, **kwargs):
@@ -322,217 +231,31 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         self.on_train_end(args, state, control, **kwargs)
         self._closed_before_trackers = True
 
-    def _report_outcome(self, args, state) -> None:
-        """Rank 0, at the end: what this run measured, in the log and in <output_dir>/<subdir>/summary.json. A run
-        that measured nothing says so loudly: it must not pass for a measured one."""
-        summary = _sinks.run_summary(self.settings, args, state, self._jsonl, measured=self._measured_this_run,
-                                     failures=self._failures, stop_reason=self._stop_reason)
-        if self._measured_this_run == 0:
-            logger.error("NeuronXACallback measured NOTHING in this run (%s): it has no alignment results",
-                         "; ".join(self._failures) or "no measurement was scheduled")
-            return
-        failed = f", {len(self._failures)} failed" if self._failures else ""
-        stop = f"; stopped early: {self._stop_reason}" if self._stop_reason else ""
-        say(f"done: {self._measured_this_run} measurement(s){failed}{stop}; records in {summary['metrics_file']}")
+    # ----- the Trainer's side of a measurement -------------------------------------------------------------------------
+    def _begin(self, args, state, kwargs) -> None:
+        self.monitor.begin(kwargs.get("model"), _tokenizer_from(kwargs), output_dir=args.output_dir,
+                           step=int(state.global_step), sinks=lambda measured: self._sinks(args, measured))
 
-    # ----- set-up ------------------------------------------------------------------------------------------------------
-    def _setup(self, args, state, model, tokenizer) -> None:
-        """Load and check everything that needs the model or the data, once per train(); fail here, not hours later."""
-        self._ready = True
-        self._disabled = None
-        self._measured_this_run, self._failures = 0, []
-        # FSDP1 / FSDP2 / DeepSpeed ZeRO-3 are measured with every rank in every forward (sharding.py), not refused.
-        rank, _ = rank_and_world()
-        local_error = attempt(lambda: self._setup_local(args, state, model, tokenizer, rank))[1]
-        # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).
-        last = self._last_record
-        shared = agree(local_error, {"index": self.measurement_index, "last": self.last_measured_step,
-                                     "last_ok": last is not None, "last_quality": last is not None and "quality" in last}
-                       if rank == 0 else None)
-        self.measurement_index, self.last_measured_step = shared["index"], shared["last"]
-        self._last_ok, self._last_quality = bool(shared.get("last_ok")), bool(shared.get("last_quality"))
-        error = shared["error"]
-        if error is not None:
-            self._disabled = error
-            self._failures.append(f"could not start: {error}")
-            message = f"NeuronXACallback could not start: {error}"
-            if self.settings.strict is not False:  # only an explicit strict=False trains without measuring
-                raise MeasurementError(f"{message} (pass strict=False to train without alignment measurements)")
-            logger.error("%s; training goes on WITHOUT alignment measurements (strict=False)", message)
-
-    def _setup_local(self, args, state, model, tokenizer, rank: int) -> None:
-        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank, data=self._data)
-        if rank == 0:
-            self._open_logs(args, state)
-
-    def _open_logs(self, args, state) -> None:
-        step = int(state.global_step)
-        # A file this callback already wrote (trainer.evaluate() before train()) is its own, not an earlier run's.
-        self._jsonl, measured = _sinks.open_jsonl(self.settings, args, step, keep_earlier=self._jsonl is None)
-        self._last_record = measured[-1] if measured else None
-        if step > 0:
-            self._resume_from(measured, step)
-        else:
-            self._history, self._plateau = new_history(), new_plateau(self.settings)
-            self.measurement_index, self.last_measured_step = 0, None
+    def _sinks(self, args, measured: list[dict]) -> list[Any]:
+        """Rank 0: where records go besides the JSONL. Attached: the Trainer's trackers (W&B among them when in
+        report_to). Not attached: W&B alone when asked for, and a hint that attach() reaches the others."""
         attached = self._trainer is not None
+        sinks = []
         if attached:
-            self._trackers = _sinks.open_trackers(self.settings, self._trainer, measured)
+            sinks.append(_sinks.open_trackers(self.settings, self._trainer, measured))
         if _sinks.wandb_besides_trackers(self.settings, args, attached):
-            self._wandb = _sinks.open_wandb(self.settings, measured)
+            sinks.append(_sinks.open_wandb(self.settings, measured))
         _sinks.hint_attach(args, attached)
-
-    def _resume_from(self, records: list[dict], step: int) -> None:
-        """Bring history, plateau detector and counters to the checkpoint at `step`."""
-        if self._restored:  # the Trainer restored our state from the checkpoint (restore_callback_states_from_checkpoint)
-            self._history.truncate_after(step)
-        else:  # a fresh callback: rebuild from the JSONL, which holds exactly the same numbers
-            self._history, self._plateau = rebuild_from_records(records, self.settings)
-            self.measurement_index = len(records)
-        if records:
-            self.last_measured_step = max(r["step"] for r in records)
-            self.measurement_index = max(self.measurement_index, len(records))
-        logger.info("NeuronXACallback: resuming at step %d with %d earlier measurement(s)", step, len(records))
-
-    # ----- measuring ---------------------------------------------------------------------------------------------------
-    def _fail(self, message: str) -> None:
-        report_failure(message, self.settings.strict)
+        return sinks
 
     def _measure(self, trigger: str, args, state, control, kwargs) -> None:
-        step = int(state.global_step)
-        if self._disabled is not None or not self._ready or step == self.last_measured_step:
-            return
-        model, tokenizer = kwargs.get("model"), _tokenizer_from(kwargs)
-        settings = self.settings
-        index = self.measurement_index
         # The final measurement always scores quality too (when quality is on): a run that stops early (plateau,
-        # max_steps, a time budget) would otherwise end without the "after" point of its quality curve. A stop decided
-        # by this very measurement (plateau) is completed afterwards (_complete_final_quality).
-        final = trigger == "train_end" or 0 < state.max_steps <= state.global_step or bool(control.should_training_stop)
-        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
-        if rank_and_world()[0] == 0:
-            say(self._announcement(trigger, step, with_quality))
-        rng = RngState()
-        snapshot = ModelSnapshot(model, tokenizer)
-        try:
-            outcome = run_measurement(
-                self._inputs, model, tokenizer, with_quality=with_quality,
-                record=lambda report, translations, timing: self._record(trigger, state, report, translations, timing),
-            )
-        finally:
-            snapshot.restore()
-            rng.restore()
-        # The step counts as measured even when it failed: retrying the same step would fail the same way.
-        self.last_measured_step = step
-        self.measurement_index += 1
-        self._last_ok, self._last_quality = outcome["error"] is None, with_quality
-        if outcome["error"] is not None:
-            self._failures.append(f"step {step}: {outcome['error']}")
-            self._fail(f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}")
-            return
-        self._measured_this_run += 1
-        self._last_eval_metrics = (step, outcome["eval_metrics"])
-        if outcome["should_stop"]:
+        # max_steps, a time budget) would otherwise end without the "after" point of its quality curve.
+        final = 0 < state.max_steps <= state.global_step or bool(control.should_training_stop)
+        self.monitor.measure(kwargs.get("model"), _tokenizer_from(kwargs), step=int(state.global_step),
+                             epoch=state.epoch, trigger=trigger, final=final)
+        if self.monitor.should_stop:
             control.should_training_stop = True
-            self._stop_reason = outcome["reason"]
-
-    def _announcement(self, trigger: str, step: int, with_quality: bool) -> str:
-        """What is about to be measured, so a long silent wait has an explanation."""
-        data, settings = self._inputs.data, self.settings
-        what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
-        text = f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
-        if with_quality:
-            from ._quality_step import directions, quality_slice
-
-            sentences = sum(len(quality_slice(data.sentences(source), settings))
-                            for source, _ in directions(data, settings))
-            text += f", then translating {sentences} sentence(s)"
-        return text + " ..."
-
-    # ----- rank 0: scores, history, early stopping, logs ---------------------------------------------------------------
-    def _record(self, trigger: str, state, report, translations, timing: dict[str, float]) -> dict:
-        settings, inputs = self.settings, self._inputs
-        step = int(state.global_step)
-        report_dict = report.to_dict()
-        quality = None
-        if translations is not None:
-            start = time.perf_counter()
-            quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
-            timing["quality_seconds"] = time.perf_counter() - start
-        else:
-            timing["quality_seconds"] = 0.0
-        record = build_record(trigger, state, report_dict, quality, measurement_index=self.measurement_index)
-        record["correlation"] = add_to_history(self._history, record, settings)
-        should_stop, reason = False, None
-        if self._plateau is not None:
-            pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
-            decision = self._plateau.update(step, stop_value(record, settings))
-            record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
-            should_stop, reason = decision.should_stop, decision.reason
-            if should_stop:
-                say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
-        finish_record(record, report_dict, timing, settings, inputs.data)
-        self._last_record = record
-        self._jsonl.log_measurement(record)
-        if self._wandb is not None:
-            self._wandb.log_measurement(record)  # never raises: W&B failures are warnings, the JSONL has everything
-        if self._trackers is not None:
-            self._trackers.log_measurement(record)  # trainer.log + each backend's details; never raises
-        say(summary_line(record))  # progress a person can follow, one line per measurement
-        return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
-                "reason": reason}
-
-    # ----- the end of a run ------------------------------------------------------------------------------------------
-    def _complete_final_quality(self, state, kwargs) -> None:
-        """Give the run's last measurement its quality point when it was measured without one.
-
-        A run can stop at a step that was already measured on the alignment-only schedule (the plateau detector, a
-        time-budget callback, an evaluation at the last step): that record is completed with translations and their
-        scores in place (same step, same index, one JSONL line), so every run's last measurement carries quality.
-        """
-        step = int(state.global_step)
-        if (not self.settings.quality_every or self._disabled is not None or not self._ready
-                or step != self.last_measured_step or not self._last_ok or self._last_quality):
-            return
-        model, tokenizer = kwargs.get("model"), _tokenizer_from(kwargs)
-        rng = RngState()
-        snapshot = ModelSnapshot(model, tokenizer)
-        try:
-            translations, error, seconds = translate_all(self._inputs, model, tokenizer)
-            outcome = {"error": error}
-            if rank_and_world()[0] == 0 and error is None:
-                outcome = {"error": attempt(lambda: self._add_quality(translations, seconds))[1]}
-            outcome = broadcast_object(outcome)
-        finally:
-            snapshot.restore()
-            rng.restore()
-        self._last_quality = True  # tried: a failure would fail the same way again
-        if outcome["error"] is not None:
-            self._fail(f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}")
-
-    def _add_quality(self, translations: dict, generation_seconds: float) -> None:
-        """Rank 0: score `translations` and re-log the last record with them (the JSONL line of its step is replaced)."""
-        settings, inputs, old = self.settings, self._inputs, self._last_record
-        start = time.perf_counter()
-        quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
-        record: dict[str, Any] = {}
-        for key, value in old.items():  # same key order as a record measured with quality
-            if key != "quality":
-                record[key] = value
-            if key == "pairs":
-                record["quality"] = quality
-        timing = dict(old.get("timing") or {})
-        timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + generation_seconds
-        timing["quality_seconds"] = timing.get("quality_seconds", 0.0) + time.perf_counter() - start
-        record["timing"] = timing
-        record["correlation"] = add_to_history(self._history, record, settings)  # replaces this step's entry
-        self._last_record = record
-        self._jsonl.log_measurement(record)
-        if self._wandb is not None:
-            self._wandb.log_measurement(record)
-        if self._trackers is not None:  # the same step again: its quality scalars join the alignment already logged
-            self._trackers.log_measurement(record)
-        say(summary_line(record))
 
     def _fill_missing_best_metric(self, args, state, metrics: dict) -> None:
         """A failed or skipped measurement leaves no eval_neuronxa_* metric: when the Trainer selects the best model
@@ -548,3 +271,11 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         metrics[key] = float("-inf") if greater_is_better else float("inf")
         logger.warning("NeuronXACallback: no alignment measured for the evaluation at step %d; %s=%s so that the "
                        "Trainer goes on (it never counts as the best model)", state.global_step, key, metrics[key])
+
+
+# help(NeuronXACallback) and IDEs show the keyword arguments and defaults that CallbackSettings declares.
+NeuronXACallback.__init__.__signature__ = inspect.Signature(
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)
+       for field in CallbackSettings.__dataclass_fields__.values()]
+)

@@ -29,7 +29,6 @@ import json
 import logging
 import re
 import time
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -200,8 +199,8 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
         started = time.perf_counter()
         quality_block = quality_step.score_quality(translations, data, scorers, settings, examples)
         quality_seconds = time.perf_counter() - started
-    state = types.SimpleNamespace(global_step=checkpoint.step, epoch=checkpoint.epoch)
-    record = records.build_record("checkpoint", state, report_dict, quality_block, measurement_index=index)
+    record = records.build_record("checkpoint", checkpoint.step, checkpoint.epoch, report_dict, quality_block,
+                                  measurement_index=index)
     history = records.new_history()
     for earlier in history_records:
         records.add_to_history(history, earlier, settings)

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from neuronxa_callback.callback import NeuronXACallback, _eval_metrics
+from neuronxa_callback._records import eval_metrics as _eval_metrics
+from neuronxa_callback.callback import NeuronXACallback
 from neuronxa_callback.distributed import (
     ShardedTrainingError,
     check_not_sharded,
@@ -90,7 +91,7 @@ def test_state_is_json_and_rebuilds_the_callback_like_the_trainer_does():
     assert restored.plateau.state() == callback.plateau.state()
     assert restored.plateau.bad_measurements == 1 and restored.plateau.best_step == 10
     assert (restored.measurement_index, restored.last_measured_step) == (3, 20)
-    assert restored._restored
+    assert restored.monitor.restored
 
 
 def test_eval_metrics_are_means_over_pairs_of_the_layer_means():

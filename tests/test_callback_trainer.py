@@ -178,7 +178,7 @@ def test_resume_from_checkpoint_restores_history_and_patience(tmp_path, restore_
     callback = next(cb for cb in resumed.callback_handler.callbacks if isinstance(cb, NeuronXACallback))
     assert callback.history.steps == [0, 2, 4]
     assert callback.plateau.bad_measurements == 2
-    assert callback._restored is restore_states
+    assert callback.monitor.restored is restore_states
 
 
 def test_eval_metric_drives_best_model_selection(tmp_path):

@@ -1,0 +1,359 @@
+"""AlignmentMonitor: NeuronXA measurements during training, for any training loop.
+
+One object owns what a run's measurements need: the settings, the scored pairs, the schedule, the running history
+(correlations), the plateau detector and where records go (the JSONL always, plus any sinks the host adds). A host
+calls it at a few points of its loop:
+
+    from neuronxa_callback import AlignmentMonitor
+
+    monitor = AlignmentMonitor(languages=["isl_Latn"], eval_steps=50, quality_every=2)
+    monitor.begin(model, tokenizer, output_dir="out")            # checks, opens out/neuronxa/metrics.jsonl
+    monitor.measure(model, tokenizer, step=0, trigger="train_begin")     # the baseline
+    for step in range(1, max_steps + 1):
+        ...                                                       # forward, backward, optimizer.step()
+        if monitor.due(step):
+            monitor.measure(model, tokenizer, step=step)
+        if monitor.should_stop:                                   # plateau; every rank agrees
+            break
+    monitor.end(model, tokenizer, step=step)                      # final measurement with quality, figures, summary
+    state = monitor.state_dict()                                  # save next to a checkpoint; load_state_dict to resume
+
+Under torch.distributed every rank calls the same methods in the same order (they are collectives); rank 0 scores
+and writes. NeuronXACallback is this object driven by the Hugging Face Trainer's events.
+
+Guarantees: a step is measured at most once; a measurement leaves the model, tokenizer and RNG as it found them; a
+failed measurement is logged and the run goes on unless strict=True; a monitor that cannot start raises in begin()
+unless strict=False (then it measures nothing and says so in end()).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import _sinks
+from ._isolation import ModelSnapshot, RngState
+from ._measurement import check_without_model, prepare_inputs, run_measurement, translate_all
+from ._progress import say
+from ._quality_step import score_quality
+from ._rank import MeasurementError, agree, attempt, report_failure
+from ._records import (
+    add_to_history,
+    build_record,
+    eval_metrics,
+    finish_record,
+    new_history,
+    new_plateau,
+    rebuild_from_records,
+    stop_value,
+)
+from .distributed import broadcast_object, rank_and_world
+from .settings import CallbackSettings
+from .trackers import summary_line
+
+logger = logging.getLogger("neuronxa_callback.callback")  # the name users configure for the callback's messages
+
+# A sink receives every record once it is written to the JSONL: log_measurement(record), log_figures({name: png})
+# before the run ends, finish() at the end. A factory builds them once the JSONL's earlier records are known.
+SinkFactory = Callable[[list[dict]], Sequence[Any]]
+
+
+class AlignmentMonitor:
+    """NeuronXA measurements on a schedule, for any training loop (see the module docstring).
+
+    Arguments: the keyword arguments of NeuronXACallback (`settings=CallbackSettings` instead is fine too).
+    """
+
+    def __init__(self, settings: CallbackSettings | None = None, **kwargs: Any) -> None:
+        if settings is not None and kwargs:
+            raise TypeError("AlignmentMonitor: pass settings= or keyword arguments, not both")
+        self.settings = settings if settings is not None else CallbackSettings.from_kwargs(**kwargs)
+        # Language codes, the data source and local paths: wrong ones fail here, before any training.
+        self._data = check_without_model(self.settings)
+        self.history = new_history()
+        self.plateau = new_plateau(self.settings)
+        self.measurement_index = 0  # measurements of this run so far, the baseline being index 0
+        self.last_measured_step: int | None = None
+        self.restored = False  # load_state_dict() brought history and plateau from a checkpoint
+        self.should_stop = False  # the plateau detector asked to stop; every rank agrees
+        self.stop_reason: str | None = None
+        self.last_eval_metrics: tuple[int, dict[str, float]] | None = None  # (step, eval_neuronxa_* metrics)
+        self._ready = False
+        self._disabled: str | None = None  # why measuring is off for this run (a start failure with strict=False)
+        self._inputs = None  # _measurement.MeasurementInputs once begun
+        self._jsonl = None
+        self._output_dir: Path | None = None  # <output_dir>/<output_subdir>: the JSONL and summary.json
+        self._sinks: list[Any] = []
+        # Whether the last measurement (at last_measured_step) succeeded and scored quality; every rank knows it, so
+        # all of them agree on completing it with quality at the end (complete_final_quality).
+        self._last_ok = False
+        self._last_quality = False
+        self._last_record: dict | None = None  # rank 0: the record of the last measurement, as written
+        self._measured_this_run = 0
+        self._failures: list[str] = []
+
+    # ----- state for resume ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """History, plateau state and counters; JSON-serialisable."""
+        return {
+            "history": self.history.state(),
+            "plateau": self.plateau.state() if self.plateau is not None else None,
+            "measurement_index": self.measurement_index,
+            "last_measured_step": self.last_measured_step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            self.restore(name, value)
+
+    def restore(self, name: str, value: Any) -> None:
+        """One entry of state_dict() (the Trainer restores a callback's state one attribute at a time)."""
+        from .tracking import MeasurementHistory, PlateauDetector
+
+        if name == "history":
+            self.history = value if isinstance(value, MeasurementHistory) else MeasurementHistory.from_state(value)
+            self.restored = True
+        elif name == "plateau":
+            if value is None or isinstance(value, PlateauDetector):
+                self.plateau = value if value is not None else new_plateau(self.settings)
+            else:
+                self.plateau = PlateauDetector.from_state(value)
+            self.restored = True
+        elif name in ("measurement_index", "last_measured_step"):
+            setattr(self, name, value)
+        else:
+            raise KeyError(f"AlignmentMonitor.load_state_dict: unknown entry {name!r}")
+
+    # ----- the run -----------------------------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def jsonl_path(self) -> Path | None:
+        return self._jsonl.path if self._jsonl is not None else None
+
+    def due(self, step: int) -> bool:
+        """Whether the schedule (every eval_steps optimizer steps) measures at `step`."""
+        every = self.settings.eval_steps
+        return bool(every) and step % every == 0 and step != self.last_measured_step
+
+    def begin(self, model: Any, tokenizer: Any, *, output_dir: str | Path, step: int = 0,
+              sinks: SinkFactory | None = None) -> None:
+        """Check what needs the model, open the JSONL (and the host's sinks), and bring the history to `step` when
+        resuming. Collective. Raises MeasurementError when that fails, unless strict=False."""
+        self._ready = True
+        self._disabled = None
+        self._measured_this_run, self._failures = 0, []
+        self.should_stop, self.stop_reason = False, None
+        rank, _ = rank_and_world()
+        self._output_dir = Path(output_dir) / self.settings.output_subdir
+        local_error = attempt(lambda: self._begin_local(model, tokenizer, step, sinks, rank))[1]
+        # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).
+        last = self._last_record
+        shared = agree(local_error, {"index": self.measurement_index, "last": self.last_measured_step,
+                                     "last_ok": last is not None, "last_quality": last is not None and "quality" in last}
+                       if rank == 0 else None)
+        self.measurement_index, self.last_measured_step = shared["index"], shared["last"]
+        self._last_ok, self._last_quality = bool(shared.get("last_ok")), bool(shared.get("last_quality"))
+        error = shared["error"]
+        if error is not None:
+            self._disabled = error
+            self._failures.append(f"could not start: {error}")
+            message = f"NeuronXACallback could not start: {error}"
+            if self.settings.strict is not False:  # only an explicit strict=False trains without measuring
+                raise MeasurementError(f"{message} (pass strict=False to train without alignment measurements)")
+            logger.error("%s; training goes on WITHOUT alignment measurements (strict=False)", message)
+
+    def _begin_local(self, model, tokenizer, step: int, sinks: SinkFactory | None, rank: int) -> None:
+        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank, data=self._data)
+        if rank != 0:
+            return
+        # A file this monitor already wrote (an evaluation before training) is its own, not an earlier run's.
+        self._jsonl, measured = _sinks.open_jsonl(self._output_dir, step, keep_earlier=self._jsonl is None)
+        self._last_record = measured[-1] if measured else None
+        if step > 0:
+            self._resume_from(measured, step)
+        else:
+            self.history, self.plateau = new_history(), new_plateau(self.settings)
+            self.measurement_index, self.last_measured_step = 0, None
+        self._sinks = [sink for sink in (sinks(measured) if sinks is not None else ()) if sink is not None]
+
+    def _resume_from(self, records: list[dict], step: int) -> None:
+        """Bring history, plateau detector and counters to the checkpoint at `step`."""
+        if self.restored:  # load_state_dict() brought our state from the checkpoint
+            self.history.truncate_after(step)
+        else:  # a fresh monitor: rebuild from the JSONL, which holds exactly the same numbers
+            self.history, self.plateau = rebuild_from_records(records, self.settings)
+            self.measurement_index = len(records)
+        if records:
+            self.last_measured_step = max(r["step"] for r in records)
+            self.measurement_index = max(self.measurement_index, len(records))
+        logger.info("NeuronXACallback: resuming at step %d with %d earlier measurement(s)", step, len(records))
+
+    def measure(self, model: Any, tokenizer: Any, *, step: int, epoch: float | None = None, trigger: str = "step",
+                final: bool = False) -> bool:
+        """Measure at `step` (collective); True when a measurement was taken and succeeded. The final measurement
+        (final=True, or trigger "train_end") always scores quality when quality is on; so does every
+        quality_every-th one. A step already measured, or a monitor that did not begin, measures nothing."""
+        if self._disabled is not None or not self._ready or step == self.last_measured_step:
+            return False
+        settings = self.settings
+        index = self.measurement_index
+        final = final or trigger == "train_end"
+        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
+        if rank_and_world()[0] == 0:
+            say(self._announcement(trigger, step, with_quality))
+        with _left_as_found(model, tokenizer):
+            outcome = run_measurement(
+                self._inputs, model, tokenizer, with_quality=with_quality,
+                record=lambda report, translations, timing: self._record(trigger, step, epoch, report, translations,
+                                                                         timing),
+            )
+        # The step counts as measured even when it failed: retrying the same step would fail the same way.
+        self.last_measured_step = step
+        self.measurement_index += 1
+        self._last_ok, self._last_quality = outcome["error"] is None, with_quality
+        if outcome["error"] is not None:
+            self._failures.append(f"step {step}: {outcome['error']}")
+            report_failure(f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}",
+                           settings.strict)
+            return False
+        self._measured_this_run += 1
+        self.last_eval_metrics = (step, outcome["eval_metrics"])
+        if outcome["should_stop"]:
+            self.should_stop = True
+            self.stop_reason = outcome["reason"]
+        return True
+
+    def end(self, model: Any, tokenizer: Any, *, step: int, epoch: float | None = None) -> None:
+        """The end of the run (collective): the final measurement (or quality for a last step measured without it),
+        the report's figures to the sinks, the run summary, and the sinks finished."""
+        try:
+            self.measure(model, tokenizer, step=step, epoch=epoch, trigger="train_end")
+            self.complete_final_quality(model, tokenizer, step=step)
+            if rank_and_world()[0] == 0:
+                _sinks.log_report_figures_to(self._sinks, self._jsonl)
+                self._report_outcome(step)
+        finally:
+            for sink in self._sinks:
+                sink.finish()
+            self._sinks = []
+
+    def complete_final_quality(self, model: Any, tokenizer: Any, *, step: int) -> None:
+        """Give the run's last measurement its quality point when it was measured without one (collective).
+
+        A run can stop at a step that was already measured on the alignment-only schedule (the plateau detector, a
+        time-budget callback, an evaluation at the last step): that record is completed with translations and their
+        scores in place (same step, same index, one JSONL line), so every run's last measurement carries quality.
+        """
+        if (not self.settings.quality_every or self._disabled is not None or not self._ready
+                or step != self.last_measured_step or not self._last_ok or self._last_quality):
+            return
+        with _left_as_found(model, tokenizer):
+            translations, error, seconds = translate_all(self._inputs, model, tokenizer)
+            outcome = {"error": error}
+            if rank_and_world()[0] == 0 and error is None:
+                outcome = {"error": attempt(lambda: self._add_quality(translations, seconds))[1]}
+            outcome = broadcast_object(outcome)
+        self._last_quality = True  # tried: a failure would fail the same way again
+        if outcome["error"] is not None:
+            self._failures.append(f"final quality at step {step}: {outcome['error']}")
+            report_failure(f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}",
+                           self.settings.strict)
+
+    # ----- rank 0: scores, history, early stopping, sinks --------------------------------------------------------------
+    def _record(self, trigger: str, step: int, epoch: float | None, report, translations,
+                timing: dict[str, float]) -> dict:
+        settings, inputs = self.settings, self._inputs
+        report_dict = report.to_dict()
+        quality = None
+        start = time.perf_counter()
+        if translations is not None:
+            quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
+        timing["quality_seconds"] = time.perf_counter() - start if translations is not None else 0.0
+        record = build_record(trigger, step, epoch, report_dict, quality, measurement_index=self.measurement_index)
+        record["correlation"] = add_to_history(self.history, record, settings)
+        should_stop, reason = False, None
+        if self.plateau is not None:
+            pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
+            decision = self.plateau.update(step, stop_value(record, settings))
+            record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
+            should_stop, reason = decision.should_stop, decision.reason
+            if should_stop:
+                say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
+        finish_record(record, report_dict, timing, settings, inputs.data)
+        self._write(record)
+        return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
+                "reason": reason}
+
+    def _add_quality(self, translations: dict, generation_seconds: float) -> None:
+        """Rank 0: score `translations` and write the last record again with them (its JSONL line is replaced; the
+        sinks get the same step again, so its quality joins the alignment already logged there)."""
+        settings, inputs, old = self.settings, self._inputs, self._last_record
+        start = time.perf_counter()
+        quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
+        record: dict[str, Any] = {}
+        for key, value in old.items():  # same key order as a record measured with quality
+            if key != "quality":
+                record[key] = value
+            if key == "pairs":
+                record["quality"] = quality
+        timing = dict(old.get("timing") or {})
+        timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + generation_seconds
+        timing["quality_seconds"] = timing.get("quality_seconds", 0.0) + time.perf_counter() - start
+        record["timing"] = timing
+        record["correlation"] = add_to_history(self.history, record, settings)  # replaces this step's entry
+        self._write(record)
+
+    def _write(self, record: dict) -> None:
+        """The JSONL first (the complete record), then every sink; sinks never raise."""
+        self._last_record = record
+        self._jsonl.log_measurement(record)
+        for sink in self._sinks:
+            sink.log_measurement(record)
+        say(summary_line(record))  # progress a person can follow, one line per measurement
+
+    # ----- what a person sees --------------------------------------------------------------------------------------
+    def _announcement(self, trigger: str, step: int, with_quality: bool) -> str:
+        """What is about to be measured, so a long silent wait has an explanation."""
+        data, settings = self._inputs.data, self.settings
+        what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
+        text = f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
+        if with_quality:
+            from ._quality_step import directions, quality_slice
+
+            sentences = sum(len(quality_slice(data.sentences(source), settings))
+                            for source, _ in directions(data, settings))
+            text += f", then translating {sentences} sentence(s)"
+        return text + " ..."
+
+    def _report_outcome(self, step: int) -> None:
+        """Rank 0, at the end: what this run measured, in the log and in summary.json next to the JSONL. A run that
+        measured nothing says so loudly: it must not pass for a measured one."""
+        summary = _sinks.run_summary(self._output_dir, self._jsonl, step=step, measured=self._measured_this_run,
+                                     failures=self._failures, stop_reason=self.stop_reason)
+        if self._measured_this_run == 0:
+            logger.error("NeuronXACallback measured NOTHING in this run (%s): it has no alignment results",
+                         "; ".join(self._failures) or "no measurement was scheduled")
+            return
+        failed = f", {len(self._failures)} failed" if self._failures else ""
+        stop = f"; stopped early: {self.stop_reason}" if self.stop_reason else ""
+        say(f"done: {self._measured_this_run} measurement(s){failed}{stop}; records in {summary['metrics_file']}")
+
+
+
+class _left_as_found:
+    """Model (training flags, use_cache, padding side ...) and RNG states as they were before a measurement."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self._model, self._tokenizer = model, tokenizer
+
+    def __enter__(self) -> None:
+        self._rng = RngState()
+        self._snapshot = ModelSnapshot(self._model, self._tokenizer)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._snapshot.restore()
+        self._rng.restore()
