@@ -24,7 +24,6 @@ _EXPORTS: dict[str, str] = {
     "MeasurementError": "callback",
     "CallbackSettings": "settings",
     "SettingsError": "settings",
-    "ShardedTrainingError": "distributed",
     "ShardedMeasurementError": "sharding",
     "sharding_engine": "sharding",
     "encode_sharded": "sharding",
@@ -110,7 +109,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
     from .callback import MeasurementError, NeuronXACallback
     from .monitor import AlignmentMonitor
-    from .distributed import ShardedTrainingError
     from .memory import PeakMemory
     from .sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
     from .copies import CopyReport, find_copies, mask_copies

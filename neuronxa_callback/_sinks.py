@@ -3,10 +3,10 @@ into W&B at the end.
 
 Usage (NeuronXACallback, rank 0)::
 
-    jsonl, measured = open_jsonl(settings, args, step)            # measured: the records kept for a resume
+    jsonl, measured = open_jsonl(output_dir / "neuronxa", step)   # measured: the records kept for a resume
     wandb = open_wandb(settings, measured) if use_wandb(settings, args) else None
     ...
-    log_report_figures(wandb, jsonl)                               # on_train_end, before wandb.finish()
+    log_report_figures_to([wandb, trackers], jsonl)                # at the end, before the runs close
 """
 from __future__ import annotations
 
@@ -89,20 +89,6 @@ def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbLogger:
     from .loggers import WandbLogger
 
     return WandbLogger(project=settings.wandb_project, config={"neuronxa": settings.to_json()}, previous_records=measured)
-
-
-def log_report_figures(wandb: WandbLogger | None, jsonl: JsonlLogger | None) -> None:
-    """The report's figures (as `neuronxa report` writes them) into the W&B run, before it is finished."""
-    if wandb is None or jsonl is None:
-        return
-    from .report import write_report
-
-    try:
-        written = write_report(jsonl.path)
-    except Exception as error:  # figures are a convenience: the JSONL already holds everything
-        logger.warning("NeuronXACallback: report figures for W&B failed (%s: %s)", type(error).__name__, error)
-        return
-    wandb.log_figures({name: path for name, path in written.items() if str(path).endswith(".png")})
 
 
 # ----- the Trainer's trackers (NeuronXACallback.attach(trainer)); see trackers.py ----------------------------------------

@@ -262,17 +262,6 @@ def correlate_benchmarks(scores: dict[tuple[str, str], float], rows: Sequence[Be
     return CorrelationTable(measure, per_model, averages)
 
 
-def write_csv(table: CorrelationTable, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = table.rows()
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def plot_correlations(table: CorrelationTable, out_dir: str | Path) -> dict[str, Path]:
     """One scatter per benchmark (alignment vs benchmark score, a colour per model); {benchmark: png path}."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

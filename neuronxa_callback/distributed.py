@@ -1,4 +1,4 @@
-"""The few collectives NeuronXACallback needs under DDP, and a guard against sharded training.
+"""The few collectives the measurement needs under torch.distributed (DDP, FSDP, ZeRO-3).
 
 Usage::
 
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from .activations import Encoded
 
 
-class ShardedTrainingError(ValueError):
-    """Training shards the parameters (FSDP, DeepSpeed ZeRO-3): measuring would need every rank in every forward."""
-
-
 def _dist():
     import torch.distributed as dist
 
@@ -38,11 +34,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist is None:
         return 0, 1
     return dist.get_rank(), dist.get_world_size()
-
-
-def is_distributed() -> bool:
-    """True when more than one process takes part (the collectives below then communicate)."""
-    return rank_and_world()[1] > 1
 
 
 def gather_objects(obj: Any) -> list[Any] | None:
@@ -66,13 +57,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    dist = _dist()
-    if dist is not None and dist.get_world_size() > 1:
-        dist.barrier()
 
 
 def merge_encoded(parts: list[Encoded], total: int) -> Encoded:
@@ -110,35 +94,3 @@ def gather_encoded(local: Encoded, total: int) -> Encoded | None:
     if parts is None:
         return None
     return local if len(parts) == 1 else merge_encoded(parts, total)
-
-
-def check_not_sharded(args: Any, model: Any = None) -> None:
-    """Raise ShardedTrainingError under FSDP or DeepSpeed ZeRO-3.
-
-    For code that runs its own rank-local encode() loop: with sharded parameters each forward pass needs every rank,
-    so such a loop would hang. NeuronXACallback no longer calls this: it measures sharded models through
-    sharding.encode_sharded / translate_sharded, which keep every rank in every forward.
-    """
-    reasons = []
-    fsdp = getattr(args, "fsdp", None)
-    if fsdp:  # TrainingArguments.fsdp: "" / [] when off, a string or list of options when on
-        reasons.append(f"args.fsdp={fsdp!r}")
-    if getattr(args, "fsdp_config", None) and (getattr(args, "fsdp_config", {}) or {}).get("xla"):
-        reasons.append("args.fsdp_config xla")
-    try:
-        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
-        if is_deepspeed_zero3_enabled():
-            reasons.append("DeepSpeed ZeRO-3")
-    except ImportError:  # an older/newer transformers without the helper: fall through to the model check
-        pass
-    if model is not None:
-        names = {type(m).__name__ for m in (model, getattr(model, "module", None)) if m is not None}
-        if "FullyShardedDataParallel" in names or any(name.startswith("FSDP") for name in names):
-            reasons.append(f"model wrapped in {sorted(names)}")
-    if reasons:
-        raise ShardedTrainingError(
-            "NeuronXACallback does not support sharded-parameter training (" + "; ".join(reasons) + "): every rank "
-            "would have to take part in every measurement forward pass. Use DDP (replicated weights, supported), "
-            "ZeRO-1/2, or measure saved checkpoints with `neuronxa score` instead."
-        )

@@ -33,7 +33,7 @@ def load_fewshot_examples(source_lang: str, target_lang: str, *, k: int = 3,
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Examples from the same source as the scored pairs (issue 10): a model prompted with examples of the very data it is
+# Examples from the same source as the scored pairs: a model prompted with examples of the very data it is
 # scored on (same domain, same translators, same style) is measured fairly, and every language the source can score
 # can also be prompted -- the bundled pool has only five languages.
 

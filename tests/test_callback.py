@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from neuronxa_callback._records import eval_metrics as _eval_metrics
 from neuronxa_callback.callback import NeuronXACallback
-from neuronxa_callback.distributed import (
-    ShardedTrainingError,
-    check_not_sharded,
-    gather_encoded,
-    merge_encoded,
-    rank_and_world,
-)
+from neuronxa_callback.distributed import gather_encoded, merge_encoded, rank_and_world
 from neuronxa_callback.settings import CallbackSettings, SettingsError
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
@@ -121,10 +114,3 @@ def test_sharded_encodings_merge_to_the_single_process_result():
     # Without torch.distributed the collectives are pass-throughs.
     assert rank_and_world() == (0, 1)
     assert gather_encoded(whole, len(sentences)) is whole
-
-
-@pytest.mark.parametrize("args", [SimpleNamespace(fsdp="full_shard auto_wrap"), SimpleNamespace(fsdp=["full_shard"])])
-def test_sharded_training_is_refused_with_a_clear_message(args):
-    with pytest.raises(ShardedTrainingError, match="FSDP|fsdp"):
-        check_not_sharded(args)
-    check_not_sharded(SimpleNamespace(fsdp=""))  # DDP / single process: fine

@@ -1,4 +1,4 @@
-"""Defects found in review (issue 8), each pinned by a test that failed before its fix: early stopping on NAVCA,
+"""Defects found in review, each pinned by a test that failed before its fix: early stopping on NAVCA,
 the final quality point after any kind of stop, and a failed measurement that must not fail the Trainer."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The callback's quality step (issue 10): examples from the scored pairs' own source, copies scored as empty, a
+"""The callback's quality step: examples from the scored pairs' own source, copies scored as empty, a
 control pair measured for alignment only (quality_languages)."""
 from __future__ import annotations
 

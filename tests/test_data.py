@@ -340,7 +340,7 @@ def test_bundled_eval_and_fewshot_load_cleanly():
     for part in (data, fewshot):
         for lang in part.languages:
             assert len(set(part.sentences(lang))) == len(part), f"duplicate {lang} sentence in {part.origin}"
-    # The default evaluation set is the packaged NTREX-128 subset (issue 10); the bundled sample keeps its name.
+    # The default evaluation set is the packaged NTREX-128 subset; the bundled sample keeps its name.
     default = load_parallel()
     assert default.languages == ("eng_Latn", "isl_Latn") and len(default) == 100
     assert default.origin.startswith("NTREX-128") and default.ids == tuple(str(n) for n in range(1, 101))

@@ -1,4 +1,4 @@
-"""The embedded demo models are an optional, pinned extra (issue 8): a plain install pulls no model, and asking for
+"""The embedded demo models are an optional, pinned extra: a plain install pulls no model, and asking for
 an embedded model without its package fails with a message that names the extra."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crashes as users have them (issue 8): a real tiny Trainer run (tests/_fault_run.py) is SIGKILLed at chosen points
+"""Crashes as users have them: a real tiny Trainer run (tests/_fault_run.py) is SIGKILLed at chosen points
 (mid-step, mid-measurement, mid-JSONL-write, mid-checkpoint) and at random moments, and resumed from its last complete
 checkpoint each time. The final JSONL must parse, hold one record per measured step with no gap, and carry exactly
 the scores of an uninterrupted run."""

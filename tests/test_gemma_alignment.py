@@ -1,4 +1,4 @@
-"""Gemma 3 270M on NTREX-128 (English vs German, first 100 lines): the figures in NOTES-environment.md.
+"""Gemma 3 270M on NTREX-128 (English vs German, first 100 lines): reference figures measured independently.
 
 Reference (measured independently, float32, weighted pooling, <bos> fed but not pooled, strict inequality):
 NASCA layer mean 0.494 and the per-layer profile below; NAVCA layer mean 0.319.

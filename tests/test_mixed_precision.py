@@ -1,5 +1,5 @@
 """The capture accumulates in float32 whatever the model computes in: bf16 / fp16 weights, and CPU autocast (what the
-Trainer's bf16=True wraps the model's forward in). Regression tests for issue 8: a bf16 or fp16 model raised
+Trainer's bf16=True wraps the model's forward in). Regression tests: a bf16 or fp16 model raised
 "Found dtype Float but expected BFloat16" for NAV, and under autocast the pooled sums were silently bf16."""
 from __future__ import annotations
 

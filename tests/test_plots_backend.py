@@ -1,4 +1,4 @@
-"""plots.py leaves matplotlib's global state alone (issue 8): a notebook user's backend and open figures survive
+"""plots.py leaves matplotlib's global state alone: a notebook user's backend and open figures survive
 importing neuronxa_callback and drawing every figure. Run in a fresh interpreter: the backend is process-global."""
 from __future__ import annotations
 

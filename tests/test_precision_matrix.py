@@ -1,4 +1,4 @@
-"""The configuration matrix of issue 8: tiny models from config in every architecture family x weights fp32 / bf16 /
+"""The configuration matrix: tiny models from config in every architecture family x weights fp32 / bf16 /
 fp16 x representation nas / nav / embedding x plain / PEFT LoRA / 4-bit nf4 (bf16 compute) / 8-bit x gradient
 checkpointing off / on, plus the callback inside real tiny Trainer runs with bf16=True (CPU autocast).
 
@@ -208,7 +208,7 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
             # Linear4bit with a bias then fails in bnb ("a view of a leaf Variable that requires grad is being used in
             # an in-place operation", result += bias). CPU only (packing_format_for_cpu); Llama-like models have no
             # biases. Checked: the same LoRA training step runs when no eval forward came first. Not fixed in the
-            # callback yet (it measures in eval mode); see the issue 8 report.
+            # callback yet (it measures in eval mode).
             pytest.xfail("bitsandbytes CPU: training a biased Linear4bit after an eval forward fails (bnb bug)")
         model, reference = _lora(model), _lora(reference)
         warm_up(model, tokenizer)

@@ -178,7 +178,7 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     # chrF at the first, middle and last measurement (default quality_every = (steps // eval_steps) // 2), on 4 pairs
     assert [PAIR in (r.get("quality") or {}) for r in records] == [True, True, True]
     assert len(records[0]["quality"][PAIR]["translations"]) == 4
-    # Issue 10: NTREX-128 by default, the eng-deu control pair measured for alignment only, prompted zero-shot in the
+    # NTREX-128 by default, the eng-deu control pair measured for alignment only, prompted zero-shot in the
     # training format, the copy rate next to chrF.
     assert records[0]["data"]["origin"].startswith("NTREX-128 lines 1-100")
     assert all(set(r["pairs"]) == {PAIR, "eng_Latn-deu_Latn"} for r in records)
@@ -191,7 +191,7 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     assert summary["control_alignment_change"]["final_step"] == 2 and summary["cpu_seconds"] > 0
     assert (out / "neuronxa" / "report" / "report.md").is_file()
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
-    # Issue 11: trackio too (inside the run directory), and the last line is the command that opens its dashboard.
+    # trackio too (inside the run directory), and the last line is the command that opens its dashboard.
     assert (out / "trackio" / "neuronxa-demo.db").is_file()
     # Progress while it runs: one line per measurement, and no whole-dict lines of the Trainer's printer.
     assert [line.split(":")[0] for line in completed.stdout.splitlines() if line.startswith("NeuronXA step ")] == [

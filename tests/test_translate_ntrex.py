@@ -1,4 +1,4 @@
-"""`neuronxa translate` works for every language it can score (issue 10): examples from the data's own source."""
+"""`neuronxa translate` works for every language it can score: examples from the data's own source."""
 from __future__ import annotations
 
 import json
