@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "NeuronXACallback": "callback",
     "AlignmentMonitor": "monitor",
+    "Schedule": "monitor",
     "MeasurementError": "callback",
     "CallbackSettings": "settings",
     "SettingsError": "settings",
@@ -108,7 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alignment import AlignmentReport, measure_alignment, score_encoded
     from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
     from .callback import MeasurementError, NeuronXACallback
-    from .monitor import AlignmentMonitor
+    from .monitor import AlignmentMonitor, Schedule
     from .memory import PeakMemory
     from .sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
     from .copies import CopyReport, find_copies, mask_copies

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -59,6 +60,26 @@ logger = logging.getLogger("neuronxa_callback.callback")  # the name users confi
 SinkFactory = Callable[[list[dict]], Sequence[Any]]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When the monitor measures and when a measurement also translates; hosts and budgets read it.
+
+    Usage: ``schedule = monitor.schedule; schedule.measures_at(100); schedule.translates(index=2, final=False)``.
+    """
+
+    eval_steps: int  # measure every k optimizer steps (0: only at begin, evaluations and end)
+    quality_every: int  # translate every k-th measurement, the baseline being the 0th (0: never)
+
+    def measures_at(self, step: int) -> bool:
+        """Whether the schedule measures at optimizer step `step` (the baseline at 0 and the final one aside)."""
+        return bool(self.eval_steps) and step % self.eval_steps == 0
+
+    def translates(self, index: int, *, final: bool = False) -> bool:
+        """Whether the measurement number `index` scores quality; the final one always does when quality is on,
+        so that every run ends with the "after" point of its quality curve."""
+        return bool(self.quality_every) and (index % self.quality_every == 0 or final)
+
+
 class AlignmentMonitor:
     """NeuronXA measurements on a schedule, for any training loop (see the module docstring).
 
@@ -69,6 +90,7 @@ class AlignmentMonitor:
         if settings is not None and kwargs:
             raise TypeError("AlignmentMonitor: pass settings= or keyword arguments, not both")
         self.settings = settings if settings is not None else CallbackSettings.from_kwargs(**kwargs)
+        self.schedule = Schedule(eval_steps=self.settings.eval_steps, quality_every=self.settings.quality_every)
         # Language codes, the data source and local paths: wrong ones fail here, before any training.
         self._data = check_without_model(self.settings)
         self.history = new_history()
@@ -136,8 +158,7 @@ class AlignmentMonitor:
 
     def due(self, step: int) -> bool:
         """Whether the schedule (every eval_steps optimizer steps) measures at `step`."""
-        every = self.settings.eval_steps
-        return bool(every) and step % every == 0 and step != self.last_measured_step
+        return self.schedule.measures_at(step) and step != self.last_measured_step
 
     def begin(self, model: Any, tokenizer: Any, *, output_dir: str | Path, step: int = 0,
               sinks: SinkFactory | None = None) -> None:
@@ -201,8 +222,7 @@ class AlignmentMonitor:
             return False
         settings = self.settings
         index = self.measurement_index
-        final = final or trigger == "train_end"
-        with_quality = bool(settings.quality_every) and (index % settings.quality_every == 0 or final)
+        with_quality = self.schedule.translates(index, final=final or trigger == "train_end")
         if rank_and_world()[0] == 0:
             say(self._announcement(trigger, step, with_quality))
         with _left_as_found(model, tokenizer):

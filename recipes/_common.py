@@ -242,12 +242,10 @@ def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, 
             train = self._train_step_seconds or (time.monotonic() - self._last_step_end)
             if neuronxa is None:
                 return train
-            settings, upcoming = neuronxa.settings, step + 1
-            if not settings.eval_steps or upcoming % settings.eval_steps or (0 < max_steps <= upcoming):
+            schedule, upcoming = neuronxa.monitor.schedule, step + 1
+            if not schedule.measures_at(upcoming) or (0 < max_steps <= upcoming):
                 return train
-            index = getattr(neuronxa, "measurement_index", 0)
-            translates = bool(settings.quality_every) and index % settings.quality_every == 0
-            return train + self._measurement_cost(translates=translates)
+            return train + self._measurement_cost(translates=schedule.translates(neuronxa.monitor.measurement_index))
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()

@@ -96,3 +96,12 @@ def test_settings_or_keywords_not_both():
     with pytest.raises(TypeError, match="not both"):
         AlignmentMonitor(CallbackSettings.from_kwargs(**FAST), eval_steps=2)
     assert AlignmentMonitor(CallbackSettings.from_kwargs(**FAST)).settings.num_pairs == FAST["num_pairs"]
+
+
+def test_the_schedule_is_what_the_monitor_follows():
+    monitor = AlignmentMonitor(eval_steps=3, quality_every=2, **FAST)
+    schedule = monitor.schedule
+    assert [step for step in range(10) if schedule.measures_at(step)] == [0, 3, 6, 9]
+    assert [schedule.translates(index) for index in range(4)] == [True, False, True, False]
+    assert schedule.translates(3, final=True)
+    assert not AlignmentMonitor(eval_steps=0, **FAST).schedule.measures_at(5)
