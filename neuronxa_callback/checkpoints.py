@@ -14,7 +14,9 @@ Usage::
 Every ``checkpoint-N`` directory of the run is scored: full models (config.json + weights) directly, PEFT adapters
 (adapter_config.json) applied to their base model — adapter_config's ``base_model_name_or_path`` or ``base_model=``
 (the base is loaded once and the adapters are swapped in and out). The step is trainer_state.json's ``global_step``
-(the number in the directory name when there is none); the epoch comes from trainer_state.json too.
+(the number in the directory name when there is none); the epoch comes from trainer_state.json too. The model the run
+started from is the step-0 baseline (``include_base``): an adapter run's base, or for full fine-tuning ``base_model=``
+(config.json's ``_name_or_path`` where an older transformers saved it); unknown, there is no step 0.
 
 Records follow the callback's schema (docs/DESIGN.md "JSONL record") with ``trigger = "checkpoint"`` and a
 ``"checkpoint"`` key holding the directory; the settings block holds the callback keyword arguments that would have
@@ -86,9 +88,22 @@ def _checkpoint(path: Path, base_model: str | None) -> Checkpoint | None:
                                   "(--base-model)")
         return Checkpoint(step, epoch, path, "adapter", base, state_file.is_file())
     if (path / "config.json").is_file() and any((path / name).is_file() for name in _WEIGHT_FILES):
-        return Checkpoint(step, epoch, path, "full", None, state_file.is_file())
+        base = base_model or _base_from_config(path)
+        return Checkpoint(step, epoch, path, "full", base, state_file.is_file())
     logger.warning("%s: neither adapter_config.json nor config.json with weights; skipped", path)
     return None
+
+
+def _base_from_config(path: Path) -> str | None:
+    """The model a full fine-tuning checkpoint started from: config.json's _name_or_path, which transformers < 5
+    saved (5 does not). A name inside the run itself (training resumed from its own checkpoint) is no base."""
+    name = _read_json(path / "config.json").get("_name_or_path")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    candidate = Path(name).expanduser()
+    if candidate.exists() and candidate.resolve().is_relative_to(path.parent.resolve()):
+        return None
+    return name
 
 
 def find_checkpoints(run_dir: str | Path, *, base_model: str | None = None) -> list[Checkpoint]:
@@ -172,6 +187,38 @@ class _Loader:
         return model.eval()
 
 
+def _with_base(run_dir: Path, checkpoints: list[Checkpoint], include_base: bool | None) -> list[Checkpoint]:
+    """The checkpoints with the model they started from in front as step 0 (the baseline before fine-tuning).
+
+    include_base: True (CheckpointError when the base is unknown), None (when known), False (never). Adapters name
+    their base; full checkpoints only through base_model= or an old config.json's _name_or_path.
+    """
+    if include_base is False or not checkpoints or any(c.step == 0 for c in checkpoints):
+        return checkpoints
+    bases = {c.base_model for c in checkpoints if c.base_model}
+    if len(bases) > 1:
+        raise CheckpointError(f"{run_dir}: checkpoints started from different base models {sorted(bases)}")
+    if not bases or any(c.base_model is None for c in checkpoints):
+        if include_base:
+            raise CheckpointError(f"{run_dir}: the model its full fine-tuning checkpoints started from is unknown "
+                                  "(config.json names none); pass base_model= (--base-model) to score it as step 0")
+        return checkpoints
+    base = next(iter(bases))
+    return [Checkpoint(0, 0.0, Path(base), "base", base), *checkpoints]
+
+
+def _nothing_to_score(run_dir: Path, checkpoints: list[Checkpoint], done: set, output: Path) -> str:
+    """Why a pass found nothing to score, for the user who expected something."""
+    if not checkpoints:
+        return (f"no checkpoint-N directories in {run_dir}: nothing to score (the Trainer saves them with "
+                "save_strategy='steps' or 'epoch')")
+    unscored = [c for c in checkpoints if c.step not in done]
+    if unscored:
+        return f"{len(unscored)} checkpoint(s) of {run_dir} not complete yet (no trainer_state.json)"
+    return (f"all {len(checkpoints)} checkpoint(s) of {run_dir} are already scored in {output} (rescore=True, "
+            "--rescore on the command line, scores them again)")
+
+
 def _settings(kwargs: dict[str, Any]):
     from .settings import CallbackSettings
 
@@ -220,7 +267,8 @@ def score_checkpoints(
     quality: bool = False,
     similarity: Sequence[str] = (),
     svcca_directions: int = 10,
-    include_base: bool = False,
+    include_base: bool | None = False,
+    rescore: bool = False,
     watch: float | None = None,
     max_polls: int | None = None,
     dtype: Any = None,
@@ -234,15 +282,24 @@ def score_checkpoints(
     output: the JSONL (default <run_dir>/neuronxa/metrics.jsonl, where the callback writes). callback_kwargs: the
     NeuronXACallback arguments that choose what is measured (data, languages, num_pairs, representations,
     quality_num_pairs, direction, quality_metrics, comet_model, num_fewshot, max_new_tokens, prompt, ...).
-    quality=True translates and scores at every checkpoint. include_base=True also scores an adapter run's base model
-    as step 0 (the model before fine-tuning). watch=SECONDS polls for new checkpoints until interrupted (or max_polls
-    polls); while watching, a checkpoint is scored only once its trainer_state.json exists (written last).
+    quality=True translates and scores at every checkpoint. include_base=True also scores the run's base model as
+    step 0 (the model before fine-tuning): an adapter run's base, or a full run's from base_model= (or an old
+    config.json's _name_or_path); CheckpointError when it is unknown. include_base=None scores it when it is known.
+    rescore=True scores checkpoints already in the JSONL again (their records are replaced). watch=SECONDS polls for
+    new checkpoints until interrupted (or max_polls polls); while watching, a checkpoint is scored only once its
+    trainer_state.json exists (written last).
     """
     from .data import load_parallel
     from .loggers import JsonlLogger
+    from .models import ModelLoadError
 
     run_dir = Path(run_dir)
-    find_checkpoints(run_dir, base_model=base_model)  # a missing run directory fails before anything is written
+    # A missing run directory or an unknown base fails before anything is loaded or written.
+    found = find_checkpoints(run_dir, base_model=base_model)
+    planned = _with_base(run_dir, found, include_base)
+    if include_base is None and found and not any(c.step == 0 for c in planned):
+        logger.info("%s: no step-0 baseline (the model the checkpoints started from is unknown); pass base_model= "
+                    "(--base-model) to score it as step 0", run_dir)
     if quality:
         callback_kwargs.setdefault("quality_every", 1)
     settings = _settings(callback_kwargs)
@@ -254,16 +311,17 @@ def score_checkpoints(
     scorers = None
     written: list[dict] = []
     polls = 0
+    scored_now: set[int] = set()
+    unavailable: set[int] = set()  # a guessed base (include_base=None) that could not be loaded: not tried again
     while True:
-        checkpoints = find_checkpoints(run_dir, base_model=base_model)
-        if include_base:
-            bases = {c.base_model for c in checkpoints if c.kind == "adapter"}
-            if len(bases) > 1:
-                raise CheckpointError(f"{run_dir}: adapters on different base models {sorted(bases)}")
-            if bases and not any(c.step == 0 for c in checkpoints):
-                checkpoints.insert(0, Checkpoint(0, 0.0, Path(next(iter(bases))), "base", next(iter(bases))))
-        done = {r.get("step") for r in jsonl.records}
+        found = find_checkpoints(run_dir, base_model=base_model)
+        checkpoints = _with_base(run_dir, found, include_base)
+        done = (scored_now if rescore else {r.get("step") for r in jsonl.records}) | unavailable
         todo = [c for c in checkpoints if c.step not in done and (watch is None or c.complete)]
+        if not todo and polls == 0:
+            reason = _nothing_to_score(run_dir, found, done, output)
+            logger.log(logging.WARNING if not found and watch is None else logging.INFO, "%s%s", reason,
+                       f"; polling every {watch:g} s" if watch is not None else "")
         for checkpoint in todo:
             if quality and scorers is None:
                 from . import _quality_step as quality_step
@@ -271,7 +329,14 @@ def score_checkpoints(
                 scorers = quality_step.load_scorers(settings)
             logger.info("scoring %s (step %d)", checkpoint.path, checkpoint.step)
             if checkpoint.kind == "base":
-                model, tokenizer = loader.base(checkpoint.base_model)
+                try:
+                    model, tokenizer = loader.base(checkpoint.base_model)
+                except ModelLoadError as error:
+                    if include_base:
+                        raise
+                    logger.warning("no step-0 baseline: %s", error)
+                    unavailable.add(checkpoint.step)
+                    continue
                 release = lambda: None  # noqa: E731
             else:
                 try:
@@ -290,6 +355,7 @@ def score_checkpoints(
             finally:
                 release()
             jsonl.log_measurement(record)
+            scored_now.add(checkpoint.step)
             written.append(record)
             if on_record is not None:
                 on_record(record)

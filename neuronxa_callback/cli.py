@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +29,21 @@ def _comma_list(value: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty value")
     return items
+
+
+ALL_PAIRS = "all"
+
+
+def _pair_count(value: str) -> int | str:
+    """--num-pairs N or "all" (every pair of the data)."""
+    return ALL_PAIRS if value.strip().lower() == ALL_PAIRS else _positive_int(value)
+
+
+def _pairs_or_none(value: int | str | None, default: int | None) -> int | None:
+    """The num_pairs for the loaders: None (every pair) for "all", `default` when not given."""
+    if value == ALL_PAIRS:
+        return None
+    return default if value is None else value
 
 
 def _positive_int(value: str) -> int:
@@ -75,19 +91,44 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pivot", default="eng_Latn", help="pivot language for --data (default eng_Latn)")
     group.add_argument("--languages", type=_comma_list, default=None, help="comma-separated target languages for --data")
     group.add_argument("--split", default="devtest", help="FLORES split (default devtest)")
-    group.add_argument("--num-pairs", type=_positive_int, default=None,
-                       help="number of parallel pairs (default: 100 with --data, every line with --source-file)")
+    group.add_argument("--num-pairs", type=_pair_count, default=None,
+                       help="number of parallel pairs, or 'all' (default: 100 with --data, every line with "
+                            "--source-file)")
     group.add_argument("--sample", choices=["first", "random"], default="first",
                        help="first N pairs (default) or a seeded random sample")
     group.add_argument("--seed", type=int, default=0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuronxa", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or info messages on stderr")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    score = commands.add_parser("score", help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences")
+    try:
+        return version("neuronxa_callback")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
+    """Options that work before and after the subcommand (`neuronxa --quiet score` and `neuronxa score --quiet`).
+
+    In a subcommand the default is SUPPRESS: otherwise the subparser's default False would overwrite a --quiet given
+    before the subcommand.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS if in_subcommand else False,
+                         help="no progress bars or info messages on stderr")
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuronxa", description=__doc__.split("\n\n")[0],
+                                     parents=[_global_options(in_subcommand=False)])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    shared = [_global_options(in_subcommand=True)]
+
+    score = commands.add_parser("score", parents=shared,
+                                help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences")
     score.add_argument("run_dir", type=Path, nargs="?", default=None,
                        help="a training output directory: score each of its checkpoint-N folders into the callback's "
                             "JSONL (--output, default RUN_DIR/neuronxa/metrics.jsonl); --model is then not used")
@@ -95,12 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(score)
     runs = score.add_argument_group("checkpoints of a run (with RUN_DIR)")
     runs.add_argument("--base-model", default=None,
-                      help="base model for PEFT adapter checkpoints (default: adapter_config.json's base_model_name_or_path)")
-    runs.add_argument("--include-base", action="store_true", help="also score an adapter run's base model as step 0")
+                      help="the model the run started from: the base of PEFT adapter checkpoints (default: "
+                           "adapter_config.json's base_model_name_or_path), and the step-0 baseline of full "
+                           "fine-tuning checkpoints (whose config.json names none under transformers 5)")
+    runs.add_argument("--include-base", action=argparse.BooleanOptionalAction, default=None,
+                      help="score the base model as step 0, the baseline before fine-tuning (default: when it is "
+                           "known; --include-base makes an unknown base an error)")
+    runs.add_argument("--rescore", action="store_true",
+                      help="score checkpoints already in the JSONL again (their records are replaced)")
     runs.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                       help="keep polling for new checkpoints every SECONDS (Ctrl-C to stop)")
     runs.add_argument("--quality", action="store_true", help="translate and score (chrF, ...) at every checkpoint")
-    runs.add_argument("--quality-num-pairs", type=_positive_int, default=None, help="sentences translated (default all)")
+    runs.add_argument("--quality-num-pairs", type=_pair_count, default=None,
+                      help="sentences translated, or 'all' (default all)")
     runs.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en")
     runs.add_argument("--quality-metrics", type=_comma_list, default=["chrf"], help="chrf[,bleu] (default chrf)")
     runs.add_argument("--comet-model", default=None, help="COMET model name or local directory")
@@ -123,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--output", type=Path, default=None, help="write the result JSON here (default: stdout)")
     group.add_argument("--plot", type=Path, default=None, help="write the layer profile per pair as a PNG")
 
-    translate = commands.add_parser("translate", help="the model's own translations of the parallel pairs, scored")
+    translate = commands.add_parser("translate", parents=shared,
+                                    help="the model's own translations of the parallel pairs, scored")
     _add_model_arguments(translate)
     _add_data_arguments(translate)
     group = translate.add_argument_group("translation")
@@ -140,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--cometkiwi-model", default=None, help="CometKiwi model name or local directory (enables CometKiwi)")
     group.add_argument("--output", type=Path, default=None, help="write hypotheses and scores as JSON (default: stdout)")
 
-    correlate = commands.add_parser("correlate", help="Pearson/Spearman r across languages of alignment vs benchmarks")
+    correlate = commands.add_parser("correlate", parents=shared,
+                                    help="Pearson/Spearman r across languages of alignment vs benchmarks")
     correlate.add_argument("scores", nargs="+", help="score files (neuronxa score JSON or metrics.jsonl), as PATH or "
                                                      "MODEL=PATH")
     correlate.add_argument("--benchmarks", type=Path, required=True, help="CSV with columns model,language,benchmark,score")
@@ -150,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     correlate.add_argument("--output-json", type=Path, default=None, help="write the table (and the data) as JSON")
     correlate.add_argument("--plot-dir", type=Path, default=None, help="write one scatter PNG per benchmark and measure")
 
-    report = commands.add_parser("report", help="figures and a Markdown summary from a run's metrics.jsonl")
+    report = commands.add_parser("report", parents=shared,
+                                 help="figures and a Markdown summary from a run's metrics.jsonl")
     report.add_argument("run_dir", type=Path, help="the Trainer output_dir (holding neuronxa/metrics.jsonl) or a .jsonl file")
     report.add_argument("--output-dir", type=Path, default=None, help="where to write (default: <run_dir>/neuronxa/report)")
     return parser
@@ -167,12 +218,12 @@ def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
         if not args.target_lang:
             parser.error("--target-file needs --target-lang (e.g. isl_Latn)")
         return load_file_pair(args.source_file, args.target_file, args.source_lang, args.target_lang,
-                              num_pairs=args.num_pairs, sample=args.sample, seed=args.seed)
+                              num_pairs=_pairs_or_none(args.num_pairs, None), sample=args.sample, seed=args.seed)
     # Without --data or files: the packaged NTREX-128 subset (lines 1-100, 121 languages), offline.
     args.data = args.data or "ntrex"
     return load_parallel(args.data, pivot=args.pivot, languages=tuple(args.languages or ("isl_Latn",)),
-                         num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed, split=args.split,
-                         token=_token(args))
+                         num_pairs=_pairs_or_none(args.num_pairs, 100), sample=args.sample, seed=args.seed,
+                         split=args.split, token=_token(args))
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -209,10 +260,14 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     if args.source_file or args.target_file:
         parser.error("with RUN_DIR give --data/--languages (the callback's data options), not --source-file")
+    if args.num_pairs == ALL_PAIRS:
+        parser.error("--num-pairs all is not available with RUN_DIR: the callback's settings measure a fixed number "
+                     "of pairs (give a number)")
     representations, similarity = _split_measures(args, parser)
     kwargs = dict(pivot=args.pivot, num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed,
                   representations=representations, pooling=args.pooling, batch_size=args.batch_size,
-                  max_length=args.max_length, quality_num_pairs=args.quality_num_pairs, direction=args.direction,
+                  max_length=args.max_length, quality_num_pairs=_pairs_or_none(args.quality_num_pairs, None),
+                  direction=args.direction,
                   quality_metrics=tuple(args.quality_metrics), comet_model=args.comet_model,
                   max_new_tokens=args.max_new_tokens, num_fewshot=args.num_fewshot)
     if args.data:  # otherwise the callback's defaults, so `score RUN_DIR` measures what the callback would have
@@ -224,15 +279,11 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                           for pair, scores in record["pairs"].items())
         logger.info("step %d (%s): %s", record["step"], record.get("checkpoint"), means)
 
-    try:
-        written = score_checkpoints(args.run_dir, output=args.output, base_model=args.base_model,
-                                    quality=args.quality, similarity=similarity,
-                                    svcca_directions=args.svcca_directions, include_base=args.include_base,
-                                    watch=args.watch, dtype=getattr(torch, args.dtype) if args.dtype else None,
-                                    device=args.device, token=_token(args), on_record=announce, **kwargs)
-    except KeyboardInterrupt:
-        logger.info("stopped watching %s", args.run_dir)
-        return 0
+    written = score_checkpoints(args.run_dir, output=args.output, base_model=args.base_model, quality=args.quality,
+                                similarity=similarity, svcca_directions=args.svcca_directions,
+                                include_base=args.include_base, rescore=args.rescore, watch=args.watch,
+                                dtype=getattr(torch, args.dtype) if args.dtype else None, device=args.device,
+                                token=_token(args), on_record=announce, **kwargs)
     logger.info("%d checkpoint(s) scored", len(written))
     return 0
 
@@ -383,6 +434,80 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# Arguments that name where a command writes: checked before any data or model is loaded, so that minutes of
+# computing are never lost to a path that cannot be written at the end.
+_OUTPUT_FILES = {"output": "--output", "plot": "--plot", "output_csv": "--output-csv", "output_json": "--output-json"}
+_OUTPUT_DIRS = {"output_dir": "--output-dir", "plot_dir": "--plot-dir"}
+
+
+class OutputPathError(ValueError):
+    """An output argument names a path that cannot be written; the message names the argument and the path."""
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    for names, directory in ((_OUTPUT_FILES, False), (_OUTPUT_DIRS, True)):
+        for attribute, flag in names.items():
+            path = getattr(args, attribute, None)
+            reason = None if path is None else _unwritable(Path(path), directory=directory)
+            if reason:
+                raise OutputPathError(f"{flag} {path}: {reason}")
+
+
+def _unwritable(path: Path, *, directory: bool) -> str | None:
+    """Why `path` cannot be written (None when it can). Tried for real rather than judged from permission bits,
+    which say nothing about read-only mounts, root, ACLs or sandboxes ("Operation not permitted")."""
+    if path.exists():
+        if path.is_dir() != directory:
+            return "is a directory" if path.is_dir() else "exists and is not a directory"
+        if directory:
+            return _cannot_create_in(path)
+        try:
+            with open(path, "a", encoding="utf-8"):  # append mode: the file is left as it is
+                pass
+        except OSError as error:
+            return f"cannot be written ({error.strerror or error})"
+        return None
+    # Missing folders are created when the result is written: what matters is the nearest one that exists.
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    return _cannot_create_in(ancestor)
+
+
+def _cannot_create_in(directory: Path) -> str | None:
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".neuronxa-write-test-", dir=directory))
+    except OSError as error:
+        return f"cannot create files in {directory} ({error.strerror or error})"
+    return None
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    _one_handler_per_record(args.command)
+    if args.quiet:
+        _silence_libraries(args.command)
+
+
+def _one_handler_per_record(command: str) -> None:
+    """huggingface_hub (always) and transformers (with CI=1) print through a handler of their own and also pass each
+    record on to the root handler set up above: every line (each download retry) came out twice. They keep their
+    own handler only."""
+    from huggingface_hub.utils import logging as hub_logging  # configures the library's handler on import
+
+    libraries = [hub_logging.get_logger()]
+    if command in ("score", "translate"):  # these load transformers anyway; `report` never imports it
+        from transformers.utils import logging as transformers_logging
+
+        libraries.append(transformers_logging.get_logger("transformers"))
+    for library in libraries:
+        if library.handlers:
+            library.propagate = False
+
+
 def _silence_libraries(command: str) -> None:
     """--quiet: no progress bars or info messages from transformers / the hub either (only warnings and errors)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -396,17 +521,20 @@ def _silence_libraries(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    if args.quiet:
-        _silence_libraries(args.command)
     handlers = {"score": _score, "translate": _translate, "report": _report, "correlate": _correlate}
     try:
+        _configure_logging(args)
+        _check_outputs(args)
         return handlers[args.command](args, parser)
     except (ValueError, FileNotFoundError, OSError) as error:
         # Input errors already name the file/line/argument: print them without a traceback.
         print(f"neuronxa {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's own doing: no traceback, and the status a shell gives a command stopped by SIGINT.
+        # Whatever was written before (each scored checkpoint's JSONL line) stays.
+        print(f"neuronxa {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

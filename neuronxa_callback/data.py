@@ -264,7 +264,20 @@ def _to_parallel_set(table: _Table, wanted: list[str], num_pairs: int | None, sa
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ParallelDataError(f"file not found: {path}")
-    return _split_lines(path.read_text(encoding="utf-8-sig"))
+    return _split_lines(_decode_utf8(path.read_bytes(), path))
+
+
+def _decode_utf8(raw: bytes, path: Path) -> str:
+    """The file's text; a file in another encoding (Latin-1, Windows-1252) is reported at its first bad line."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        # error.object is what was decoded (without a BOM), so the offset counts lines in it.
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ParallelDataError(
+            f"{path}:{line}: not UTF-8 (byte 0x{error.object[error.start]:02x}); save the file as UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from None
 
 
 def _split_lines(text: str) -> list[str]:

@@ -179,7 +179,8 @@ def translate(
     prompt: "auto" (chat template if the tokenizer has one, else few-shot), "fewshot", "chat", or a template string
     with {source_lang}, {target_lang}, {source} and optionally {examples}. examples: (source, target) pairs from a pool
     separate from `sources` (ValueError if an example's source is one of them). Generation stops at the first newline
-    or EOS, or after max_new_tokens; text after a newline is dropped. synced_gpus is passed to generate() when given
+    or EOS, or after max_new_tokens; text after a newline is dropped. progress=True shows a bar on stderr over the
+    sentences, with the batch and its tokens generated so far (a batch can take minutes). synced_gpus is passed to generate() when given
     (True under parameter sharding: every rank keeps stepping until all are done; see sharding.translate_sharded).
     """
     if isinstance(sources, str):
@@ -212,29 +213,72 @@ def translate(
     device = _input_device(model)
     # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
     batches = plan_batches([len(ids) for ids in encoded], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=f"translate {source_lang}->{target_lang}", unit="batch")
+    bar = _progress_bar(len(sources), f"translate {source_lang}->{target_lang}") if progress else None
 
     hypotheses: list[str | None] = [None] * len(sources)
-    with generation_mode(model, tokenizer):
-        for batch in batches:
-            input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
-            prompt_length = input_ids.shape[1]
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                do_sample=False,
-                num_beams=1,
-                max_new_tokens=max_new_tokens,
-                use_cache=True,
-                pad_token_id=pad_id,
-                eos_token_id=eos_ids or None,
-                stopping_criteria=[_newline_stopper(tokenizer, prompt_length)],
-                **({} if synced_gpus is None else {"synced_gpus": synced_gpus}),
-            )
-            for row, index in enumerate(batch):
-                new_tokens = output[row, prompt_length:].tolist()
-                hypotheses[index] = _decode_new_tokens(tokenizer, new_tokens, set(eos_ids))
+    try:
+        with generation_mode(model, tokenizer):
+            for number, batch in enumerate(batches, start=1):
+                input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
+                prompt_length = input_ids.shape[1]
+                criteria = [_newline_stopper(tokenizer, prompt_length)]
+                if bar is not None:
+                    batch_name = f"batch {number}/{len(batches)}"
+                    criteria.append(_token_progress(bar, batch_name, prompt_length, max_new_tokens))
+                output = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    do_sample=False,
+                    num_beams=1,
+                    max_new_tokens=max_new_tokens,
+                    use_cache=True,
+                    pad_token_id=pad_id,
+                    eos_token_id=eos_ids or None,
+                    stopping_criteria=criteria,
+                    **({} if synced_gpus is None else {"synced_gpus": synced_gpus}),
+                )
+                for row, index in enumerate(batch):
+                    new_tokens = output[row, prompt_length:].tolist()
+                    hypotheses[index] = _decode_new_tokens(tokenizer, new_tokens, set(eos_ids))
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.set_postfix_str("", refresh=False)  # the last batch's token count would read as still running
+            bar.close()
     return hypotheses  # type: ignore[return-value]
+
+
+def _progress_bar(total: int, description: str):
+    """Counts sentences, not batches: the rate and the time left then read in sentences, whatever the batch size."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="sentence")
+
+
+# Seconds between refreshes of the token count: often enough to see a long batch move, not a redraw per token.
+_TOKEN_REFRESH_SECONDS = 0.5
+
+
+def _token_progress(bar: Any, batch: str, prompt_length: int, max_new_tokens: int):
+    """A StoppingCriteria that never stops: it shows the tokens generated so far in the current batch.
+
+    One batch of a slow model can take minutes (longest sentences first); without this the bar sits still meanwhile.
+    """
+    import time
+
+    import torch
+    from transformers import StoppingCriteria
+
+    class ShowTokens(StoppingCriteria):
+        shown_at = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            now = time.monotonic()
+            generated = input_ids.shape[1] - prompt_length
+            if self.shown_at is None or now - self.shown_at >= _TOKEN_REFRESH_SECONDS:
+                bar.set_postfix_str(f"{batch}, token {generated}/{max_new_tokens}")
+                self.shown_at = now
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return ShowTokens()

@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,8 +185,14 @@ def load_model_and_tokenizer(
     source: str | Path = model
     if model in EMBEDDED_MODELS and gguf_file is None:
         source = _ensure_converted(model)
-    elif gguf_file is None and model.endswith(".gguf") and Path(model).is_file():
-        source, gguf_file = Path(model).parent, Path(model).name
+    elif _looks_like_local_path(model):
+        source = Path(model).expanduser()
+        if not source.exists():
+            raise _missing_local_path(model, source)
+        if gguf_file is None and source.suffix == ".gguf" and source.is_file():
+            source, gguf_file = source.parent, source.name
+    elif not Path(model).is_dir():
+        source = _hub_source(model, gguf_file)
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
     try:
@@ -214,6 +222,102 @@ def load_model_and_tokenizer(
         loaded = loaded.to(device)
     loaded.eval()
     return loaded, tokenizer
+
+
+# A hub repo id: "name" or "org/name" of letters, digits, "-", "_" and "."; anything else can only be a path.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _looks_like_local_path(model: str) -> bool:
+    """True when `model` can only name a file or directory, so a missing one is reported as such, not sent to the hub.
+
+    "./x", "../x", "/x", "~/x", "a/b/c" and "x.gguf" are paths; "org/name" is a hub id unless "org" is a local
+    directory (then it is a path with a typo more likely than a hub model shadowed by a folder of that name).
+    """
+    if model.startswith(("./", "../", "~")) or model in (".", "..") or os.path.isabs(model) or model.endswith(".gguf"):
+        return True
+    if os.sep != "/" and os.sep in model:
+        return True
+    if not _HUB_ID.fullmatch(model):
+        return True
+    return "/" in model and Path(model.split("/", 1)[0]).is_dir()
+
+
+def _missing_local_path(model: str, path: Path) -> ModelLoadError:
+    resolved = path.absolute()
+    existing = next((parent for parent in resolved.parents if parent.exists()), None)
+    return ModelLoadError(
+        f"load_model_and_tokenizer: model {model!r} is a local path that does not exist ({resolved}; nearest "
+        f"existing parent: {existing}); give a checkpoint directory, a .gguf file, an embedded model "
+        f"({', '.join(sorted(EMBEDDED_MODELS))}) or a hub id such as 'org/name'"
+    )
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    # The environment as it is now, too: a caller may set HF_HUB_OFFLINE after huggingface_hub was imported.
+    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(flag.lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+def _cached_snapshot(model: str, filename: str) -> Path | None:
+    """The directory of the Hugging Face cache's copy of `model` (holding `filename`), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, filename)
+    except ValueError:  # not a valid repo id: nothing of that name can be cached
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the hub cannot be reached, or None: a connect test of a few seconds instead of a minute of retries."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None  # behind a proxy a direct connection proves nothing either way
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"cannot connect to {host}:{port} ({error.strerror or error})"
+    return None
+
+
+def _hub_source(model: str, gguf_file: str | None) -> str | Path:
+    """What from_pretrained should load for a hub id, checked first: from_pretrained retries for a minute when the hub
+    is out of reach, and its PEFT-adapter lookup does so even with local_files_only.
+
+    The hub id itself when the hub is reachable or offline mode reads the cache anyway; the cached copy's directory
+    when only the cache has it; ModelLoadError (one line) when neither has it.
+    """
+    from huggingface_hub import constants
+
+    snapshot = _cached_snapshot(model, gguf_file or "config.json")
+    offline = _offline()
+    unreachable = None if offline else _hub_unreachable()
+    if snapshot is not None:
+        if unreachable:
+            logger.warning("%s; loading %r from the Hugging Face cache (%s)", unreachable, model, snapshot)
+            return snapshot
+        return model
+    if offline:
+        reason = "HF_HUB_OFFLINE is set, so nothing is downloaded: unset it (with network access) or"
+    elif unreachable:
+        reason = f"the hub is out of reach ({unreachable}):"
+    else:
+        return model
+    raise ModelLoadError(
+        f"load_model_and_tokenizer: {model!r} is not a local path, not an embedded model "
+        f"({', '.join(sorted(EMBEDDED_MODELS))}), and not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+        f"{reason} download it elsewhere (`hf download {model}`) and pass its local directory"
+    )
 
 
 def prepare_for_training(model: nn.Module) -> nn.Module:

@@ -137,11 +137,21 @@ def write_report(run_dir_or_jsonl: str | Path, out_dir: str | Path | None = None
     return files
 
 
+def _first_label(step: int, records: list[dict]) -> str:
+    """The first row's name: "baseline" only for step 0, the model before any update; a run measured from a later step
+    (checkpoints scored without their base model, a resumed run) starts with a fine-tuned model, named by its step."""
+    if step == 0:
+        return "baseline"
+    first = next(r for r in records if r["step"] == step)
+    return f"first {'checkpoint' if first.get('trigger') == 'checkpoint' else 'measurement'} (step {step})"
+
+
 def _pair_section(pair: str, series: dict, records: list[dict], correlations: dict) -> list[str]:
     steps, alignment = series["steps"], series["alignment"]
     by_step = {r["step"]: (r.get("pairs") or {}).get(pair, {}) for r in records}
     best_index = max(range(len(alignment)), key=lambda i: alignment[i])
-    rows = [("baseline", 0), ("final", len(steps) - 1), ("best", best_index)]
+    first = _first_label(steps[0], records)
+    rows = [(first, 0), ("final", len(steps) - 1), ("best", best_index)]
     lines = [f"## {pair}", "", "| | step | NASCA (layer mean) | p-value | best layer (NASCA) |", "|---|---|---|---|---|"]
     for label, i in rows:
         per_layer = series["per_layer"][i]
@@ -149,7 +159,8 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
         lines.append(f"| {label} | {steps[i]} | {_fmt(alignment[i])} | {_fmt_p(by_step[steps[i]].get('nasca_pvalue'))} "
                      f"| {top} ({_fmt(per_layer[top], 3)}) |")
     change = alignment[-1] - alignment[0]
-    lines += ["", f"Change baseline → final: {change:+.4f}; baseline → best: {alignment[best_index] - alignment[0]:+.4f}.", ""]
+    lines += ["", f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
+              ""]
     trends = []
     for metric in REPORT_QUALITY_METRICS:
         values = [(s, r.get("quality", {}).get(pair, {}).get(metric)) for s, r in
