@@ -110,6 +110,7 @@ def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSetti
             source_lang=source_lang,
             target_lang=target_lang,
             examples=example_pairs(examples, (source_lang, target_lang)),
+            progress=rank == 0,  # translating is the long part of a measurement: show it moving
             **settings.translate_options(),
         ) if mine else []
         out[(source_lang, target_lang)] = list(zip(mine, hypotheses))

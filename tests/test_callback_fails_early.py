@@ -105,6 +105,7 @@ def test_each_measurement_is_announced_on_the_console_without_logging_configured
                                                                                           "NeuronXA step 2"]
     assert lines[-1].startswith("NeuronXA done: 2 measurement(s)")
     assert len(lines) == len(set(lines))
+    assert "2/2 [" in err and "sentence" in err  # the translation bar of a measurement moves per sentence
 
 
 def test_progress_goes_to_the_users_logging_once_when_configured(tmp_path, capsys, caplog):
