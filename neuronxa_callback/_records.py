@@ -63,6 +63,23 @@ def build_record(trigger: str, step: int, epoch: float | None, report_dict: dict
     return record
 
 
+def measurement_record(trigger: str, step: int, epoch: float | None, *, index: int, report_dict: dict,
+                       quality: dict | None, timing: dict[str, float], settings: CallbackSettings, data: ParallelSet,
+                       history: MeasurementHistory, plateau: PlateauDetector | None = None) -> tuple[dict, object]:
+    """The one way a measurement becomes a record (the callback, the monitor, checkpoint scoring): head, running
+    correlations (the measurement joins `history`), the plateau detector's decision when there is one, and the tail.
+    Returns (record, the detector's decision or None)."""
+    record = build_record(trigger, step, epoch, report_dict, quality, measurement_index=index)
+    record["correlation"] = add_to_history(history, record, settings)
+    decision = None
+    if plateau is not None:
+        pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
+        decision = plateau.update(step, stop_value(record, settings))
+        record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
+    finish_record(record, report_dict, timing, settings, data)
+    return record, decision
+
+
 def finish_record(record: dict, report_dict: dict, timing: dict[str, float], settings: CallbackSettings,
                   data: ParallelSet) -> dict:
     """The record's tail: timing, the settings and the data it was measured with."""

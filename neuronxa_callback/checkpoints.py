@@ -246,15 +246,12 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
         started = time.perf_counter()
         quality_block = quality_step.score_quality(translations, data, scorers, settings, examples)
         quality_seconds = time.perf_counter() - started
-    record = records.build_record("checkpoint", checkpoint.step, checkpoint.epoch, report_dict, quality_block,
-                                  measurement_index=index)
-    history = records.new_history()
-    for earlier in history_records:
-        records.add_to_history(history, earlier, settings)
-    record["correlation"] = records.add_to_history(history, record, settings)
+    history, _ = records.rebuild_from_records(list(history_records), settings)
     timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds,
               "quality_seconds": quality_seconds}
-    records.finish_record(record, report_dict, timing, settings, data)
+    record, _ = records.measurement_record("checkpoint", checkpoint.step, checkpoint.epoch, index=index,
+                                           report_dict=report_dict, quality=quality_block, timing=timing,
+                                           settings=settings, data=data, history=history)
     record["checkpoint"] = str(checkpoint.path)
     return record
 

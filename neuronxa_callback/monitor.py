@@ -39,16 +39,7 @@ from ._measurement import check_without_model, prepare_inputs, run_measurement, 
 from ._progress import say
 from ._quality_step import score_quality
 from ._rank import MeasurementError, agree, attempt, report_failure
-from ._records import (
-    add_to_history,
-    build_record,
-    eval_metrics,
-    finish_record,
-    new_history,
-    new_plateau,
-    rebuild_from_records,
-    stop_value,
-)
+from ._records import add_to_history, eval_metrics, measurement_record, new_history, new_plateau, rebuild_from_records
 from .distributed import broadcast_object, rank_and_world
 from .settings import CallbackSettings
 from .trackers import summary_line
@@ -293,17 +284,13 @@ class AlignmentMonitor:
         if translations is not None:
             quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
         timing["quality_seconds"] = time.perf_counter() - start if translations is not None else 0.0
-        record = build_record(trigger, step, epoch, report_dict, quality, measurement_index=self.measurement_index)
-        record["correlation"] = add_to_history(self.history, record, settings)
-        should_stop, reason = False, None
-        if self.plateau is not None:
-            pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
-            decision = self.plateau.update(step, stop_value(record, settings))
-            record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
-            should_stop, reason = decision.should_stop, decision.reason
-            if should_stop:
-                say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
-        finish_record(record, report_dict, timing, settings, inputs.data)
+        record, decision = measurement_record(
+            trigger, step, epoch, index=self.measurement_index, report_dict=report_dict, quality=quality,
+            timing=timing, settings=settings, data=inputs.data, history=self.history, plateau=self.plateau)
+        should_stop, reason = (decision.should_stop, decision.reason) if decision is not None else (False, None)
+        if should_stop:
+            pair = record["early_stopping"]["pair"]
+            say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
         self._write(record)
         return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
                 "reason": reason}
