@@ -20,13 +20,12 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 EVAL_PREFIX = "eval_neuronxa"
-HISTORY_QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi")
 
 
 def new_history() -> MeasurementHistory:
     from .tracking import MeasurementHistory
 
-    return MeasurementHistory(quality_metrics=HISTORY_QUALITY_METRICS)
+    return MeasurementHistory()
 
 
 def new_plateau(settings: CallbackSettings) -> PlateauDetector | None:
@@ -99,16 +98,29 @@ def stop_value(record: dict, settings: CallbackSettings) -> float | None:
     return float(value) if value is not None else None
 
 
-def add_to_history(history: MeasurementHistory, record: dict, settings: CallbackSettings) -> dict:
-    """Add one JSONL record to the history and return the running correlations (the record's "correlation")."""
+def add_to_history(history: MeasurementHistory, record: dict, settings: CallbackSettings | None = None, *,
+                   metric: str | None = None) -> dict:
+    """Add one JSONL record to the history and return the running correlations (the record's "correlation").
+    The alignment series is `metric`'s layer mean (default: NASCA when NAS is measured, else NAVCA)."""
+    from .tracking import QUALITY_METRICS
+
+    if metric is None:
+        metric = "nasca" if settings is None or "nas" in settings.representations else "navca"
     pairs = record.get("pairs") or {}
-    metric = "nasca" if "nas" in settings.representations else "navca"
     means = {pair: scores[f"{metric}_mean"] for pair, scores in pairs.items() if scores.get(f"{metric}_mean") is not None}
     per_layer = {pair: scores[metric] for pair, scores in pairs.items() if pair in means}
-    quality = {pair: {m: q.get(m) for m in HISTORY_QUALITY_METRICS} for pair, q in (record.get("quality") or {}).items()}
+    quality = {pair: {m: q.get(m) for m in QUALITY_METRICS} for pair, q in (record.get("quality") or {}).items()}
     if not means:
         return {}
     return history.append(int(record["step"]), means, per_layer, quality or None)
+
+
+def history_from_records(records: list[dict], metric: str = "nasca") -> MeasurementHistory:
+    """The running history of a run's records (for a report or a resume without the callback's state)."""
+    history = new_history()
+    for record in records:
+        add_to_history(history, record, metric=metric)
+    return history
 
 
 def rebuild_from_records(records: list[dict], settings: CallbackSettings) -> tuple[MeasurementHistory, PlateauDetector | None]:

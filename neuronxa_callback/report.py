@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from neuronxa_callback.loggers import read_jsonl
-from neuronxa_callback.tracking import QUALITY_METRICS, MeasurementHistory
+from neuronxa_callback._records import history_from_records
+from neuronxa_callback.tracking import QUALITY_METRICS
 
 ALIGNMENT_METRIC = "nasca"
-REPORT_QUALITY_METRICS = QUALITY_METRICS + ("bleu",)  # the callback's history tracks BLEU as well
 
 
 class ReportError(ValueError):
@@ -49,19 +49,6 @@ def load_records(run_dir_or_jsonl: str | Path) -> tuple[Path, list[dict]]:
     if not by_step:
         raise ReportError(f"{path} holds no measurement records (empty file?)")
     return path, [by_step[step] for step in sorted(by_step)]
-
-
-def _history(records: list[dict]) -> MeasurementHistory:
-    history = MeasurementHistory(REPORT_QUALITY_METRICS)
-    for record in records:
-        pairs = {pair: scores for pair, scores in (record.get("pairs") or {}).items()
-                 if isinstance(scores.get(ALIGNMENT_METRIC), list)}
-        if not pairs:
-            continue
-        history.append(record["step"], {pair: s[f"{ALIGNMENT_METRIC}_mean"] for pair, s in pairs.items()},
-                       {pair: s[ALIGNMENT_METRIC] for pair, s in pairs.items()},
-                       {pair: q for pair, q in (record.get("quality") or {}).items() if pair in pairs} or None)
-    return history
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -97,7 +84,7 @@ def write_report(run_dir_or_jsonl: str | Path, out_dir: str | Path | None = None
     jsonl, records = load_records(run_dir_or_jsonl)
     out = Path(out_dir) if out_dir is not None else jsonl.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
-    history = _history(records)
+    history = history_from_records(records, ALIGNMENT_METRIC)
     if len(history) == 0:
         raise ReportError(f"{jsonl}: no record has per-layer {ALIGNMENT_METRIC!r} scores to report on")
     correlations = history.correlations()
@@ -162,7 +149,7 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
     lines += ["", f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
               ""]
     trends = []
-    for metric in REPORT_QUALITY_METRICS:
+    for metric in QUALITY_METRICS:
         values = [(s, r.get("quality", {}).get(pair, {}).get(metric)) for s, r in
                   ((r["step"], r) for r in records)]
         values = [(s, v) for s, v in values if isinstance(v, (int, float)) and math.isfinite(v)]

@@ -23,7 +23,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-QUALITY_METRICS = ("comet", "cometkiwi", "chrf")
+# The quality scores a history correlates with alignment, in the order records, reports and trackers list them.
+QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi")
 MIN_POINTS = 3  # a correlation over fewer than three points is always +-1 or undefined: not worth reporting
 # Up to this many points the p-values are exact: all n! pairings of the two series (7! = 5040). The t-approximation
 # scipy uses otherwise is far off for a handful of measurements: three perfectly ranked points get Spearman p = 0,
