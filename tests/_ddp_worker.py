@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.test_callback_trainer import FAST, make_trainer  # noqa: E402
+from tests._runs import FAST, make_trainer  # noqa: E402
 
 from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
 

@@ -48,7 +48,7 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
     from neuronxa_callback.callback import NeuronXACallback
     from neuronxa_callback.sharding import sharding_engine, unsharded_parameters
-    from tests.test_callback_trainer import make_trainer
+    from tests._runs import make_trainer
 
     seen = {}
 

@@ -8,7 +8,7 @@ import pytest
 from transformers import TrainerCallback
 
 from neuronxa_callback.callback import NeuronXACallback
-from tests.test_callback_trainer import FAST, PAIR, make_trainer, records_of
+from tests._runs import FAST, PAIR, make_trainer, records_of
 
 
 def test_navca_is_accepted_as_early_stopping_metric_when_nav_is_measured():

@@ -12,7 +12,7 @@ from neuronxa_callback import NeuronXACallback
 from neuronxa_callback.callback import MeasurementError
 from neuronxa_callback.loggers import read_jsonl
 from neuronxa_callback.settings import SettingsError
-from tests.test_callback_trainer import FAST, PAIR, make_trainer, records_of
+from tests._runs import FAST, PAIR, make_trainer, records_of
 
 
 @pytest.mark.parametrize("kwargs, named", [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from neuronxa_callback.loggers import read_jsonl
-from tests.test_callback_trainer import FAST
+from tests._runs import FAST
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"

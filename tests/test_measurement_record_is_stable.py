@@ -22,7 +22,7 @@ def stable_part(record: dict) -> dict:
 
 def tiny_run_records(output_dir: Path) -> list[dict]:
     from neuronxa_callback import NeuronXACallback
-    from tests.test_callback_trainer import FAST, make_trainer, records_of
+    from tests._runs import FAST, make_trainer, records_of
 
     # 16 pairs and a high learning rate: the scores move from measurement to measurement, so the running
     # correlations are numbers, not "constant series".

@@ -10,7 +10,7 @@ import torch
 from neuronxa_callback import AlignmentMonitor
 from neuronxa_callback.loggers import read_jsonl
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
-from tests.test_callback_trainer import FAST
+from tests._runs import FAST
 
 
 def plain_loop(monitor: AlignmentMonitor, output_dir, *, steps: int, learning_rate: float = 5e-3, start: int = 0,
