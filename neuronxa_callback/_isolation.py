@@ -1,18 +1,18 @@
-"""What a measurement must leave exactly as it found it: the global RNGs, every module's training flag, the
-tokenizer's padding/truncation sides and config.use_cache.
+"""What a measurement must leave exactly as it found it: the global RNGs, every module's training and gradient
+checkpointing flags, each model config's use_cache, and the tokenizer's padding/truncation sides.
 
-Usage (NeuronXACallback._measure)::
+Usage::
 
-    rng, snapshot = RngState(), ModelSnapshot(model, tokenizer)
-    try:
-        ...  # encode, translate
-    finally:
-        snapshot.restore()
-        rng.restore()
+    with left_as_found(model, tokenizer, rng=True):     # the monitor, around a whole measurement
+        ...                                             # encode, translate: may switch modes freely
+    with left_as_found(model):                          # encode / generate, around their own mode switches
+        model.eval()
 """
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -39,21 +39,51 @@ class RngState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
-class ModelSnapshot:
-    """Training flags of every module, tokenizer padding/truncation sides and config.use_cache, to put back after."""
+class ModelState:
+    """The model and tokenizer settings a measurement may change, captured to be put back exactly.
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
+    Gradient checkpointing is captured as each module's `gradient_checkpointing` flag (what generation flips, rather
+    than gradient_checkpointing_disable()/enable(), which would drop PEFT's input-require-grads hook and reset the
+    checkpoint function's kwargs)."""
+
+    def __init__(self, model: Any, tokenizer: Any = None) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.training = [(module, module.training) for module in model.modules()]
-        self.sides = {name: getattr(tokenizer, name) for name in ("padding_side", "truncation_side") if hasattr(tokenizer, name)}
-        config = getattr(model, "config", None)
-        self.use_cache = getattr(config, "use_cache", None) if config is not None else None
+        modules = list(model.modules())
+        self.training = [(module, module.training) for module in modules]
+        self.checkpointing = [(module, module.gradient_checkpointing) for module in modules
+                              if isinstance(getattr(module, "gradient_checkpointing", None), bool)]
+        configs = {id(config): config for config in (getattr(module, "config", None) for module in modules)
+                   if config is not None and hasattr(config, "use_cache")}
+        self.use_cache = [(config, config.use_cache) for config in configs.values()]
+        self.sides = {name: getattr(tokenizer, name) for name in ("padding_side", "truncation_side")
+                      if tokenizer is not None and hasattr(tokenizer, name)}
+
+    def configs(self) -> list[Any]:
+        """Every model config that has a use_cache setting (a PEFT wrapper and its base model may hold two)."""
+        return [config for config, _ in self.use_cache]
+
+    def checkpointing_modules(self) -> list[Any]:
+        return [module for module, _ in self.checkpointing]
 
     def restore(self) -> None:
         for module, flag in self.training:
             module.training = flag
+        for module, flag in self.checkpointing:
+            module.gradient_checkpointing = flag
+        for config, value in self.use_cache:
+            config.use_cache = value
         for name, value in self.sides.items():
             setattr(self.tokenizer, name, value)
-        config = getattr(self.model, "config", None)
-        if config is not None and self.use_cache is not None:
-            config.use_cache = self.use_cache
+
+
+@contextlib.contextmanager
+def left_as_found(model: Any, tokenizer: Any = None, *, rng: bool = False) -> Iterator[ModelState]:
+    """Everything ModelState captures (and with rng=True the global RNGs) put back on exit, whatever happened."""
+    random_state = RngState() if rng else None
+    state = ModelState(model, tokenizer)
+    try:
+        yield state
+    finally:
+        state.restore()
+        if random_state is not None:
+            random_state.restore()

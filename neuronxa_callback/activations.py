@@ -20,14 +20,23 @@ The hooks never keep token activations: each adds the batch's weighted sums into
 accumulator, reading the activation in fixed-size slices so that the capture's own memory does not grow with
 sentence length. The sums are float32 whatever the model computes in (bf16/fp16 weights, 4-bit with bf16 compute,
 torch.autocast as under Trainer(bf16=True)): each slice is converted into one reused float32 buffer.
+
+Float16 overflow: float16 tops out at 65504, and some models exceed it (Gemma 3's residual stream reaches ~1e5, so
+its hidden states turn inf and every later layer NaN). The hooks check every float16 activation and layer output
+for inf, NaN or values at the float16 limit (one min/max reduction per layer, read once per batch; nothing for
+float32 / bfloat16). A batch that overflowed is run again under bfloat16 autocast (float16's precision is not
+needed, its range is), and so are the batches after it; Encoded.overflow and .upcast_batches say so. Where that is
+not possible (a sharded encode, whose ranks must run the same forwards) or does not help, the layer's rows are set
+to NaN and it is listed in Encoded.invalid_layers: scoring leaves such layers out instead of scoring garbage.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .architectures import activation_modules, decoder_layers, unwrap_model
@@ -45,6 +54,10 @@ POOLINGS = ("weighted", "mean", "last")
 # (d_ff 2048) that is 32 tokens: longer sentences take more slices, not more memory.
 SLICE_ELEMENTS = 1 << 20
 
+# What a float16 overflow is recomputed in: bfloat16 has float32's range, and autocast keeps the model's weights as
+# they are (no copy, nothing to restore).
+UPCAST = "bfloat16 autocast"
+
 
 @dataclass
 class Encoded:
@@ -53,12 +66,18 @@ class Encoded:
     representations: name ("nas", "nav", "embedding") -> float32 CPU tensor [num_layers, len(indices), dim].
     indices: ascending positions in the input `sentences` of the rows (all of them when unsharded).
     num_layers: decoder layers of the model. forward_seconds: wall time of the batched forward passes.
+    overflow: layer -> what left the float16 range in the model's own precision (empty when nothing did).
+    upcast_batches: batches computed under bfloat16 autocast because of such an overflow.
+    invalid_layers: layer -> reason, for layers whose values are unusable even so; their rows are NaN.
     """
 
     representations: dict[str, torch.Tensor]
     indices: list[int]
     num_layers: int
     forward_seconds: float
+    overflow: dict[int, str] = field(default_factory=dict)
+    upcast_batches: int = 0
+    invalid_layers: dict[int, str] = field(default_factory=dict)
 
 
 def plan_batches(token_lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -104,6 +123,7 @@ class ActivationCapture:
             capture.begin_batch(weights)          # [batch, tokens] float32, e.g. pooling_weights(mask)
             model(input_ids=ids, attention_mask=mask)
             sums = capture.end_batch()            # {"nas": [num_layers, batch, d_ff], ...} float32, model device
+            capture.overflow                      # {layer: "overflow in the MLP activation (float16)"}: that batch
 
     The hooks are removed when the block exits, also when the forward raises. The capture does not run the model,
     change its mode, or disable gradients: that is the caller's job (encode() does it).
@@ -117,17 +137,25 @@ class ActivationCapture:
         self.layers = decoder_layers(model)
         self.num_layers = len(self.layers)
         self._activations = activation_modules(model) if {"nas", "nav"} & set(representations) else []
+        # Layer outputs can only overflow float16 in a float16 model: under autocast the residual stream keeps the
+        # weights' dtype. Other models get no extra hooks.
+        self._check_layer_outputs = _has_float16_parameters(model)
         self._handles: list[Any] = []
         self._weights: torch.Tensor | None = None
         self._sums: dict[str, list[torch.Tensor | None]] = {}
         self._scratch: torch.Tensor | None = None
+        self._range_flags: list[tuple[int, str, torch.Tensor]] = []
+        self.overflow: dict[int, str] = {}
+        # False: only float16 values are checked (other dtypes have float32's range). encode() sets it while it
+        # recomputes an overflowed batch, to see whether the recomputation is finite.
+        self.check_every_dtype = False
 
     # -- context manager --------------------------------------------------------------------------------------
     def __enter__(self) -> ActivationCapture:
         try:
             for layer_index, module in enumerate(self._activations):
                 self._handles.append(module.register_forward_hook(self._activation_hook(layer_index)))
-            if "embedding" in self.representations:
+            if "embedding" in self.representations or self._check_layer_outputs:
                 for layer_index, layer in enumerate(self.layers):
                     self._handles.append(layer.register_forward_hook(self._layer_hook(layer_index)))
         except BaseException:
@@ -145,6 +173,7 @@ class ActivationCapture:
         self._weights = None
         self._sums = {}
         self._scratch = None
+        self._range_flags = []
 
     # -- per batch --------------------------------------------------------------------------------------------
     def begin_batch(self, weights: torch.Tensor) -> None:
@@ -156,6 +185,8 @@ class ActivationCapture:
         # [batch, 1, tokens]: the left operand of a batched matmul with [batch, tokens, dim].
         self._weights = weights.to(torch.float32).unsqueeze(1)
         self._sums = {name: [None] * self.num_layers for name in self.representations}
+        self._range_flags = []
+        self.overflow = {}
 
     def end_batch(self) -> dict[str, torch.Tensor]:
         """The batch's pooled sums: name -> float32 [num_layers, batch, dim] on the device the model produced them."""
@@ -170,9 +201,38 @@ class ActivationCapture:
                 "is the registered activation_path the module the MLP actually calls?"
             )
         result = {name: torch.stack(per_layer) for name, per_layer in self._sums.items()}  # type: ignore[arg-type]
+        self.overflow = self._read_range_flags()
         self._weights = None
         self._sums = {}
         return result
+
+    # -- float16 range --------------------------------------------------------------------------------------------
+    def _check_range(self, layer_index: int, where: str, tensor: torch.Tensor) -> None:
+        """Queue a flag "some value is inf, NaN or at its dtype's limit" for a float16 tensor (any float tensor when
+        check_every_dtype), kept on the device: end_batch reads all flags at once."""
+        import torch
+
+        if not tensor.is_floating_point() or (tensor.dtype != torch.float16 and not self.check_every_dtype):
+            return
+        low, high = torch.aminmax(tensor.detach())  # NaN propagates into both, and fails both comparisons below
+        limit = torch.finfo(tensor.dtype).max
+        place = f"{where} ({str(tensor.dtype).removeprefix('torch.')})"
+        self._range_flags.append((layer_index, place, ~((low > -limit) & (high < limit))))
+
+    def _read_range_flags(self) -> dict[int, str]:
+        """Layer -> "overflow in the <where> (<dtype>)" for this batch's flags: one device-to-host copy per batch."""
+        import torch
+
+        if not self._range_flags:
+            return {}
+        device = self._range_flags[0][2].device
+        raised = torch.stack([flag.to(device) for _, _, flag in self._range_flags]).tolist()
+        places: dict[int, list[str]] = {}
+        for (layer_index, where, _), bad in zip(self._range_flags, raised):
+            if bad and where not in places.setdefault(layer_index, []):
+                places[layer_index].append(where)
+        self._range_flags = []
+        return {layer: "overflow in the " + " and ".join(where) for layer, where in sorted(places.items()) if where}
 
     # -- hooks ------------------------------------------------------------------------------------------------
     def _accumulate(self, name: str, layer_index: int, value: torch.Tensor) -> None:
@@ -239,6 +299,7 @@ class ActivationCapture:
         wanted = [(name, "state" if name == "nas" else "abs") for name in ("nas", "nav") if name in self.representations]
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            self._check_range(layer_index, "MLP activation", output)
             pooled = self._pooled(output.detach(), [transform for _, transform in wanted])
             for (name, _), value in zip(wanted, pooled):
                 self._accumulate(name, layer_index, value)
@@ -246,12 +307,35 @@ class ActivationCapture:
         return hook
 
     def _layer_hook(self, layer_index: int):
+        pool = "embedding" in self.representations
+
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             hidden = output[0] if isinstance(output, (tuple, list)) else output
-            (value,) = self._pooled(hidden.detach(), ["identity"])
-            self._accumulate("embedding", layer_index, value)
+            self._check_range(layer_index, "layer output", hidden)
+            if pool:
+                (value,) = self._pooled(hidden.detach(), ["identity"])
+                self._accumulate("embedding", layer_index, value)
 
         return hook
+
+
+def _has_float16_parameters(model: nn.Module) -> bool:
+    import torch
+
+    return any(parameter.dtype == torch.float16 for parameter in model.parameters())
+
+
+def _upcast_context(device_type: str):
+    """bfloat16 autocast on `device_type`, or None where the device cannot run it (e.g. a GPU without bfloat16).
+
+    Where torch merely warns and disables autocast, the recomputed batch overflows again and is flagged as invalid.
+    """
+    import torch
+
+    try:
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    except (RuntimeError, ValueError):
+        return None
 
 
 def _autocast_disabled(device_type: str):
@@ -332,6 +416,8 @@ def encode(
     the batches b with b % world_size == rank of the plan over ALL sentences, so the union of the ranks' rows equals
     the unsharded result bit for bit. Runs under torch.no_grad in eval mode and leaves the model's training flags,
     its config and the tokenizer as they were. Works through PEFT wrappers and on quantized (bitsandbytes) models.
+    Float16 overflow (see the module docstring) is recomputed under bfloat16 autocast when unsharded, else flagged;
+    either is logged as a warning and recorded in the result (overflow, upcast_batches, invalid_layers).
     """
     import torch
 
@@ -383,6 +469,7 @@ def encode(
     results: dict[str, torch.Tensor] = {}
     state = _ModelState(model)
     capture = ActivationCapture(model, representations)
+    numerics = _Numerics(recompute=shard is None)
     forward_seconds = 0.0
     batches = plan
     if progress:
@@ -399,10 +486,9 @@ def encode(
                 if pass_positions:
                     # Positions count real tokens only, so left padding does not shift them.
                     kwargs["position_ids"] = (attention.cumsum(dim=1) - 1).clamp(min=0).to(device)
+                inputs = dict(input_ids=ids.to(device), attention_mask=attention.to(device), **kwargs)
                 start = time.perf_counter()
-                capture.begin_batch(weights.to(device))
-                model(input_ids=ids.to(device), attention_mask=attention.to(device), **kwargs)
-                sums = capture.end_batch()
+                sums = _run_batch(model, capture, inputs, weights.to(device), numerics, device.type)
                 forward_seconds += time.perf_counter() - start
                 rows = torch.tensor([row_of[i] for i in batch])
                 for name, value in sums.items():
@@ -416,7 +502,96 @@ def encode(
             name: torch.zeros(capture.num_layers, 0, _config_width(model, name), dtype=torch.float32)
             for name in representations
         }
-    return Encoded(representations=results, indices=indices, num_layers=capture.num_layers, forward_seconds=forward_seconds)
+    numerics.warn()
+    return Encoded(representations=results, indices=indices, num_layers=capture.num_layers,
+                   forward_seconds=forward_seconds, overflow=dict(numerics.overflow),
+                   upcast_batches=numerics.upcast_batches, invalid_layers=dict(numerics.invalid))
+
+
+class _Numerics:
+    """encode()'s float16-overflow bookkeeping: whether batches run upcast, and what overflowed where.
+
+    After the first overflow every later batch runs under bfloat16 autocast at once (an overflowing model overflows
+    on most inputs: computing each batch twice would double the cost). recompute=False (a sharded encode, whose ranks
+    must run the same number of forwards) flags overflowed layers instead.
+    """
+
+    def __init__(self, recompute: bool) -> None:
+        self.recompute = recompute
+        self.upcast = False
+        self.upcast_batches = 0
+        self.overflow: dict[int, str] = {}  # in the model's own precision
+        self.invalid: dict[int, str] = {}   # left unusable
+
+    def saw_overflow(self, overflow: dict[int, str]) -> None:
+        for layer, reason in overflow.items():
+            self.overflow.setdefault(layer, reason)
+
+    def give_up(self, overflow: dict[int, str]) -> None:
+        """These layers' values are unusable: say why (once per layer)."""
+        for layer, reason in overflow.items():
+            if self.upcast:
+                reason = f"{reason} under {UPCAST}"
+            elif not self.recompute:
+                reason = f"{reason} (not recomputed: the ranks of a sharded encode must run the same forwards)"
+            else:
+                reason = f"{reason} (not recomputed: no {UPCAST} on this device)"
+            self.invalid.setdefault(layer, reason)
+
+    def warn(self) -> None:
+        if self.overflow and self.upcast_batches:
+            logger.warning("NeuronXA encode: float16 overflow (inf, NaN or +-65504) in layers %s (%s); recomputed "
+                           "%d batch(es) under %s", sorted(self.overflow), _reasons(self.overflow),
+                           self.upcast_batches, UPCAST)
+        if self.invalid:
+            logger.warning("NeuronXA encode: layers %s of this float16 model hold unusable values (%s); their scores "
+                           "are reported as missing and left out of layer means", sorted(self.invalid),
+                           _reasons(self.invalid))
+
+
+def _reasons(by_layer: dict[int, str]) -> str:
+    """The reasons with the layers that share one grouped: "7: <reason>; 8-17: <reason>"."""
+    groups: dict[str, list[int]] = {}
+    for layer, reason in sorted(by_layer.items()):
+        groups.setdefault(reason, []).append(layer)
+    return "; ".join(f"{_span(layers)}: {reason}" for reason, layers in groups.items())
+
+
+def _span(layers: list[int]) -> str:
+    contiguous = layers == list(range(layers[0], layers[-1] + 1))
+    return f"{layers[0]}-{layers[-1]}" if contiguous and len(layers) > 1 else ",".join(map(str, layers))
+
+
+def _run_batch(model: nn.Module, capture: ActivationCapture, inputs: dict[str, Any], weights: torch.Tensor,
+               numerics: _Numerics, device_type: str) -> dict[str, torch.Tensor]:
+    """One batch's pooled sums, recomputed under bfloat16 autocast if float16 overflowed; layers that still
+    overflow get NaN rows, so that no score is computed from them."""
+    upcast = _upcast_context(device_type) if numerics.upcast else None
+    sums = _forward(model, capture, inputs, weights, upcast)
+    overflow = capture.overflow
+    if overflow and not numerics.upcast:
+        numerics.saw_overflow(overflow)
+        upcast = _upcast_context(device_type) if numerics.recompute else None
+        if upcast is not None:
+            numerics.upcast = True
+            sums = _forward(model, capture, inputs, weights, upcast)
+            overflow = capture.overflow
+    if numerics.upcast:
+        numerics.upcast_batches += 1
+    if overflow:
+        numerics.give_up(overflow)
+        for value in sums.values():
+            value[sorted(overflow)] = float("nan")
+    return sums
+
+
+def _forward(model: nn.Module, capture: ActivationCapture, inputs: dict[str, Any], weights: torch.Tensor,
+             upcast: Any) -> dict[str, torch.Tensor]:
+    capture.check_every_dtype = upcast is not None
+    capture.begin_batch(weights)
+    with upcast if upcast is not None else contextlib.nullcontext():
+        model(**inputs)
+    return capture.end_batch()
 
 
 def _config_width(model: nn.Module, name: str) -> int:

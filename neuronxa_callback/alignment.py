@@ -19,10 +19,16 @@ Extra similarity baselines (similarity.py: debiased CKA, SVCCA, ANC; paper Appen
 ``similarity=("cka", "svcca", "anc")`` (on the hidden-state embedding; "anc:nas" etc. for another representation);
 they go to ``pairs[pair]["similarity"][name] = {"representation", "per_layer", "mean", ...}`` and
 ``report.mean("cka", pair)``. Without them the output is unchanged.
+
+Float16 overflow (activations.encode): a recomputation under bfloat16 autocast, or layers that stayed unusable, are
+recorded in ``report.numerics`` and, in to_dict(), in each pair's "numerics" (and "invalid_layers": {metric:
+[layers]}); an invalid layer's per-layer values are None there (NaN in the PairScore) and it is left out of the layer
+means. Without an overflow the output is unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -34,6 +40,8 @@ from .scoring import (
     PairScore,
     layers_label,
     library_versions,
+    nan_to_none,
+    none_to_nan,
     score_pair,
 )
 from .similarity import DEFAULT_SVCCA_DIRECTIONS, measure_names, similarity_per_layer
@@ -92,6 +100,9 @@ class AlignmentReport:
     timing: dict[str, float | None]
     # pair -> measure key ("cka", "anc:nas") -> similarity.similarity_per_layer() result + "representation"
     similarity: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    # Float16 overflow, empty without one: {"overflow": [{"layer", "reason"}], "upcast_batches", "upcast",
+    # "invalid_layers": [{"layer", "reason"}]} (see numerics_of).
+    numerics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def pairs(self) -> list[str]:
@@ -141,9 +152,11 @@ class AlignmentReport:
         flat: dict[str, float] = {}
         for pair, by_metric in self.scores.items():
             for metric, score in by_metric.items():
-                flat[f"{prefix}/{pair}/{metric}_mean"] = score.mean
-                for layer, value in enumerate(score.per_layer):
-                    flat[f"{prefix}/{pair}/{metric}/layer_{layer:02d}"] = value
+                values = {f"{prefix}/{pair}/{metric}_mean": score.mean}
+                values.update({f"{prefix}/{pair}/{metric}/layer_{layer:02d}": value
+                               for layer, value in enumerate(score.per_layer)})
+                # An invalid layer (NaN) has no score: it is left out rather than logged as a number.
+                flat.update({key: value for key, value in values.items() if not math.isnan(value)})
         return flat
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,14 +165,22 @@ class AlignmentReport:
         for pair, by_metric in self.scores.items():
             entry: dict[str, Any] = {"num_layers": self.num_layers}
             for metric, score in by_metric.items():
-                entry[metric] = list(score.per_layer)
-                entry[f"{metric}_mean"] = score.mean
-                entry[f"{metric}_pvalue"] = score.mean_pvalue
-                entry[f"{metric}_layer_pvalues"] = list(score.layer_pvalues)
-            entry["retrieval"] = {metric: _copy_retrieval(score.retrieval) for metric, score in by_metric.items()}
+                # NaN (an invalid layer, or a mean with no valid layer) is None: JSON has no NaN.
+                entry[metric] = nan_to_none(list(score.per_layer))
+                entry[f"{metric}_mean"] = nan_to_none(score.mean)
+                entry[f"{metric}_pvalue"] = nan_to_none(score.mean_pvalue)
+                entry[f"{metric}_layer_pvalues"] = nan_to_none(list(score.layer_pvalues))
+            entry["retrieval"] = {metric: nan_to_none(_copy_retrieval(score.retrieval))
+                                  for metric, score in by_metric.items()}
             entry["signature"] = {metric: score.signature() for metric, score in by_metric.items()}
             if self.similarity.get(pair):
                 entry["similarity"] = {key: _json_copy(value) for key, value in self.similarity[pair].items()}
+            invalid = {metric: list(score.invalid_layers)
+                       for metric, score in by_metric.items() if score.invalid_layers}
+            if invalid:
+                entry["invalid_layers"] = invalid
+            if self.numerics:  # in every pair: a measurement record keeps only the "pairs" block
+                entry["numerics"] = _numerics_copy(self.numerics)
             pairs[pair] = entry
         return {
             "model": self.model,
@@ -182,8 +203,10 @@ class AlignmentReport:
             scores: dict[str, dict[str, PairScore]] = {}
             similarity: dict[str, dict[str, dict[str, Any]]] = {}
             num_layers = 0
+            numerics: dict[str, Any] = {}
             for pair, entry in pairs.items():
                 num_layers = int(entry["num_layers"])
+                numerics = _numerics_copy(entry.get("numerics") or {})
                 scores[pair] = {}
                 if entry.get("similarity"):
                     similarity[pair] = {key: _json_copy(value) for key, value in entry["similarity"].items()}
@@ -193,13 +216,14 @@ class AlignmentReport:
                         metric=metric,
                         pair=pair,
                         n=n,
-                        per_layer=list(entry[metric]),
+                        per_layer=none_to_nan(list(entry[metric])),
                         layers=list(settings["layers_used"]),
-                        mean=entry[f"{metric}_mean"],
-                        layer_pvalues=list(entry[f"{metric}_layer_pvalues"]),
-                        mean_pvalue=entry[f"{metric}_pvalue"],
-                        retrieval=_copy_retrieval(entry["retrieval"][metric]),
+                        mean=none_to_nan(entry[f"{metric}_mean"]),
+                        layer_pvalues=none_to_nan(list(entry[f"{metric}_layer_pvalues"])),
+                        mean_pvalue=none_to_nan(entry[f"{metric}_pvalue"]),
+                        retrieval=none_to_nan(_copy_retrieval(entry["retrieval"][metric])),
                         settings=_metric_settings(settings, representation, model, data["origin"]),
+                        invalid_layers=list((entry.get("invalid_layers") or {}).get(metric, [])),
                     )
         except (KeyError, TypeError) as error:
             problem = f"{type(error).__name__}: {error}"
@@ -215,7 +239,37 @@ class AlignmentReport:
             settings=settings,
             timing={key: timing.get(key) for key in ("load_seconds", "forward_seconds", "scoring_seconds")},
             similarity=similarity,
+            numerics=numerics,
         )
+
+
+def _numerics_copy(numerics: dict[str, Any]) -> dict[str, Any]:
+    return {key: ([dict(item) for item in value] if isinstance(value, list) else value)
+            for key, value in numerics.items()}
+
+
+def numerics_of(encoded: Encoded, invalid_layers: set[int]) -> dict[str, Any]:
+    """The report's record of float16 trouble in `encoded` (empty when there was none).
+
+    invalid_layers: the layers some metric could not score. Their reason comes from encode(); a layer it did not flag
+    (its reasons do not survive a DDP gather) had non-finite pooled values all the same.
+    """
+    numerics: dict[str, Any] = {}
+    overflow = encoded.overflow
+    if overflow:
+        numerics["overflow"] = [{"layer": layer, "reason": overflow[layer]} for layer in sorted(overflow)]
+    if encoded.upcast_batches:
+        from .activations import UPCAST
+
+        numerics["upcast_batches"] = encoded.upcast_batches
+        numerics["upcast"] = UPCAST
+    known = encoded.invalid_layers
+    if invalid_layers:
+        numerics["invalid_layers"] = [
+            {"layer": layer, "reason": known.get(layer, "non-finite pooled values (inf or NaN in the model)")}
+            for layer in sorted(invalid_layers)
+        ]
+    return numerics
 
 
 def _copy_retrieval(retrieval: dict[str, Any]) -> dict[str, Any]:
@@ -347,6 +401,7 @@ def score_encoded(
             similarity_scores.setdefault(data.pair_name(language), {})[key] = {"representation": representation, **result}
             if not settings["layers_used"]:
                 settings["layers_used"] = list(result["layers"])
+    invalid = {layer for by_metric in scores.values() for score in by_metric.values() for layer in score.invalid_layers}
     return AlignmentReport(
         model=model_name,
         data_origin=data.origin,
@@ -361,6 +416,7 @@ def score_encoded(
             "scoring_seconds": time.perf_counter() - started,
         },
         similarity=similarity_scores,
+        numerics=numerics_of(encoded, invalid),
     )
 
 

@@ -85,6 +85,10 @@ def merge_encoded(parts: list[Encoded], total: int) -> Encoded:
         num_layers=parts[0].num_layers,
         # The shards ran in parallel: the wall time is the slowest rank's.
         forward_seconds=max(part.forward_seconds for part in parts),
+        # A layer that overflowed (or could not be scored) on any rank did so for the whole measurement.
+        overflow={layer: why for part in parts for layer, why in part.overflow.items()},
+        upcast_batches=sum(part.upcast_batches for part in parts),
+        invalid_layers={layer: why for part in parts for layer, why in part.invalid_layers.items()},
     )
 
 

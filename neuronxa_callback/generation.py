@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._isolation import left_as_found
 from .prompts import build_prompt, check_examples, resolve_style
 
 logger = logging.getLogger(__name__)
@@ -59,41 +60,18 @@ def make_translations(
 
 @contextlib.contextmanager
 def generation_mode(model: Any, tokenizer: Any = None) -> Iterator[None]:
-    """Eval mode, no gradient checkpointing, use_cache=True and no_grad inside; everything put back exactly on exit.
-
-    Gradient checkpointing is switched off by flipping each module's `gradient_checkpointing` flag rather than calling
-    gradient_checkpointing_disable()/enable() (as TRL's unwrap_model_for_generation does): the flags come back as they
-    were, with the checkpoint function and its kwargs (use_reentrant, every_n_layers) untouched, and PEFT's
-    input-require-grads hook, which disable() would remove, stays in place.
-    """
+    """Eval mode, no gradient checkpointing, use_cache=True and no_grad inside; everything put back exactly on exit
+    (see _isolation.ModelState for how checkpointing is switched off without disturbing it)."""
     import torch
-    from transformers import PreTrainedModel
 
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    checkpointing = [(m, m.gradient_checkpointing) for m in modules if hasattr(m, "gradient_checkpointing")]
-    configs = {id(m.config): m.config for m in modules if isinstance(m, PreTrainedModel)}
-    use_cache = {key: getattr(config, "use_cache", None) for key, config in configs.items()}
-    padding_side = getattr(tokenizer, "padding_side", None)
-    try:
+    with left_as_found(model, tokenizer) as state:
         model.eval()
-        for module, _ in checkpointing:
+        for module in state.checkpointing_modules():
             module.gradient_checkpointing = False
-        for config in configs.values():
-            if hasattr(config, "use_cache"):
-                config.use_cache = True  # Trainer turns it off for gradient checkpointing; decoding without it is O(n^2)
+        for config in state.configs():
+            config.use_cache = True  # Trainer turns it off for gradient checkpointing; decoding without it is O(n^2)
         with torch.no_grad():
             yield
-    finally:
-        for module, was_training in zip(modules, training):
-            module.training = was_training
-        for module, flag in checkpointing:
-            module.gradient_checkpointing = flag
-        for key, config in configs.items():
-            if use_cache[key] is not None:
-                config.use_cache = use_cache[key]
-        if tokenizer is not None and padding_side is not None:
-            tokenizer.padding_side = padding_side
 
 
 def _newline_stopper(tokenizer: Any, prompt_length: int):

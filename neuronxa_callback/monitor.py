@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import _sinks
-from ._isolation import ModelSnapshot, RngState
+from ._isolation import left_as_found
 from ._measurement import check_without_model, prepare_inputs, run_measurement, translate_all
 from ._progress import say
 from ._quality_step import score_quality
@@ -216,7 +216,7 @@ class AlignmentMonitor:
         with_quality = self.schedule.translates(index, final=final or trigger == "train_end")
         if rank_and_world()[0] == 0:
             say(self._announcement(trigger, step, with_quality))
-        with _left_as_found(model, tokenizer):
+        with left_as_found(model, tokenizer, rng=True):
             outcome = run_measurement(
                 self._inputs, model, tokenizer, with_quality=with_quality,
                 record=lambda report, translations, timing: self._record(trigger, step, epoch, report, translations,
@@ -262,7 +262,7 @@ class AlignmentMonitor:
         if (not self.settings.quality_every or self._disabled is not None or not self._ready
                 or step != self.last_measured_step or not self._last_ok or self._last_quality):
             return
-        with _left_as_found(model, tokenizer):
+        with left_as_found(model, tokenizer, rng=True):
             translations, error, seconds = translate_all(self._inputs, model, tokenizer)
             outcome = {"error": error}
             if rank_and_world()[0] == 0 and error is None:
@@ -348,19 +348,3 @@ class AlignmentMonitor:
         failed = f", {len(self._failures)} failed" if self._failures else ""
         stop = f"; stopped early: {self.stop_reason}" if self.stop_reason else ""
         say(f"done: {self._measured_this_run} measurement(s){failed}{stop}; records in {summary['metrics_file']}")
-
-
-
-class _left_as_found:
-    """Model (training flags, use_cache, padding side ...) and RNG states as they were before a measurement."""
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self._model, self._tokenizer = model, tokenizer
-
-    def __enter__(self) -> None:
-        self._rng = RngState()
-        self._snapshot = ModelSnapshot(self._model, self._tokenizer)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._snapshot.restore()
-        self._rng.restore()

@@ -142,9 +142,11 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
     lines = [f"## {pair}", "", "| | step | NASCA (layer mean) | p-value | best layer (NASCA) |", "|---|---|---|---|---|"]
     for label, i in rows:
         per_layer = series["per_layer"][i]
-        top = max(range(len(per_layer)), key=lambda k: per_layer[k])
+        scored = [k for k, value in enumerate(per_layer) if value is not None]  # None: a layer it could not score
+        top = max(scored, key=lambda k: per_layer[k]) if scored else None
+        best = f"{top} ({_fmt(per_layer[top], 3)})" if top is not None else "–"
         lines.append(f"| {label} | {steps[i]} | {_fmt(alignment[i])} | {_fmt_p(by_step[steps[i]].get('nasca_pvalue'))} "
-                     f"| {top} ({_fmt(per_layer[top], 3)}) |")
+                     f"| {best} |")
     change = alignment[-1] - alignment[0]
     lines += ["", f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
               ""]

@@ -42,6 +42,7 @@ __all__ = [
     "cosine_matrices",
     "layers_label",
     "library_versions",
+    "non_finite_layers",
     "retrieval_accuracy",
     "score_matrices",
     "score_pair",
@@ -146,6 +147,17 @@ def _diagonal_wins(C):
     row_wins = (diagonal > off_diagonal.amax(dim=-1)) & ~has_nan_row
     column_wins = (diagonal > off_diagonal.amax(dim=-2)) & ~has_nan_column
     return row_wins, column_wins
+
+
+def non_finite_layers(C) -> list[int]:
+    """Layers of C [L, n, n] holding a NaN or inf: their representations overflowed (activations.encode sets an
+    overflowed layer's rows to NaN), so any count from them would be an artefact, not a score."""
+    import torch
+
+    C = torch.as_tensor(C)
+    if C.dim() == 2:
+        C = C.unsqueeze(0)
+    return (~torch.isfinite(C)).flatten(1).any(dim=1).nonzero().flatten().tolist()
 
 
 def weak_alignment_counts(C):
@@ -281,6 +293,9 @@ class PairScore:
     (see MEAN_PVALUE_DEFINITION). retrieval: {"src2tgt": [L], "tgt2src": [L], "both": [L],
     "max_pooled": {"src2tgt", "tgt2src", "both", "best_layer"}} with max-pooling over ``layers``.
     settings: model, representation, pooling, layers (the spec's label), center, data_origin, versions.
+    invalid_layers: layers with non-finite representations (e.g. float16 overflow). They have no score: NaN in every
+    per-layer list, left out of ``mean`` and of max-pooling (NaN / best_layer None when no selected layer is left).
+    to_dict() writes their NaNs as None (JSON has no NaN) and lists invalid_layers only when there are any.
     """
 
     metric: str
@@ -293,6 +308,7 @@ class PairScore:
     mean_pvalue: float
     retrieval: dict[str, Any]
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    invalid_layers: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def num_layers(self) -> int:
@@ -320,8 +336,11 @@ class PairScore:
         return "|".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain floats, ints, strings); ``PairScore.from_dict(s.to_dict()) == s``."""
-        data = dataclasses.asdict(self)
+        """JSON-ready dict (plain floats, ints, strings; NaN as None); ``PairScore.from_dict(s.to_dict()) == s`` for
+        a score without invalid layers (NaN never equals itself)."""
+        data = nan_to_none(dataclasses.asdict(self))
+        if not self.invalid_layers:  # unchanged output for every valid score
+            del data["invalid_layers"]
         data["signature"] = self.signature()
         data["mean_pvalue_definition"] = MEAN_PVALUE_DEFINITION
         return data
@@ -329,10 +348,35 @@ class PairScore:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairScore:
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - {"settings"} - set(data)
+        missing = fields - {"settings", "invalid_layers"} - set(data)
         if missing:
             raise ScoringError(f"scoring.PairScore.from_dict: missing keys {sorted(missing)}")
-        return cls(**{key: value for key, value in data.items() if key in fields})
+        values = {key: value for key, value in data.items() if key in fields}
+        if values.get("invalid_layers"):
+            values = {key: (value if key == "settings" else none_to_nan(value)) for key, value in values.items()}
+        return cls(**values)
+
+
+def nan_to_none(value: Any) -> Any:
+    """A copy of nested dicts / lists with float NaN replaced by None (what JSON can hold)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(nan_to_none(item) for item in value)
+    return value
+
+
+def none_to_nan(value: Any, keep: tuple[str, ...] = ("best_layer",)) -> Any:
+    """nan_to_none's inverse on scores: None -> NaN in nested lists / dicts, except under the keys in `keep`."""
+    if value is None:
+        return math.nan
+    if isinstance(value, dict):
+        return {key: (item if key in keep else none_to_nan(item, keep)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [none_to_nan(item, keep) for item in value]
+    return value
 
 
 def score_matrices(
@@ -349,22 +393,14 @@ def score_matrices(
         C = C.unsqueeze(0)
     num_layers, n = C.shape[0], C.shape[-1]
     selected = select_layers(num_layers, layers)
+    invalid = non_finite_layers(C)
+    valid = [i for i in selected if i not in invalid]
     counts = weak_alignment_counts(C).tolist()
-    per_layer = [count / n for count in counts]
-    mean = float(sum(per_layer[i] for i in selected) / len(selected))
-    src2tgt, tgt2src, both = (values.tolist() for values in retrieval_accuracy(C))
-    best_layer = max(selected, key=lambda i: (both[i], -i))  # the earliest layer among equals
-    retrieval = {
-        "src2tgt": src2tgt,
-        "tgt2src": tgt2src,
-        "both": both,
-        "max_pooled": {
-            "src2tgt": max(src2tgt[i] for i in selected),
-            "tgt2src": max(tgt2src[i] for i in selected),
-            "both": both[best_layer],
-            "best_layer": best_layer,
-        },
-    }
+    per_layer = _blank([count / n for count in counts], invalid)
+    mean = float(sum(per_layer[i] for i in valid) / len(valid)) if valid else math.nan
+    src2tgt, tgt2src, both = (_blank(values.tolist(), invalid) for values in retrieval_accuracy(C))
+    retrieval = {"src2tgt": src2tgt, "tgt2src": tgt2src, "both": both,
+                 "max_pooled": _max_pooled(src2tgt, tgt2src, both, valid)}
     settings = dict(settings or {})
     settings.setdefault("layers", layers_label(layers))
     settings.setdefault("center", False)
@@ -377,11 +413,30 @@ def score_matrices(
         per_layer=per_layer,
         layers=selected,
         mean=mean,
-        layer_pvalues=[chance_probability(int(k), n) for k in counts],
-        mean_pvalue=chance_probability(int(round(mean * n)), n),
+        layer_pvalues=_blank([chance_probability(int(k), n) for k in counts], invalid),
+        mean_pvalue=chance_probability(int(round(mean * n)), n) if valid else math.nan,
         retrieval=retrieval,
         settings=settings,
+        invalid_layers=invalid,
     )
+
+
+def _blank(values: list[float], invalid: list[int]) -> list[float]:
+    """`values` with NaN at the invalid layers: a number computed from non-finite representations is no score."""
+    return [math.nan if layer in invalid else value for layer, value in enumerate(values)]
+
+
+def _max_pooled(src2tgt: list[float], tgt2src: list[float], both: list[float], valid: list[int]) -> dict[str, Any]:
+    """Retrieval max-pooled over the valid selected layers; best_layer is the earliest among equals."""
+    if not valid:
+        return {"src2tgt": math.nan, "tgt2src": math.nan, "both": math.nan, "best_layer": None}
+    best_layer = max(valid, key=lambda i: (both[i], -i))
+    return {
+        "src2tgt": max(src2tgt[i] for i in valid),
+        "tgt2src": max(tgt2src[i] for i in valid),
+        "both": both[best_layer],
+        "best_layer": best_layer,
+    }
 
 
 def score_pair(

@@ -182,7 +182,8 @@ def dummy_forwards(model: nn.Module, input_ids: list[int], count: int) -> None:
         return
     import torch
 
-    from .activations import _accepted_kwargs, _input_device, _ModelState
+    from ._isolation import left_as_found
+    from .activations import _accepted_kwargs, _input_device
 
     accepted = _accepted_kwargs(model)
     kwargs: dict[str, Any] = {}
@@ -192,14 +193,11 @@ def dummy_forwards(model: nn.Module, input_ids: list[int], count: int) -> None:
         kwargs["logits_to_keep"] = 1
     device = _input_device(model)
     ids = torch.tensor([input_ids], dtype=torch.long, device=device)
-    state = _ModelState(model)
-    try:
+    with left_as_found(model):
         model.eval()
         with torch.no_grad():
             for _ in range(count):
                 model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-    finally:
-        state.restore()
 
 
 def encode_sharded(

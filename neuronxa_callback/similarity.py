@@ -217,8 +217,8 @@ def similarity_per_layer(
     """A measure per layer of [L, n, d] source/target representations and its mean over the selected layers.
 
     Returns {"measure", "per_layer": [float|None per layer], "mean": float|None, "layers": [selected],
-    "layers_label", "n", plus "directions" for svcca}. Layers where the measure is undefined are None and left out
-    of the mean (None when every selected layer is undefined).
+    "layers_label", "n", plus "directions" for svcca}. Layers where the measure is undefined, or whose
+    representations are not finite, are None and left out of the mean (None when every selected layer is).
     """
     import torch
 
@@ -236,6 +236,10 @@ def similarity_per_layer(
     kwargs = {"directions": directions} if measure == "svcca" else {}
     per_layer = []
     for layer in range(source.shape[0]):
+        if not (torch.isfinite(source[layer]).all() and torch.isfinite(target[layer]).all()):
+            # An overflowed layer (activations.encode leaves its rows NaN) has no measure; SVD would fail on it.
+            per_layer.append(None)
+            continue
         value = function(source[layer], target[layer], **kwargs)
         per_layer.append(None if value is None or not math.isfinite(value) else float(value))
     defined = [per_layer[i] for i in selected if per_layer[i] is not None]

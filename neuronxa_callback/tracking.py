@@ -127,7 +127,8 @@ class MeasurementHistory:
                 raise ValueError(f"per_layer[{pair!r}] is empty")
         measurement = {
             "alignment": {pair: float(value) for pair, value in alignment_means.items()},
-            "per_layer": {pair: [float(v) for v in layers] for pair, layers in per_layer.items()},
+            # None: a layer the measurement could not score (e.g. float16 overflow); it is left out per layer.
+            "per_layer": {pair: [_finite(v) for v in layers] for pair, layers in per_layer.items()},
             "quality": {pair: {metric: _finite(scores.get(metric)) for metric in self.quality_metrics}
                         for pair, scores in (quality or {}).items()},
         }
@@ -177,7 +178,8 @@ class MeasurementHistory:
         pearson: list[float | None] = []
         spearman: list[float | None] = []
         for layer in range(num_layers):
-            entry = correlate([row[layer] for row in per_layer], quality)
+            points = [(row[layer], q) for row, q in zip(per_layer, quality) if row[layer] is not None]
+            entry = correlate([x for x, _ in points], [q for _, q in points])
             pearson.append(entry["pearson"])
             spearman.append(entry["spearman"])
         defined = [(r, i) for i, r in enumerate(pearson) if r is not None]

@@ -75,7 +75,6 @@ def corpus_sentences() -> list[str]:
     return [line.strip() for line in _CORPUS.strip().splitlines() if line.strip()]
 
 
-@functools.lru_cache(maxsize=1)
 class CorpusDataset:
     """The tiny corpus as causal-LM examples for a Trainer (its collator makes the labels), `repeat` times over."""
 
@@ -89,6 +88,8 @@ class CorpusDataset:
         return {"input_ids": self.items[i]}
 
 
+# Training the BPE is the slow part of every tiny tokenizer: once per process, the JSON reused by each call.
+@functools.lru_cache(maxsize=1)
 def _tokenizer_json() -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

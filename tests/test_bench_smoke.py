@@ -80,8 +80,9 @@ def test_bench_generation_quick(capsys):
     assert names[-1] == "speedup"
     assert float(values["speedup"]) > 0
     assert values["outputs_repeat_across_rounds"] == "yes"  # greedy decoding of the same input is deterministic
-    same, total = values["identical_outputs"].split("/")
-    assert int(total) == 6 and 0 <= int(same) <= 6
+    # Batching only pads (left, masked, positions from the mask): greedy decoding gives each sentence the same text
+    # as alone, so a count below the total means padding leaked into a translation.
+    assert values["identical_outputs"] == "6/6"
     for side in ("batched", "one_at_a_time"):
         assert float(values[f"{side}_seconds_min"]) <= float(values[f"{side}_seconds_median"]) <= float(values[f"{side}_seconds_max"])
 

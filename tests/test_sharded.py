@@ -120,7 +120,7 @@ def trainer_reference(settings: dict, output_dir: Path):
     same callback and settings; its step-0 scores and translations."""
     from neuronxa_callback import NeuronXACallback
     from neuronxa_callback.loggers import read_jsonl
-    from tests.test_callback_trainer import make_trainer
+    from tests._runs import make_trainer
 
     callback = NeuronXACallback(eval_steps=0, quality_every=1, strict=True, **settings)
     make_trainer(output_dir, [callback], max_steps=1).train()
@@ -144,6 +144,15 @@ def check_records_match_one_process(tmp_path: Path) -> list[dict]:
     return records
 
 
+def check_peak_memory_fields(timing: dict) -> None:
+    """Both blocks measured, in MiB. The values themselves can be 0 (a block may reuse memory the process already
+    holds), so that a known allocation is counted is checked in-process (tests/test_peak_memory_record.py); here:
+    measured at all, and in MiB (a tiny model's block stays far below 1 GiB; bytes or KiB would not)."""
+    for block in ("alignment", "generation"):
+        value = timing[f"{block}_peak_memory_mb"]
+        assert isinstance(value, float) and 0 <= value < 1024, (block, value)
+
+
 def check_trainer_run(tmp_path: Path, engine: str) -> None:
     from tests._sharded_trainer_worker import MAX_STEPS
 
@@ -155,9 +164,8 @@ def check_trainer_run(tmp_path: Path, engine: str) -> None:
     assert rank0["unsharded_after_measurement"] == rank1["unsharded_after_measurement"] == []
     records = check_records_match_one_process(tmp_path)
     for record in records:  # the peak memory sits next to the seconds
-        timing = record["timing"]
-        assert timing["alignment_peak_memory_mb"] is not None and timing["alignment_peak_memory_mb"] >= 0
-        assert timing["generation_peak_memory_mb"] is not None and timing["alignment_seconds"] > 0
+        check_peak_memory_fields(record["timing"])
+        assert record["timing"]["alignment_seconds"] > 0
 
 
 @pytest.mark.slow
@@ -203,8 +211,7 @@ def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
     assert rank0["unsharded_after_measurement"] == []
     records = check_records_match_one_process(tmp_path)
     for record in records:
-        assert record["timing"]["alignment_peak_memory_mb"] >= 0
-        assert record["timing"]["generation_peak_memory_mb"] >= 0
+        check_peak_memory_fields(record["timing"])
 
 
 def test_zero3_parameters_left_gathered_by_a_measurement_are_partitioned_again(tmp_path):
