@@ -89,7 +89,7 @@ def min_eval_steps(cost_per_measurement: float, step_seconds: float, target: flo
 
 
 def measurements_of(output_dir: Path) -> list[dict]:
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
 
     path = output_dir / "neuronxa" / "metrics.jsonl"
     return [r for r in read_jsonl(path) if r.get("event", "measurement") == "measurement" and "timing" in r]

@@ -200,7 +200,7 @@ def run(args) -> int:
 
     from neuronxa_callback.alignment import measure_alignment
     from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     checks = Checks()

@@ -70,8 +70,8 @@ _EXPORTS: dict[str, str] = {
     "make_scorers": "quality",
     "MeasurementHistory": "tracking",
     "PlateauDetector": "tracking",
-    "JsonlLogger": "loggers",
-    "WandbLogger": "loggers",
+    "JsonlLogger": "jsonl",
+    "WandbLogger": "trackers",
     "write_report": "report",
     # similarity baselines, checkpoint scoring, correlation with benchmarks
     "cka": "similarity",
@@ -117,7 +117,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .settings import CallbackSettings, SettingsError
     from .data import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
     from .generation import Translation, make_translations, translate
-    from .loggers import JsonlLogger, WandbLogger
+    from .jsonl import JsonlLogger
+    from .trackers import WandbLogger
     from .models import load_model_and_tokenizer, prepare_for_training
     from .quality import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
     from .report import write_report

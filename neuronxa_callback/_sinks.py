@@ -1,5 +1,13 @@
-"""Where the callback's records go (rank 0 only): the JSONL file, always; W&B when asked; the report's figures
-into W&B at the end.
+"""Where the callback's records go (rank 0 only), and the interface every destination implements.
+
+Three modules, two ideas -- the complete record and the trackers' view of it:
+
+- ``jsonl.py``: the metrics JSONL, always (the complete record; reports and resumes read it).
+- ``trackers.py``: the trackers (W&B, trackio, TensorBoard, MLflow): `trackers.TrackerHub` for an attached Trainer,
+  `trackers.WandbSink` alone for W&B without one.
+- ``metric_names.py``: every name a record is published under, one per number and backend.
+
+(``tracking.py`` is a different idea: the running history and the plateau detector, not a destination.)
 
 Usage (NeuronXACallback, rank 0)::
 
@@ -17,10 +25,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .loggers import JsonlLogger, WandbLogger
+    from .jsonl import JsonlLogger
     from .settings import CallbackSettings
+    from .trackers import TrackerHub, WandbSink
 
 logger = logging.getLogger("neuronxa_callback.callback")  # the callback's logger: the name users configure
+
+
+class MeasurementLogger:
+    """The interface of every destination the monitor drives (the JSONL, the trackers, a host's loggers); the
+    defaults do nothing. Rank 0 only; a destination never raises (failures are warnings, the JSONL has the record)."""
+
+    def log_measurement(self, record: dict) -> None:
+        """Store one measurement record (docs/DESIGN.md, "JSONL record")."""
+
+    def log_figures(self, figures: dict[str, str | Path]) -> None:
+        """Attach figures (name -> PNG path)."""
+
+    def finish(self) -> None:
+        """Flush and release resources; called once at the end of training."""
 
 
 def use_wandb(settings: CallbackSettings, args: Any) -> bool:
@@ -38,7 +61,7 @@ def open_jsonl(directory: Path, step: int, *, keep_earlier: bool = True) -> tupl
     """`directory`/metrics.jsonl and its measurement records; a resumed run keeps what was measured up to its
     checkpoint. A fresh run (step 0) starts a fresh file: with `keep_earlier`, an earlier run's file is renamed
     to metrics.<its last write time>.jsonl first (and said so), never overwritten."""
-    from .loggers import JsonlLogger
+    from .jsonl import JsonlLogger
 
     path = Path(directory) / "metrics.jsonl"
     if step == 0 and keep_earlier:
@@ -85,14 +108,16 @@ def run_summary(directory: Path, jsonl: JsonlLogger | None, *, step: int, measur
     return summary
 
 
-def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbLogger:
-    from .loggers import WandbLogger
+def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbSink:
+    """W&B without an attached Trainer: the active run (the Trainer's, report_to="wandb"), else a run of its own.
+    It logs the headline itself, under the names the Trainer's W&B integration gives it when attached."""
+    from .trackers import WandbSink
 
-    return WandbLogger(project=settings.wandb_project, config={"neuronxa": settings.to_json()}, previous_records=measured)
+    return WandbSink(project=settings.wandb_project, config={"neuronxa": settings.to_json()}, previous_records=measured)
 
 
 # ----- the Trainer's trackers (NeuronXACallback.attach(trainer)); see trackers.py ----------------------------------------
-def open_trackers(settings: CallbackSettings, trainer: Any, measured: list[dict]) -> Any:
+def open_trackers(settings: CallbackSettings, trainer: Any, measured: list[dict]) -> TrackerHub | None:
     """A trackers.TrackerHub for an attached Trainer (None when the callback's report_to is "none"): headline scalars
     through trainer.log, details and media to each backend of report_to."""
     if settings.report_to == "none":
@@ -103,7 +128,7 @@ def open_trackers(settings: CallbackSettings, trainer: Any, measured: list[dict]
 
 
 def wandb_besides_trackers(settings: CallbackSettings, args: Any, attached: bool) -> bool:
-    """Whether the callback needs its own WandbLogger: when W&B is asked for and no attached Trainer logs to it."""
+    """Whether the callback needs a W&B sink of its own: when W&B is asked for and no attached Trainer logs to it."""
     from .trackers import trackers_of
 
     return use_wandb(settings, args) and not (attached and "wandb" in trackers_of(args))

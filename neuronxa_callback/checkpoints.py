@@ -287,7 +287,7 @@ def score_checkpoints(
     trainer_state.json exists (written last).
     """
     from .data import load_parallel
-    from .loggers import JsonlLogger
+    from .jsonl import JsonlLogger
     from .models import ModelLoadError
 
     run_dir = Path(run_dir)

@@ -136,7 +136,7 @@ def _read_score_file(path: Path) -> tuple[str | None, dict[str, dict]]:
     if not path.is_file():
         raise CorrelationInputError(f"{path}: no such score file")
     if path.suffix == ".jsonl":
-        from .loggers import read_jsonl
+        from .jsonl import read_jsonl
 
         records = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r.get("pairs")]
         if not records:

@@ -1,22 +1,33 @@
-"""The trackers a Trainer reports to (`TrainingArguments(report_to=...)`): what the callback sends where.
+"""The trackers a run reports to (W&B, trackio, TensorBoard, MLflow): one adapter per backend, and what sends each
+measurement to them. Which name each number gets is decided in metric_names.py (the table is there).
 
-Usage (what ``NeuronXACallback.attach(trainer)`` sets up)::
+Usage, attached (what ``NeuronXACallback.attach(trainer)`` sets up)::
 
     from neuronxa_callback.trackers import TrackerHub
 
     hub = TrackerHub(trainer, previous_records=jsonl.records)   # finds the Trainer's W&B/trackio/TensorBoard/MLflow
     hub.log_measurement(record)                                  # rank 0, once per measurement (the JSONL record)
-    hub.log_figures({"heatmap/eng_Latn-isl_Latn": "heatmap.png"})  # the report's figures, before trackers close
+    hub.log_figures({"trend/eng_Latn-isl_Latn": "trend.png"})    # the report's figures, before trackers close
     hub.finish()
 
-Two routes, so no scalar is logged twice:
+Usage, W&B without a Trainer to log through (``callbacks=[callback]`` with ``report_to="wandb"``, or any loop)::
 
-- **Headline scalars through the Trainer** (`trainer_scalars`): ``trainer.log({...})`` with floats only, the way
-  TRL's callbacks reach every tracker. Keys start with ``eval_neuronxa/`` (the measurement evaluates the model on
-  held-out pairs): the Trainer's integrations rewrite them to ``eval/neuronxa/<pair>/nasca_mean`` (W&B, trackio,
-  TensorBoard) and MLflow keeps ``eval_neuronxa/...``. They land in ``trainer.state.log_history`` on the Trainer's
-  step, next to (never inside) the ``loss`` entries, and the console's progress printer shows one short line.
-- **Details straight to each backend that can take them** (`detail_scalars`, `TrackerSink` subclasses): the
+    from neuronxa_callback.trackers import WandbSink              # also exported as neuronxa_callback.WandbLogger
+
+    sink = WandbSink(project="neuronxa")   # the active run (e.g. the Trainer's), else a run of its own
+    sink.log_measurement(record)
+    sink.finish()                          # finishes only a run it started
+
+Two routes, so that every number has one name per backend whether the callback is attached or not:
+
+- **The headline** (`metric_names.headline_scalars`: layer means, best layer, quality scores, running r, early
+  stopping). Attached: ``trainer.log(trainer_scalars(record))``, floats only, the way TRL's callbacks reach every
+  tracker: ``eval_neuronxa/<pair>/nasca_mean``, which the Trainer's integrations show as
+  ``eval/neuronxa/<pair>/nasca_mean`` (W&B, trackio, TensorBoard) and MLflow keeps as it is; it lands in
+  ``trainer.state.log_history`` on the Trainer's step, next to (never inside) the ``loss`` entries, and the console's
+  progress printer shows one short line. Not attached (no ``trainer.log`` to go through): each sink writes the
+  headline itself under the name its Trainer integration would have given it (`metric_names.headline_for`).
+- **Details and media straight to each backend** (`metric_names.detail_scalars`, `TrackerSink` subclasses): the
   per-layer series ``neuronxa/<pair>/nasca/layer_07``, p-values, correlation details, timings, the layer x step
   heatmap, the translations table and the report's figures. These never go through ``trainer.log`` (they would
   flood the console and ``log_history``); each sink writes them on the same step axis the Trainer uses for that
@@ -27,181 +38,234 @@ Every tracker failure is a warning: the JSONL stays the complete record.
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from .loggers import PREFIX, STEP_METRIC, MeasurementLogger, flatten_record
+from ._sinks import MeasurementLogger
+from .metric_names import (HEADLINE_GROUPS, PREFIX, STEP_METRIC, backend_key, best_values, detail_scalars,
+                           figure_key, headline_for, heatmap_key, translation_rows, translations_key)
+# Made in metric_names.py; importable from here too (monitor.py takes summary_line from here, hosts headline_scalars).
+from .metric_names import flatten_record, headline_scalars, summary_line, trainer_scalars  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-TRAINER_PREFIX = "eval_neuronxa"  # rewritten by the Trainer's integrations to "eval/neuronxa"
-ALIGNMENT_METRICS = ("nasca", "navca", "mexa")
-# Keys of a record's quality block that are not scores (everything else numeric is one: chrf, bleu, comet, copy rates).
-_QUALITY_NON_SCORES = {"direction", "signatures", "translations", "directions"}
-_EARLY_STOPPING_KEYS = ("smoothed", "best", "bad_measurements")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
-
-
-def headline_scalars(record: dict) -> dict[str, float]:
-    """The few numbers per measurement worth a place in the Trainer's logs, keyed relative to the prefix.
-
-    Per pair: the layer mean of each alignment metric, the best layer of the first one (index, as a float; its score
-    is in the per-layer series), every quality score of the record (chrF, BLEU, COMET, CometKiwi, copy rates ...), and
-    the running Pearson r against each quality metric once it exists. Early stopping: smoothed value, best, bad measurements, should_stop.
-    Usage: ``headline_scalars(record)["eng_Latn-isl_Latn/nasca_mean"]``.
-    """
-    out: dict[str, float] = {}
-
-    def put(name: str, value: Any) -> None:
-        number = _number(value)
-        if number is not None:
-            out[name] = number
-
-    for pair, scores in (record.get("pairs") or {}).items():
-        best_metric = None
-        for metric in ALIGNMENT_METRICS:
-            put(f"{pair}/{metric}_mean", scores.get(f"{metric}_mean"))
-            if best_metric is None and isinstance(scores.get(metric), list) and scores[metric]:
-                best_metric = metric
-        if best_metric is not None:
-            per_layer = [(_number(v), i) for i, v in enumerate(scores[best_metric])]
-            per_layer = [(v, i) for v, i in per_layer if v is not None]
-            if per_layer:
-                _, layer = max(per_layer, key=lambda item: (item[0], -item[1]))  # ties: the lowest layer
-                out[f"{pair}/{best_metric}_best_layer"] = float(layer)
-    for pair, quality in (record.get("quality") or {}).items():
-        for name, value in quality.items():
-            if name not in _QUALITY_NON_SCORES:
-                put(f"{pair}/{name}", value)
-    for pair, by_metric in (record.get("correlation") or {}).items():
-        for metric, entry in by_metric.items():
-            put(f"{pair}/r_{metric}", (entry or {}).get("pearson"))
-    stopping = record.get("early_stopping")
-    if stopping:
-        for key in _EARLY_STOPPING_KEYS:
-            put(f"early_stopping/{key}", stopping.get(key))
-        out["early_stopping/should_stop"] = float(bool(stopping.get("should_stop")))
-    return out
-
-
-def trainer_scalars(record: dict) -> dict[str, float]:
-    """What goes through ``trainer.log``: `headline_scalars` under ``eval_neuronxa/``, floats only.
-
-    Early stopping gets its own group, ``eval_neuronxa_early_stopping/...``: dashboards sort a group's panels by name,
-    and "early_stopping/..." would otherwise come before every pair's alignment ("eng_Latn-...")."""
-    return {(f"{TRAINER_PREFIX}_{name}" if name.startswith("early_stopping/") else f"{TRAINER_PREFIX}/{name}"): value
-            for name, value in headline_scalars(record).items()}
-
-
-def detail_scalars(record: dict) -> dict[str, float]:
-    """Every other number of the record (``flatten_record``'s names, ``neuronxa/...``): per-layer series, p-values,
-    correlation details, timings. Disjoint from `trainer_scalars`, so nothing is logged twice."""
-    headline = set(headline_scalars(record))
-    cut = len(PREFIX) + 1
-    # Early stopping is all in the headline; its raw "value" is the pair's layer mean, already there.
-    return {name: value for name, value in flatten_record(record).items()
-            if name[cut:] not in headline and not name[cut:].startswith("early_stopping/")}
-
-
-def translation_rows(record: dict) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    """{pair: (columns, rows)} of the record's translations (every direction), for a table per backend."""
-    columns = ["step", "direction", "id", "source", "hypothesis", "reference"]
-    tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
-    for pair, quality in (record.get("quality") or {}).items():
-        blocks = list((quality.get("directions") or {}).values()) or [quality]
-        rows = []
-        for block in blocks:
-            for row in block.get("translations") or []:
-                rows.append([int(record["step"]), str(block.get("direction", "")), str(row.get("id", "")),
-                             str(row.get("source", "")), str(row.get("hypothesis", "")), str(row.get("reference", ""))])
-        if rows:
-            tables[pair] = (columns, rows)
-    return tables
-
-
-def summary_line(record: dict) -> str:
-    """One human line per measurement for the console, e.g.
-    ``step 20: eng_Latn-isl_Latn NASCA 0.032 (best layer 6: 0.100), NAVCA 0.008, chrF 16.5 [alignment 12 s]``."""
-    headline = headline_scalars(record)
-    parts = []
-    for pair in record.get("pairs") or {}:
-        items = []
-        for metric in ALIGNMENT_METRICS:
-            mean = headline.get(f"{pair}/{metric}_mean")
-            if mean is None:
-                continue
-            text = f"{metric.upper()} {mean:.3f}"
-            layer = headline.get(f"{pair}/{metric}_best_layer")
-            if layer is not None:
-                text += f" (best layer {int(layer)}: {record['pairs'][pair][metric][int(layer)]:.3f})"
-            items.append(text)
-        for name, value in headline.items():
-            if name.startswith(f"{pair}/") and "_mean" not in name and "best_layer" not in name:
-                items.append(f"{name[len(pair) + 1:]} {_short(value)}")
-        parts.append(f"{pair} " + ", ".join(items))
-    stopping = record.get("early_stopping")
-    if stopping:
-        parts.append(f"early stopping: {stopping.get('bad_measurements', 0)} bad"
-                     + (f", STOP ({stopping.get('reason')})" if stopping.get("should_stop") else ""))
-    timing = record.get("timing") or {}
-    seconds = [f"{key.replace('_seconds', '')} {value:.0f} s" for key, value in timing.items()
-               if key in ("alignment_seconds", "generation_seconds", "quality_seconds") and _number(value)]
-    text = f"step {record.get('step')}: " + "; ".join(parts)
-    return text + (f" [{', '.join(seconds)}]" if seconds else "")
-
-
-def _short(value: float) -> str:
-    """0.031 / 16.5 / 3 (counts such as copies stay integers)."""
-    if value.is_integer() and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+Tables = dict[str, tuple[list[str], list[list[Any]]]]
 
 
 # ----- one small adapter per backend -------------------------------------------------------------------------------
 class TrackerSink:
-    """A backend that takes the details: scalars on the Trainer's step, images (PNG paths) and tables."""
+    """A backend: scalars on the Trainer's step, images (PNG paths) and tables. A `TrackerHub` (or, for W&B alone,
+    the sink itself) decides what goes in; the sink only writes it."""
 
-    name = "tracker"
+    name = "tracker"     # the backend, as metric_names.backend_key knows it
+    label = ""           # how warnings name it (default: name)
 
-    def log(self, step: int, scalars: dict[str, float], images: dict[str, Path],
-            tables: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
+    def log(self, step: int, scalars: dict[str, float], images: dict[str, Path], tables: Tables) -> None:
         raise NotImplementedError
 
-    def log_figures(self, step: int, figures: dict[str, Path]) -> None:
+    def log_report_figures(self, step: int | None, figures: dict[str, Path]) -> None:
         """The report's figures at the end of training (default: as images)."""
-        self.log(step, {}, figures, {})
+        self.log(step or 0, {}, figures, {})
+
+    def summarize(self, records: Sequence[dict]) -> None:
+        """After each measurement, with every record so far: a run summary where the backend has one (W&B)."""
+
+    def finish(self) -> None:
+        """At the end of the run. The Trainer's integrations own (and close) their runs: nothing by default."""
 
 
-class WandbSink(TrackerSink):
-    """The Trainer's W&B run (``wandb.run``), on ``train/global_step`` like WandbCallback."""
+def _label(sink: Any) -> str:
+    return getattr(sink, "label", "") or getattr(sink, "name", type(sink).__name__)
+
+
+class _Measured:
+    """The records measured so far, the newest one per step (a heatmap shows them all), and what each becomes."""
+
+    def __init__(self, previous_records: Sequence[dict] = ()) -> None:
+        self.records: list[dict] = sorted((r for r in previous_records if isinstance(r.get("step"), int)),
+                                          key=lambda r: r["step"])
+        self.last_added: int | None = None
+
+    @property
+    def last_step(self) -> int | None:
+        return self.last_added if self.last_added is not None else (self.records[-1]["step"] if self.records else None)
+
+    def add(self, record: dict) -> None:
+        step = record["step"]
+        # A resumed run re-measures steps: the newest record for a step replaces the older one.
+        self.records = sorted([r for r in self.records if r["step"] != step] + [record], key=lambda r: r["step"])
+        self.last_added = step
+
+    def heatmaps(self, figure_dir: Path) -> dict[str, Path]:
+        from .plots import plot_layer_heatmap
+
+        images: dict[str, Path] = {}
+        pairs = sorted({pair for r in self.records for pair in (r.get("pairs") or {})})
+        for pair in pairs:
+            for metric in ("nasca",):  # one heatmap per pair: each measurement's image holds every earlier one
+                rows = [(r["step"], r["pairs"][pair][metric]) for r in self.records
+                        if isinstance((r.get("pairs") or {}).get(pair, {}).get(metric), list)]
+                if not rows:
+                    continue
+                path = plot_layer_heatmap([s for s, _ in rows], [v for _, v in rows],
+                                          figure_dir / f"{metric}-heatmap-{pair}.png", pair=pair, metric=metric)
+                images[heatmap_key(pair, metric)] = path
+        return images
+
+    def publish(self, record: dict, sinks: Sequence[TrackerSink], *, headline: bool, heatmaps: bool,
+                tables: bool) -> None:
+        """`record` (already added) to each sink: its details, media and, with `headline` (no trainer.log delivers
+        it), the headline under the sink's backend names. A failing sink is a warning; the others still get it."""
+        step = record["step"]
+        # Every backend copies or reads an image when it is logged, so the PNGs live only for this call.
+        with tempfile.TemporaryDirectory(prefix="neuronxa-trackers-") as figure_dir:
+            images: dict[str, Path] = {}
+            if heatmaps:
+                try:
+                    images = self.heatmaps(Path(figure_dir))
+                except Exception as error:  # a figure is a convenience: the numbers still go out
+                    logger.warning("NeuronXA: the heatmap of step %d failed (%s: %s)", step, type(error).__name__,
+                                   error)
+            try:
+                table_map = ({translations_key(pair): table for pair, table in translation_rows(record).items()}
+                             if tables else {})
+                details = detail_scalars(record)
+            except Exception as error:  # a malformed record: the JSONL has it as it is
+                logger.warning("NeuronXA: step %d not sent to the trackers (%s: %s)", step, type(error).__name__, error)
+                return
+            for sink in sinks:
+                try:
+                    scalars = {**headline_for(record, sink.name), **details} if headline else details
+                    sink.log(step, scalars, images, table_map)
+                    sink.summarize(self.records)
+                except Exception as error:
+                    logger.warning("NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
+                                   step, _label(sink), type(error).__name__, error)
+
+
+def _report_figures(figures: dict[str, str | Path], heatmaps: bool) -> dict[str, Path]:
+    """The report's figures under their names; its heatmap is the last live heatmap again: left out when those
+    were logged."""
+    return {figure_key(name): Path(path) for name, path in figures.items()
+            if not (heatmaps and name.startswith("heatmap/"))}
+
+
+def _send_figures(sinks: Sequence[TrackerSink], step: int | None, figures: dict[str, Path]) -> None:
+    for sink in sinks:
+        try:
+            sink.log_report_figures(step, figures)
+        except Exception as error:
+            logger.warning("NeuronXA: report figures to %s failed (%s: %s)", _label(sink), type(error).__name__, error)
+
+
+_SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "credential")
+
+
+def _without_secrets(config: dict) -> dict:
+    """config minus keys that name credentials (e.g. an HF `token=` in the callback's settings), at any depth."""
+    cleaned = {}
+    for key, value in config.items():
+        if any(word in str(key).lower() for word in _SECRET_WORDS):
+            continue
+        cleaned[key] = _without_secrets(value) if isinstance(value, dict) else value
+    return cleaned
+
+
+class WandbSink(TrackerSink, MeasurementLogger):
+    """Weights & Biases, attached to a Trainer or not: the package's one W&B implementation. ``WandbLogger`` (the
+    name ``neuronxa_callback`` exports) is this class under its old name.
+
+    Usage::
+
+        WandbSink()                                  # inside a run with report_to="wandb": joins the active run
+        WandbSink(project="neuronxa", name="demo")   # no active run: starts (and later finishes) its own
+        WandbSink(follow_active_run=True)            # what a TrackerHub uses: whichever run is active when it logs
+
+    On its own (``log_measurement``) it logs per measurement the headline under the names the Trainer's W&B
+    integration gives it (``eval/neuronxa/<pair>/nasca_mean``: the same series as when the callback is attached),
+    the details (``neuronxa/<pair>/nasca/layer_07`` ...), a layer x step NASCA heatmap per pair and the translations
+    as a table. Driven by a TrackerHub (``log``) it gets the details and media only: ``trainer.log`` delivers the
+    headline. Either way the run summary keeps the best headline values (``eval/neuronxa/<pair>/nasca_mean_best``,
+    ``..._best_step``). Everything goes through ``run.log({..., "train/global_step": step})`` with
+    ``define_metric(..., step_metric="train/global_step")`` -- never ``step=`` -- so measurements taken at steps the
+    Trainer already logged do not trip W&B's "step must increase" check. Every W&B failure is a warning: the JSONL
+    stays the complete record.
+    """
 
     name = "wandb"
+    label = "W&B"
 
-    def __init__(self) -> None:
-        import wandb
-
-        self._wandb = wandb
+    def __init__(self, *, project: str | None = None, name: str | None = None, dir: str | Path | None = None,
+                 config: dict | None = None, init: bool = True, previous_records: Sequence[dict] = (),
+                 heatmaps: bool = True, tables: bool = True, follow_active_run: bool = False) -> None:
+        self.heatmaps, self.tables = heatmaps, tables
+        self._measured = _Measured(previous_records)
+        self._run = None
+        self._owns_run = False
+        self._follow = follow_active_run
         self._defined = None
+        self._wandb = None
+        if follow_active_run:
+            import wandb  # an ImportError here tells TrackerHub that W&B is not available
 
-    def _run(self):
-        run = self._wandb.run
+            self._wandb = wandb
+            return
+        try:
+            import wandb
+
+            self._wandb = wandb
+            if wandb.run is None and init:
+                self._run = wandb.init(project=project, name=name, dir=str(dir) if dir is not None else None,
+                                       config=_without_secrets(config or {}))
+                self._owns_run = True
+            else:
+                self._run = wandb.run
+            if self._run is None:
+                logger.warning("NeuronXA: no active wandb run and init=False; nothing will be logged to W&B")
+                return
+            self._define(self._run)
+        except Exception as error:  # W&B problems must never stop training
+            logger.warning("NeuronXA: could not set up W&B (%s: %s); measurements stay in the JSONL only",
+                           type(error).__name__, error)
+            self._run = None
+
+    @staticmethod
+    def active() -> bool:
+        """True when a W&B run is active in this process (e.g. started by the Trainer's WandbCallback)."""
+        try:
+            import wandb
+        except ImportError:
+            return False
+        return wandb.run is not None
+
+    @property
+    def run(self):
+        """The run this sink logs to (None when there is none)."""
+        return self._current_run()
+
+    def _current_run(self):
+        if self._wandb is None:
+            return None
+        run = self._wandb.run if self._follow else self._run
         if run is not None and self._defined is not run:
-            # WandbCallback declares "*" on train/global_step too; this also covers a run the user started.
-            run.define_metric(STEP_METRIC)
-            run.define_metric(f"{PREFIX}/*", step_metric=STEP_METRIC)
-            self._defined = run
+            self._define(run)
         return run
 
+    def _define(self, run) -> None:
+        """Every series of ours on the Trainer's step axis (WandbCallback declares "*" on it too; this also covers
+        a run the user or this sink started)."""
+        self._defined = run
+        try:
+            run.define_metric(STEP_METRIC)
+            for group in (f"{PREFIX}/", *HEADLINE_GROUPS):
+                run.define_metric(backend_key(group, self.name) + "*", step_metric=STEP_METRIC)
+        except Exception as error:
+            logger.warning("NeuronXA: W&B step axis not declared (%s: %s)", type(error).__name__, error)
+
+    # ----- as a TrackerSink: a TrackerHub (or log_measurement below) decides what goes in ------------------------
     def log(self, step, scalars, images, tables):
-        run = self._run()
+        run = self._current_run()
         if run is None:
             return
         payload: dict[str, Any] = dict(scalars)
@@ -209,6 +273,52 @@ class WandbSink(TrackerSink):
         payload.update({key: self._wandb.Table(columns=columns, data=rows) for key, (columns, rows) in tables.items()})
         payload[STEP_METRIC] = step
         run.log(payload)
+
+    def summarize(self, records):
+        run = self._current_run()
+        best = best_values(records, self.name) if run is not None else {}
+        if best:
+            # One update, not one assignment per key: each assignment is a separate record in the run file.
+            run.summary.update(best)
+
+    def log_report_figures(self, step, figures):
+        run = self._current_run()
+        if run is None or not figures:
+            return
+        payload: dict[str, Any] = {key: self._wandb.Image(str(path)) for key, path in figures.items()}
+        if step is not None:
+            payload[STEP_METRIC] = step
+        run.log(payload)
+
+    # ----- as a MeasurementLogger on its own (no Trainer to log the headline through) ----------------------------
+    def log_measurement(self, record: dict) -> None:
+        if self._current_run() is None:
+            return
+        if not isinstance(record.get("step"), int):
+            logger.warning("NeuronXA: record without an int 'step' not logged to W&B")
+            return
+        self._measured.add(record)
+        self._measured.publish(record, [self], headline=True, heatmaps=self.heatmaps, tables=self.tables)
+
+    def log_figures(self, figures: dict[str, str | Path]) -> None:
+        if figures and self._current_run() is not None:
+            _send_figures([self], self._measured.last_step, _report_figures(figures, self.heatmaps))
+
+    def finish(self) -> None:
+        """Finishes the run if this sink started it; a run it joined (the Trainer's) is left open."""
+        if self._follow or self._run is None:
+            return
+        try:
+            if self._owns_run:
+                self._run.finish()
+        except Exception as error:
+            logger.warning("NeuronXA: finishing the W&B run failed (%s: %s)", type(error).__name__, error)
+        finally:
+            self._run = None
+            self._owns_run = False
+
+
+WandbLogger = WandbSink  # the old name, exported by neuronxa_callback; the same class
 
 
 class TrackioSink(TrackerSink):
@@ -241,6 +351,7 @@ class TensorBoardSink(TrackerSink):
     run (a second writer in that directory is often not picked up live; a subdirectory would be a second run)."""
 
     name = "tensorboard"
+    label = "TensorBoard"
 
     def __init__(self, tensorboard_callback: Any) -> None:
         self._callback = tensorboard_callback
@@ -259,9 +370,10 @@ class TensorBoardSink(TrackerSink):
 
 
 class MlflowSink(TrackerSink):
-    """The active MLflow run (MLflowCallback's): detail scalars with ``step=``, images and tables as run artifacts."""
+    """The active MLflow run (MLflowCallback's): scalars with ``step=``, images and tables as run artifacts."""
 
     name = "mlflow"
+    label = "MLflow"
 
     def __init__(self) -> None:
         import mlflow
@@ -272,15 +384,14 @@ class MlflowSink(TrackerSink):
         if self._mlflow.active_run() is None:
             return
         if scalars:
-            clean = {re.sub(r"[^0-9A-Za-z_\-\.\ :/]", "_", key): value for key, value in scalars.items()}
-            self._mlflow.log_metrics(clean, step=step)
+            self._mlflow.log_metrics({backend_key(key, self.name): value for key, value in scalars.items()}, step=step)
         for key, path in images.items():
             self._mlflow.log_artifact(str(path), artifact_path=f"{key.rsplit('/', 1)[0]}/step_{step:06d}")
         for key, (columns, rows) in tables.items():
             self._mlflow.log_table({column: [row[i] for row in rows] for i, column in enumerate(columns)},
                                    artifact_file=f"{key}/step_{step:06d}.json")
 
-    def log_figures(self, step, figures):
+    def log_report_figures(self, step, figures):
         if self._mlflow.active_run() is None:
             return
         for key, path in figures.items():
@@ -317,7 +428,7 @@ def sinks_for(trainer: Any) -> list[TrackerSink]:
             continue
         try:
             if kind == "wandb":
-                sinks.append(WandbSink())
+                sinks.append(WandbSink(follow_active_run=True))
             elif kind == "trackio":
                 sinks.append(TrackioSink())
             elif kind == "tensorboard":
@@ -330,39 +441,30 @@ def sinks_for(trainer: Any) -> list[TrackerSink]:
 
 
 class TrackerHub(MeasurementLogger):
-    """Sends each measurement to every tracker of an attached Trainer (see the module docstring). Rank 0 only."""
+    """Sends each measurement to every tracker of a Trainer (see the module docstring). Rank 0 only.
+
+    With ``trainer=None`` (and explicit `sinks`) there is no ``trainer.log``: each sink then also gets the headline,
+    under the names its Trainer integration would have given it."""
 
     def __init__(self, trainer: Any, *, previous_records: Sequence[dict] = (), heatmaps: bool = True,
                  tables: bool = True, sinks: Sequence[TrackerSink] | None = None) -> None:
         self._trainer = trainer
         self.sinks = list(sinks) if sinks is not None else sinks_for(trainer)
         self.heatmaps, self.tables = heatmaps, tables
-        self._records: list[dict] = [r for r in previous_records if isinstance(r.get("step"), int)]
-        self._last_step: int | None = None
+        self._measured = _Measured(previous_records)
 
     def log_measurement(self, record: dict) -> None:
         step = record.get("step")
         if not isinstance(step, int):
             return
-        self._records = sorted([r for r in self._records if r["step"] != step] + [record], key=lambda r: r["step"])
-        self._last_step = step
-        scalars = trainer_scalars(record)
-        if scalars:
-            self._log_through_trainer(step, scalars)
-        if not self.sinks:
-            return
-        # Every backend copies or reads an image when it is logged, so the PNGs live only for this call.
-        with tempfile.TemporaryDirectory(prefix="neuronxa-trackers-") as figure_dir:
-            images = self._heatmaps(Path(figure_dir)) if self.heatmaps else {}
-            tables = {f"{PREFIX}/{pair}/translations": table for pair, table in translation_rows(record).items()} \
-                if self.tables else {}
-            details = detail_scalars(record)
-            for sink in self.sinks:
-                try:
-                    sink.log(step, details, images, tables)
-                except Exception as error:
-                    logger.warning("NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
-                                   step, sink.name, type(error).__name__, error)
+        self._measured.add(record)
+        if self._trainer is not None:
+            scalars = trainer_scalars(record)
+            if scalars:
+                self._log_through_trainer(step, scalars)
+        if self.sinks:
+            self._measured.publish(record, self.sinks, headline=self._trainer is None, heatmaps=self.heatmaps,
+                                   tables=self.tables)
 
     def _log_through_trainer(self, step: int, scalars: dict[str, float]) -> None:
         """trainer.log adds "epoch" and the step to a copy in log_history and dispatches on_log to the integrations,
@@ -382,37 +484,21 @@ class TrackerHub(MeasurementLogger):
                                 if c is not None}.values():
                     current.should_log = True
 
-    def _heatmaps(self, figure_dir: Path) -> dict[str, Path]:
-        from .plots import plot_layer_heatmap
-
-        images: dict[str, Path] = {}
-        pairs = sorted({pair for r in self._records for pair in (r.get("pairs") or {})})
-        for pair in pairs:
-            for metric in ("nasca",):  # one heatmap per pair: each measurement's image holds every earlier one
-                rows = [(r["step"], r["pairs"][pair][metric]) for r in self._records
-                        if isinstance((r.get("pairs") or {}).get(pair, {}).get(metric), list)]
-                if not rows:
-                    continue
-                path = plot_layer_heatmap([s for s, _ in rows], [v for _, v in rows],
-                                          figure_dir / f"{metric}-heatmap-{pair}.png", pair=pair, metric=metric)
-                images[f"{PREFIX}/{pair}/{metric}_heatmap"] = path
-        return images
-
     def log_figures(self, figures: dict[str, str | Path]) -> None:
         if not figures or not self.sinks:
             return
-        step = self._last_step if self._last_step is not None else int(getattr(self._trainer.state, "global_step", 0))
-        # The report's heatmap is the last live heatmap again: leave it out when those were logged.
-        named = {f"{PREFIX}/figures/{name}": Path(path) for name, path in figures.items()
-                 if not (self.heatmaps and name.startswith("heatmap/"))}
-        for sink in self.sinks:
-            try:
-                sink.log_figures(step, named)
-            except Exception as error:
-                logger.warning("NeuronXA: report figures to %s failed (%s: %s)", sink.name, type(error).__name__, error)
+        step = self._measured.last_added
+        if step is None:
+            step = int(getattr(getattr(self._trainer, "state", None), "global_step", 0) or 0)
+        _send_figures(self.sinks, step, _report_figures(figures, self.heatmaps))
 
     def finish(self) -> None:
-        """The Trainer's integrations own (and close) their runs; nothing to release here."""
+        """The Trainer's integrations own (and close) their runs; a sink that started a run of its own closes it."""
+        for sink in self.sinks:
+            try:
+                sink.finish()
+            except Exception as error:
+                logger.warning("NeuronXA: closing %s failed (%s: %s)", _label(sink), type(error).__name__, error)
 
 
 # ----- attaching the callback to a Trainer ---------------------------------------------------------------------------
@@ -423,7 +509,11 @@ def _trainer_callback_base():
 
 
 def _is_neuronxa(callback: Any) -> bool:
-    return type(callback).__name__ == "NeuronXACallback" and hasattr(callback, "_trainer")
+    # isinstance, not the class name: a user's subclass must stay linked too. Imported here because callback.py
+    # imports this module.
+    from .callback import NeuronXACallback
+
+    return isinstance(callback, NeuronXACallback)
 
 
 def _make_link(trainer: Any):

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
     from neuronxa_callback import NeuronXACallback, write_report
     from neuronxa_callback.data import normalize_language
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
 
     set_seed(args.seed)

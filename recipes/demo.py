@@ -161,7 +161,7 @@ def main(argv=None) -> int:
 
     from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
     from neuronxa_callback.languages import normalize_language
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
 
     if args.threads is None and load_before[0] > (os.cpu_count() or 1):

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
 
     from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
     from neuronxa_callback.data import normalize_language
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
 
     set_seed(args.seed)
     source_lang, target_lang = normalize_language(args.source_lang), normalize_language(args.target_lang)

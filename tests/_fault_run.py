@@ -59,7 +59,7 @@ class _Fault:
 
 def _install_faults(fault: _Fault):
     import neuronxa_callback._measurement as measurement
-    from neuronxa_callback.loggers import JsonlLogger
+    from neuronxa_callback.jsonl import JsonlLogger
 
     score = measurement.score_alignment
 

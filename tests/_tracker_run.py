@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     logging.getLogger("neuronxa_callback").setLevel(logging.INFO)
 
     from neuronxa_callback import NeuronXACallback
-    from tests.test_callback_trainer import make_trainer
+    from tests._runs import make_trainer
 
     callback = NeuronXACallback(eval_steps=args.eval_steps, quality_every=1, early_stopping_patience=50,
                                 num_pairs=args.num_pairs, batch_size=8, max_length=48, max_new_tokens=4, num_fewshot=1)

@@ -10,7 +10,7 @@ import pytest
 
 from neuronxa_callback import NeuronXACallback
 from neuronxa_callback.callback import MeasurementError
-from neuronxa_callback.loggers import read_jsonl
+from neuronxa_callback.jsonl import read_jsonl
 from neuronxa_callback.settings import SettingsError
 from tests._runs import FAST, PAIR, make_trainer, records_of
 

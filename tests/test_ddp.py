@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.loggers import read_jsonl
+from neuronxa_callback.jsonl import read_jsonl
 from tests._runs import FAST
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

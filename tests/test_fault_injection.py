@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.loggers import JsonlLogger, read_jsonl
+from neuronxa_callback.jsonl import JsonlLogger, read_jsonl
 from tests._fault_run import EVAL_STEPS, MAX_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,16 +180,16 @@ def test_a_torn_last_line_is_dropped_and_the_file_repaired(tmp_path, caplog):
 
 def test_replacing_a_record_is_one_atomic_write(tmp_path, monkeypatch):
     """Completing the last record (final quality) replaces its line: a crash must leave the old or the new file."""
-    import neuronxa_callback.loggers as loggers
+    import neuronxa_callback.jsonl as jsonl
 
     path = tmp_path / "metrics.jsonl"
     logger = JsonlLogger(path)
     logger.log_measurement({"step": 0, "event": "measurement"})
     logger.log_measurement({"step": 3, "event": "measurement"})
     writes = []
-    real = loggers._atomic_write
-    monkeypatch.setattr(loggers, "_atomic_write", lambda p, records: (writes.append([r["step"] for r in records]),
-                                                                        real(p, records)))
+    real = jsonl._atomic_write
+    monkeypatch.setattr(jsonl, "_atomic_write", lambda p, records: (writes.append([r["step"] for r in records]),
+                                                                      real(p, records)))
     logger.log_measurement({"step": 3, "event": "measurement", "quality": {}})
     assert writes == [[0, 3]]  # one rewrite that already holds the new record (before: [0] then an append)
     assert [json.loads(line) for line in path.read_text().splitlines()][-1] == {"step": 3, "event": "measurement",

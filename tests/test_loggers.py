@@ -1,4 +1,5 @@
-"""JsonlLogger (append, resume, crash tolerance), read_jsonl errors, flat metric names, and W&B offline read-back."""
+"""JsonlLogger (append, resume, crash tolerance), read_jsonl errors, flat metric names, and W&B offline read-back of
+the W&B sink used without a Trainer to log through (WandbLogger, the public name of trackers.WandbSink)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.loggers import (JsonlFormatError, JsonlLogger, WandbLogger, flatten_record, read_jsonl)
+from neuronxa_callback import WandbLogger
+from neuronxa_callback.jsonl import JsonlFormatError, JsonlLogger, read_jsonl
+from neuronxa_callback.metric_names import flatten_record
 
 PAIR = "eng_Latn-isl_Latn"
 
@@ -85,7 +88,7 @@ def test_jsonl_drops_a_truncated_last_line_with_a_warning(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
     lines = [json.dumps(r) for r in RECORDS[:2]]
     path.write_text(lines[0] + "\n" + lines[1] + "\n" + json.dumps(RECORDS[2])[:40])  # crash mid-write
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.jsonl"):
         logger = JsonlLogger(path, resume_step=100)
     assert f"{path}:3" in caplog.text and "truncated" in caplog.text
     assert logger.records == RECORDS[:2]
@@ -208,26 +211,30 @@ def test_wandb_offline_run_holds_the_series_on_the_trainer_step_axis(tmp_path, m
     assert len(run_files) == 1
     records = wait_for_run_file(run_files[0])
     history = [items_to_dict(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
-    measured = [row for row in history if f"neuronxa/{PAIR}/nasca_mean" in row]
+    # The headline under the name the Trainer's W&B integration gives it (the same series as when attached) ...
+    measured = [row for row in history if f"eval/neuronxa/{PAIR}/nasca_mean" in row]
     assert [row["train/global_step"] for row in measured] == [0, 50, 100]
-    assert [row[f"neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
+    assert [row[f"eval/neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
         [r["pairs"][PAIR]["nasca_mean"] for r in RECORDS])
+    assert [row[f"eval/neuronxa/{PAIR}/chrf"] for row in measured] == [19.0, 19.5, 20.5]
+    # ... the details under neuronxa/, and no number under a second name.
     assert [row[f"neuronxa/{PAIR}/nasca/layer_01"] for row in measured] == [0.2, 0.3, 0.4]
-    assert [row[f"neuronxa/{PAIR}/chrf"] for row in measured] == [19.0, 19.5, 20.5]
+    assert not any(f"neuronxa/{PAIR}/nasca_mean" in row or f"neuronxa/{PAIR}/chrf" in row for row in history)
     assert [row["_step"] for row in history] == list(range(len(history)))  # W&B's own counter never went back
     assert all(row[f"neuronxa/{PAIR}/translations"]["_type"] == "table-file" for row in measured)
     assert all(row[f"neuronxa/{PAIR}/nasca_heatmap"]["_type"] == "image-file" for row in measured)
 
     metrics = [record.metric for record in records if record.WhichOneof("record_type") == "metric"]
     assert any(m.glob_name == "neuronxa/*" and m.step_metric == "train/global_step" for m in metrics)
+    assert any(m.glob_name == "eval/neuronxa/*" and m.step_metric == "train/global_step" for m in metrics)
 
     summary = {}
     for record in records:
         if record.WhichOneof("record_type") == "summary":
             summary.update(items_to_dict(record.summary.update))
-    assert summary[f"neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(0.8 / 3)
-    assert summary[f"neuronxa/{PAIR}/nasca_mean_best_step"] == 100
-    assert summary[f"neuronxa/{PAIR}/chrf_best"] == 20.5
+    assert summary[f"eval/neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(0.8 / 3)
+    assert summary[f"eval/neuronxa/{PAIR}/nasca_mean_best_step"] == 100
+    assert summary[f"eval/neuronxa/{PAIR}/chrf_best"] == 20.5
     # nothing that looks like a credential went into the run
     config_file = next(run_files[0].parent.glob("files/config.yaml"), None)
     written = run_files[0].read_bytes() + (config_file.read_bytes() if config_file else b"")
@@ -253,7 +260,7 @@ def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
             raise RuntimeError("backend gone")
 
     logger._run = BrokenRun()
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
         logger.log_measurement(RECORDS[0])  # must not raise: training goes on, the JSONL has the record
         logger.finish()
     assert "logging step 0 to W&B failed" in caplog.text and "backend gone" in caplog.text
@@ -262,7 +269,7 @@ def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
 
 def test_wandb_logger_without_run_and_without_init_logs_nothing(monkeypatch, caplog):
     pytest.importorskip("wandb")
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.loggers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
         logger = WandbLogger(init=False)
     assert logger.run is None and "init=False" in caplog.text
     logger.log_measurement(RECORDS[0])

@@ -135,7 +135,7 @@ def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_pr
     callback = NeuronXACallback(eval_steps=1, quality_every=2, num_pairs=8, batch_size=8, max_length=48,
                                 max_new_tokens=4, num_fewshot=1, representations=("nas", "nav", "embedding"))
     measured_losses, measured_params, model = run([callback], "measured")
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
 
     records = read_jsonl(tmp_path / "measured" / "neuronxa" / "metrics.jsonl")
     # Every step measured (NAV too, which used to fail under autocast), quality on every other measurement.

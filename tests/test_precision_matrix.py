@@ -194,7 +194,7 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
     unchanged), under CPU autocast; its pooled sums and scores are compared with the float32 reference's."""
     from neuronxa_callback.activations import ActivationCapture
     from neuronxa_callback.callback import NeuronXACallback
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from tests._precision import _lora
 
     quantized = wrapper == "qlora"

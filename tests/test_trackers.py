@@ -1,14 +1,15 @@
-"""trackers.py without a Trainer: which numbers go through trainer.log and which straight to a backend (never both),
-the console line, the translations table, the TensorBoard adapter, and that tracker failures stay warnings."""
+"""trackers.py and metric_names.py without a Trainer: which numbers go through trainer.log and which straight to a
+backend (never both), the names each backend shows (the same attached or not), the console line, the translations
+table, the TensorBoard and W&B adapters, and that tracker failures stay warnings."""
 from __future__ import annotations
 
 import logging
 
 import pytest
 
-from neuronxa_callback.loggers import flatten_record
-from neuronxa_callback.trackers import (TensorBoardSink, TrackerHub, TrackerSink, detail_scalars, headline_scalars,
-                                        summary_line, trainer_scalars, translation_rows)
+from neuronxa_callback.metric_names import (backend_key, best_values, detail_scalars, flatten_record, headline_for,
+                                            headline_scalars, summary_line, trainer_scalars, translation_rows)
+from neuronxa_callback.trackers import TensorBoardSink, TrackerHub, TrackerSink, WandbSink
 from tests.test_loggers import PAIR, RECORDS, make_record
 
 
@@ -192,7 +193,7 @@ def test_tensorboard_sink_writes_through_the_trainers_writer(tmp_path):
 def test_attach_adds_the_callback_once_and_a_link_ahead_of_the_integrations(tmp_path):
     pytest.importorskip("tensorboard")
     from neuronxa_callback import NeuronXACallback
-    from tests.test_callback_trainer import FAST, make_trainer
+    from tests._runs import FAST, make_trainer
 
     trainer = make_trainer(tmp_path, [], report_to=["tensorboard"])
     callback = NeuronXACallback(**FAST)
@@ -210,3 +211,130 @@ def test_attach_adds_the_callback_once_and_a_link_ahead_of_the_integrations(tmp_
     assert rebuilt._trainer is trainer
     with pytest.raises(TypeError, match="needs a transformers Trainer, got str"):
         NeuronXACallback(**FAST).attach("trainer")
+
+
+def test_a_subclass_of_the_callback_keeps_its_link_and_measures_before_the_integrations_close(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from neuronxa_callback import NeuronXACallback
+    from tests._runs import FAST, make_trainer
+
+    class MyCallback(NeuronXACallback):
+        pass
+
+    finished = []
+    monkeypatch.setattr(MyCallback, "_finish_before_trackers_close",
+                        lambda self, *args, **kwargs: finished.append(self), raising=True)
+    trainer = make_trainer(tmp_path, [], report_to=["tensorboard"])
+    MyCallback(**FAST).attach(trainer)
+    names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    link = trainer.callback_handler.callbacks[names.index("TrainerLink")]
+    # A checkpoint restore replaces the instance with type(cb)(**args): a MyCallback, not a NeuronXACallback.
+    old = trainer.callback_handler.callbacks[names.index("MyCallback")]
+    rebuilt = MyCallback(**FAST)
+    trainer.callback_handler.remove_callback(old)
+    trainer.callback_handler.add_callback(rebuilt)
+    link.on_train_begin(trainer.args, trainer.state, trainer.control)
+    assert rebuilt._trainer is trainer
+    # The link (first in the list, ahead of TensorBoardCallback) runs the final measurement of the subclass too.
+    link.on_train_end(trainer.args, trainer.state, trainer.control)
+    assert finished == [rebuilt]
+
+
+# ----- one name per number and backend, attached or not ---------------------------------------------------------------
+@pytest.mark.parametrize("backend, mean", [("wandb", f"eval/neuronxa/{PAIR}/nasca_mean"),
+                                           ("trackio", f"eval/neuronxa/{PAIR}/nasca_mean"),
+                                           ("tensorboard", f"eval/neuronxa/{PAIR}/nasca_mean"),
+                                           ("mlflow", f"eval_neuronxa/{PAIR}/nasca_mean")])
+def test_each_backend_has_one_name_per_number(backend, mean):
+    record = full_record()
+    headline, details = headline_for(record, backend), detail_scalars(record)
+    # What the Trainer's integration makes of trainer.log's keys: the names a sink uses when there is no trainer.log.
+    assert headline == {backend_key(key, backend): value for key, value in trainer_scalars(record).items()}
+    assert headline[mean] == pytest.approx(1.0 / 3)
+    assert not set(headline) & set(details)
+    published = {**headline, **details}
+    assert [key for key in published if key.endswith("nasca_mean") or key.endswith("_nasca")] == [mean]
+    assert details[f"neuronxa/{PAIR}/nasca/layer_00"] == 0.2
+    stopping = "eval_neuronxa_early_stopping" if backend == "mlflow" else "eval/neuronxa_early_stopping"
+    assert headline[f"{stopping}/smoothed"] == 0.3
+
+
+def test_backend_key_follows_the_trainer_integrations():
+    assert backend_key("eval_neuronxa/p/nasca_mean", "tensorboard") == "eval/neuronxa/p/nasca_mean"
+    assert backend_key("eval_neuronxa_early_stopping/best", "trackio") == "eval/neuronxa_early_stopping/best"
+    assert backend_key("eval_neuronxa/p(q)/nasca_mean", "mlflow") == "eval_neuronxa/p_q_/nasca_mean"  # MLflowCallback
+    assert backend_key("neuronxa/p/nasca/layer_00", "wandb") == "neuronxa/p/nasca/layer_00"
+
+
+def test_best_values_keep_the_best_headline_and_its_first_step():
+    records = [make_record(0, [0.3, 0.3, 0.3], chrf=19.0), make_record(50, [0.1, 0.2, 0.3], chrf=21.0),
+               make_record(100, [0.3, 0.3, 0.3], chrf=20.0)]
+    best = best_values(records)
+    assert best[f"eval/neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(0.3)
+    assert best[f"eval/neuronxa/{PAIR}/nasca_mean_best_step"] == 0       # a tie: the earlier step
+    assert best[f"eval/neuronxa/{PAIR}/chrf_best"] == 21.0 and best[f"eval/neuronxa/{PAIR}/chrf_best_step"] == 50
+    assert not any("best_layer" in key or "early_stopping" in key for key in best)
+    assert f"eval_neuronxa/{PAIR}/chrf_best" in best_values(records, "mlflow")
+
+
+def test_hub_without_a_trainer_gives_each_sink_the_headline_under_its_backend_names(tmp_path):
+    wandb_like, mlflow_like = RecordingSink(), RecordingSink()
+    wandb_like.name, mlflow_like.name = "wandb", "mlflow"
+    hub = TrackerHub(None, sinks=[wandb_like, mlflow_like], heatmaps=False)
+    record = full_record()
+    hub.log_measurement(record)
+    assert wandb_like.calls[0][1] == {**headline_for(record, "wandb"), **detail_scalars(record)}
+    assert mlflow_like.calls[0][1] == {**headline_for(record, "mlflow"), **detail_scalars(record)}
+    figure = tmp_path / "trend.png"
+    figure.write_bytes(b"png")
+    hub.log_figures({"trend/x": figure, "heatmap/x": figure})  # no live heatmaps: the report's goes out
+    assert wandb_like.calls[-1][0] == 100
+    assert set(wandb_like.calls[-1][2]) == {"neuronxa/figures/trend/x", "neuronxa/figures/heatmap/x"}
+
+
+class FakeWandbRun:
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+        self.defined: list[tuple[str, str | None]] = []
+        self.summary: dict = {}
+
+    def log(self, payload):
+        self.logged.append(payload)
+
+    def define_metric(self, name, step_metric=None, **kwargs):
+        self.defined.append((name, step_metric))
+
+
+def test_one_wandb_class_attached_leaves_the_headline_to_trainer_log(monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    run = FakeWandbRun()
+    monkeypatch.setattr(wandb, "run", run)
+    trainer, sink = FakeTrainer(), WandbSink(follow_active_run=True)
+    hub = TrackerHub(trainer, previous_records=RECORDS[:1], sinks=[sink], heatmaps=False)
+    hub.log_measurement(full_record())
+    assert trainer.logged == [trainer_scalars(full_record())]
+    (payload,) = run.logged
+    table = payload.pop(f"neuronxa/{PAIR}/translations")
+    assert isinstance(table, wandb.Table) and payload.pop("train/global_step") == 100
+    assert payload == detail_scalars(full_record())                  # details only: no headline twice
+    assert {("neuronxa/*", "train/global_step"), ("eval/neuronxa/*", "train/global_step")} <= set(run.defined)
+    # The best values over every record (the earlier one seeded from previous_records) in the run summary.
+    assert run.summary[f"eval/neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(1.0 / 3)
+    assert run.summary[f"eval/neuronxa/{PAIR}/nasca_mean_best_step"] == 100
+    assert run.summary[f"eval/neuronxa/{PAIR}/chrf_best"] == 20.5
+    hub.finish()  # the Trainer's run: never finished here (FakeWandbRun has no finish())
+    assert sink.run is run
+
+
+def test_one_wandb_class_unattached_adds_the_headline_under_the_same_names(monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    run = FakeWandbRun()
+    monkeypatch.setattr(wandb, "run", run)
+    sink = WandbSink(init=False, heatmaps=False, tables=False)         # joins the active run
+    sink.log_measurement(full_record())
+    (payload,) = run.logged
+    assert payload.pop("train/global_step") == 100
+    assert payload == {**headline_for(full_record(), "wandb"), **detail_scalars(full_record())}
+    assert f"eval/neuronxa/{PAIR}/nasca_mean" in payload and f"neuronxa/{PAIR}/nasca_mean" not in payload
+    sink.finish()
+    assert sink.run is None and wandb.run is run  # a joined run is left open

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.loggers import read_jsonl
-from neuronxa_callback.trackers import detail_scalars, trainer_scalars
+from neuronxa_callback.jsonl import read_jsonl
+from neuronxa_callback.metric_names import backend_key, detail_scalars, headline_for, trainer_scalars
 from tests.test_loggers import items_to_dict, wait_for_run_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,22 @@ def run_worker(root: Path, report_to, *extra: str, steps: int = 5) -> dict:
 def wandb_history(root: Path) -> list[dict]:
     (run_file,) = (root / "wandb").glob("offline-run-*/run-*.wandb")
     return [items_to_dict(r.history.item) for r in wait_for_run_file(run_file) if r.WhichOneof("record_type") == "history"]
+
+
+def wandb_summary(root: Path) -> dict:
+    (run_file,) = (root / "wandb").glob("offline-run-*/run-*.wandb")
+    summary: dict = {}
+    for record in wait_for_run_file(run_file):
+        if record.WhichOneof("record_type") == "summary":
+            summary.update(items_to_dict(record.summary.update))
+    return summary
+
+
+def assert_best_in_summary(summary: dict, records: list[dict]) -> None:
+    """The run summary keeps the best layer-mean NASCA and its (first) step, named after the headline."""
+    best = max(records, key=lambda r: (r["pairs"][PAIR]["nasca_mean"], -r["step"]))
+    assert summary[f"eval/neuronxa/{MEAN}_best"] == pytest.approx(best["pairs"][PAIR]["nasca_mean"])
+    assert summary[f"eval/neuronxa/{MEAN}_best_step"] == best["step"]
 
 
 def tensorboard_scalars(root: Path) -> dict[str, list[tuple[int, float]]]:
@@ -88,6 +105,39 @@ def assert_series(actual: list[tuple[int, float]], wanted: list[tuple[int, float
 def expected(records: list[dict], key: str, *, detail: bool = False) -> list[tuple[int, float]]:
     pick = detail_scalars if detail else trainer_scalars
     return sorted((r["step"], pick(r)[key]) for r in records if key in pick(r))
+
+
+def wandb_scalars_by_step(history: list[dict]) -> dict[int, dict[str, float]]:
+    """{step: {name: value}} of every number with "neuronxa" in its name in a W&B run (media are dicts: left out)."""
+    out: dict[int, dict[str, float]] = {}
+    for row in history:
+        for key, value in row.items():
+            if "neuronxa" in key and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault(int(row["train/global_step"]), {})[key] = float(value)
+    return out
+
+
+def tensorboard_scalars_by_step(scalars: dict) -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = {}
+    for tag, series in scalars.items():
+        if "neuronxa" in tag and not tag.startswith("__"):
+            for step, value in series:
+                out.setdefault(int(step), {})[tag] = float(value)
+    return out
+
+
+def assert_one_name_per_number(by_step: dict[int, dict[str, float]], records: list[dict], backend: str) -> None:
+    """At each measured step the backend holds exactly the headline under its backend names and the details, and
+    the layer-mean NASCA under one name only (no neuronxa/<pair>/nasca_mean, no eval_neuronxa_<pair>_nasca next to
+    it). Per-layer series and early stopping's smoothed/best can hold the same value: other quantities."""
+    assert sorted(by_step) == [r["step"] for r in records]
+    for record in records:
+        logged = by_step[record["step"]]
+        assert set(logged) == set(headline_for(record, backend)) | set(detail_scalars(record)), record["step"]
+        mean = record["pairs"][PAIR]["nasca_mean"]
+        aliases = [key for key, value in logged.items()
+                   if re.search(r"nasca(_mean)?$", key) and value == pytest.approx(mean, rel=1e-6, abs=1e-9)]
+        assert aliases == [backend_key(f"eval_neuronxa/{MEAN}", backend)]
 
 
 # ----- the tests ---------------------------------------------------------------------------------------------------------
@@ -148,6 +198,13 @@ def test_tensorboard_event_file_has_the_jsonl_values_on_the_trainer_steps(all_tr
     assert f"neuronxa/{MEAN}" not in scalars
 
 
+def test_wandb_and_tensorboard_publish_each_number_under_one_name(all_trackers_run):
+    root, run = all_trackers_run
+    assert_one_name_per_number(wandb_scalars_by_step(wandb_history(root)), run["records"], "wandb")
+    assert_best_in_summary(wandb_summary(root), run["records"])
+    assert_one_name_per_number(tensorboard_scalars_by_step(tensorboard_scalars(root)), run["records"], "tensorboard")
+
+
 def test_mlflow_store_has_the_jsonl_values_on_the_trainer_steps(all_trackers_run):
     root, run = all_trackers_run
     records = run["records"]
@@ -203,12 +260,36 @@ def test_each_tracker_alone_gets_the_jsonl_alignment(tracker, tmp_path):
         assert_series(by_step(trackio_logs(tmp_path), f"eval/neuronxa/{MEAN}"), wanted)
 
 
+def test_unattached_wandb_run_has_the_same_names_as_an_attached_one(tmp_path):
+    """callbacks=[callback] without attach(): the callback's own W&B sink joins the Trainer's run and writes the
+    headline itself, under the name the Trainer's integration gives it when attached."""
+    pytest.importorskip("wandb")
+    run = run_worker(tmp_path, ["wandb"], "--unattached")
+    records = run["records"]
+    assert [r["step"] for r in records] == [0, 2, 4, 5]
+    history = wandb_history(tmp_path)
+    assert_series(by_step(history, f"eval/neuronxa/{MEAN}"), expected(records, f"eval_neuronxa/{MEAN}"))
+    layer = f"neuronxa/{PAIR}/nasca/layer_00"
+    assert_series(by_step(history, layer), expected(records, layer, detail=True))
+    assert_series(by_step(history, f"eval/neuronxa/{PAIR}/chrf"), expected(records, f"eval_neuronxa/{PAIR}/chrf"))
+    assert_one_name_per_number(wandb_scalars_by_step(history), records, "wandb")
+    assert_best_in_summary(wandb_summary(tmp_path), records)
+    # Not through trainer.log: log_history and the console stay the Trainer's own.
+    assert not any("neuronxa" in key for entry in run["log_history"] for key in entry)
+    # Media as when attached: a heatmap per measurement, the translations, the report's figures at the end.
+    assert [row["train/global_step"] for row in history if f"neuronxa/{PAIR}/nasca_heatmap" in row] == [0, 2, 4, 5]
+    assert any(f"neuronxa/{PAIR}/translations" in row for row in history)
+    figures = {key for row in history for key in row if key.startswith("neuronxa/figures/")}
+    assert f"neuronxa/figures/trend/{PAIR}" in figures
+    assert any(row.get("loss") is not None or "train/loss" in row for row in history)  # the Trainer's run, shared
+
+
 def test_unattached_callback_writes_the_jsonl_and_says_once_that_trackers_need_attach(tmp_path, caplog):
     pytest.importorskip("tensorboard")
     import logging
 
     from neuronxa_callback import NeuronXACallback
-    from tests.test_callback_trainer import FAST, make_trainer
+    from tests._runs import FAST, make_trainer
 
     callback = NeuronXACallback(eval_steps=1, **FAST)
     trainer = make_trainer(tmp_path, [callback], max_steps=2, report_to=["tensorboard"])
