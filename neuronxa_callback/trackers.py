@@ -473,12 +473,21 @@ class TrackerHub(MeasurementLogger):
         the Trainer is about to log, so the flag is put back."""
         control = getattr(self._trainer, "control", None)
         should_log = bool(getattr(control, "should_log", False))
+        # TRL's trainers average their own train metrics (entropy, mean_token_accuracy, ...) in `_metrics` and merge
+        # them into whichever log() call comes next, then clear them: held back here, they stay with the loss entry.
+        pending = getattr(self._trainer, "_metrics", None)
+        held = {mode: dict(values) for mode, values in pending.items()
+                if isinstance(values, dict)} if isinstance(pending, dict) else {}
+        for mode in held:
+            pending[mode].clear()
         try:
             self._trainer.log(dict(scalars))
         except Exception as error:
             logger.warning("NeuronXA: trainer.log of step %d failed (%s: %s); the JSONL has it",
                            step, type(error).__name__, error)
         finally:
+            for mode, values in held.items():
+                pending[mode].update(values)
             if should_log:
                 for current in {id(c): c for c in (control, getattr(self._trainer, "control", None))
                                 if c is not None}.values():

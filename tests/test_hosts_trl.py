@@ -80,9 +80,6 @@ def test_prompt_completion_sft_run_is_measured_and_trains_as_without_the_callbac
     assert all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), trainer.model.parameters()))
 
 
-@pytest.mark.xfail(strict=True, reason="SFTTrainer.log() merges its pending train metrics (entropy, "
-                   "mean_token_accuracy, num_tokens) into every trainer.log() call and clears them; the callback's "
-                   "trainer.log (trackers.TrackerHub) takes them away from the Trainer's own loss entry")
 def test_trl_train_metrics_stay_on_the_loss_entries(tmp_path):
     trainer = sft_trainer(tmp_path, prompt_completion_dataset(), bf16=False)
     NeuronXACallback(eval_steps=2, **FAST).attach(trainer)
