@@ -1,24 +1,17 @@
 """A sink for AlignmentMonitor that hands each measurement's headline numbers to a training framework's loggers.
 
 Lightning's ``trainer.loggers`` and Accelerate's trackers take flat ``{name: float}`` dicts with a step. They get the
-same few numbers the Trainer's trackers get (trackers.headline_scalars), under ``neuronxa/`` like every other
-per-measurement scalar of the package (loggers.flatten_record), on the record's step, which is the host's own
-optimizer-step counter. The JSONL stays the complete record; a logger that fails is a warning, never a stopped run.
+same few numbers under the same names as the Trainer's trackers (metric_names.host_scalars:
+``eval/neuronxa/<pair>/nasca_mean``), on the record's step, which is the host's own optimizer-step counter. The JSONL stays the complete record; a logger that fails is a warning, never a stopped run.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from .loggers import PREFIX
-from .trackers import headline_scalars
+from .metric_names import host_scalars
 
 logger = logging.getLogger("neuronxa_callback.callback")  # the name users configure for the callback's messages
-
-
-def host_scalars(record: dict) -> dict[str, float]:
-    """``{"neuronxa/eng_Latn-isl_Latn/nasca_mean": 0.31, ...}``: the headline numbers of one record."""
-    return {f"{PREFIX}/{name}": value for name, value in headline_scalars(record).items()}
 
 
 class HostScalarSink:

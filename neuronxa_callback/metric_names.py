@@ -145,6 +145,13 @@ def headline_for(record: dict, backend: str) -> dict[str, float]:
     return {backend_key(key, backend): value for key, value in trainer_scalars(record).items()}
 
 
+def host_scalars(record: dict) -> dict[str, float]:
+    """The headline for another framework's loggers (Lightning's, Accelerate's trackers): the names the HF Trainer's
+    W&B / trackio / TensorBoard integrations show (``eval/neuronxa/<pair>/nasca_mean``), so a dashboard reads the
+    same whichever host trained."""
+    return headline_for(record, "tensorboard")
+
+
 # ----- the details ---------------------------------------------------------------------------------------------------
 def flatten_record(record: dict) -> dict[str, float]:
     """Every number of one record under ``neuronxa/``: the headline's numbers and the details together.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from neuronxa_callback.loggers import read_jsonl
+from neuronxa_callback.jsonl import read_jsonl
 from neuronxa_callback._records import history_from_records
 from neuronxa_callback.tracking import QUALITY_METRICS
 

@@ -214,7 +214,7 @@ def test_unsupported_architecture_surfaces_at_train_begin(tmp_path):
 @pytest.mark.slow  # W&B start-up and shutdown alone take ~30-60 s on 2 shared cores
 def test_wandb_offline_run_has_the_measurements(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from tests.test_loggers import items_to_dict, wait_for_run_file
+    from tests._records import items_to_dict, wait_for_run_file
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))

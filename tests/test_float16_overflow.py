@@ -224,7 +224,7 @@ def test_a_run_with_an_unscorable_layer_is_recorded_correlated_and_reported(toke
     # and the shards of a DDP encode merged with their reasons.
     from neuronxa_callback import AlignmentMonitor
     from neuronxa_callback.distributed import merge_encoded
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from neuronxa_callback.report import write_report
 
     model = _poisoned(tokenizer)

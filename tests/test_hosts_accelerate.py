@@ -7,7 +7,7 @@ import torch
 
 from neuronxa_callback import AlignmentMonitor
 from neuronxa_callback.accelerate import AccelerateTrackers
-from neuronxa_callback.loggers import read_jsonl
+from neuronxa_callback.jsonl import read_jsonl
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 from tests._runs import FAST
 
@@ -71,10 +71,10 @@ def test_tensorboard_through_accelerate_has_the_measurements_on_the_optimizer_st
     assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step"),
                                                            (5, "train_end")]
     scalars = tensorboard_scalars(tmp_path)
-    nasca = scalars[f"neuronxa/{PAIR}/nasca_mean"]
+    nasca = scalars[f"eval/neuronxa/{PAIR}/nasca_mean"]
     assert [s for s, _ in nasca] == [0, 2, 4, 5]
     assert [v for _, v in nasca] == pytest.approx([r["pairs"][PAIR]["nasca_mean"] for r in records], abs=1e-6)
-    chrf = scalars[f"neuronxa/{PAIR}/chrf"]
+    chrf = scalars[f"eval/neuronxa/{PAIR}/chrf"]
     assert [s for s, _ in chrf] == [r["step"] for r in records if "quality" in r] == [0, 4, 5]
     assert [s for s, _ in scalars["train_loss"]] == [1, 2, 3, 4, 5]  # the loop's own metric shares the run
 

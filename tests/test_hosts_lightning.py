@@ -14,13 +14,13 @@ import pytest
 pytest.importorskip("neuronxa_callback.lightning")  # skipped without lightning or pytorch-lightning
 
 from neuronxa_callback.lightning import NeuronXALightningCallback, pl  # noqa: E402
-from neuronxa_callback.loggers import read_jsonl  # noqa: E402
+from neuronxa_callback.jsonl import read_jsonl  # noqa: E402
 from tests._lightning_run import TinyCausalLM, fit  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
-MEAN = f"neuronxa/{PAIR}/nasca_mean"
+MEAN = f"eval/neuronxa/{PAIR}/nasca_mean"
 
 
 def records_of(root: Path) -> list[dict]:
@@ -71,7 +71,7 @@ def test_schedule_validation_and_final_reach_csv_and_tensorboard_on_the_measured
     assert f"neuronxa/figures/heatmap/{PAIR}" in events.Tags()["images"]
     assert [e.step for e in events.Images(f"neuronxa/figures/trend/{PAIR}")] == [5]
     chrf = [(r["step"], r["quality"][PAIR]["chrf"]) for r in records if "quality" in r]
-    assert_series(csv_series(tmp_path, f"neuronxa/{PAIR}/chrf"), chrf)
+    assert_series(csv_series(tmp_path, f"eval/neuronxa/{PAIR}/chrf"), chrf)
     assert csv_series(tmp_path, "train_loss")  # Lightning's own metrics share the file
     # The monitor's eval metrics are in callback_metrics (ModelCheckpoint / EarlyStopping can monitor them).
     assert float(trainer.callback_metrics["eval_neuronxa_nasca"]) == pytest.approx(expected[-1][1])
@@ -183,4 +183,4 @@ def test_ddp_two_cpu_processes_measure_once_and_stop_together(tmp_path):
     # Rank 0 logged to the CSV logger. Step 1 got its quality at the end (the run stopped there): the CSV gets the
     # chrF then, without a second copy of the alignment row.
     assert_series(csv_series(tmp_path, MEAN), [(r["step"], r["pairs"][PAIR]["nasca_mean"]) for r in records])
-    assert_series(csv_series(tmp_path, f"neuronxa/{PAIR}/chrf"), [(r["step"], r["quality"][PAIR]["chrf"]) for r in records])
+    assert_series(csv_series(tmp_path, f"eval/neuronxa/{PAIR}/chrf"), [(r["step"], r["quality"][PAIR]["chrf"]) for r in records])

@@ -10,7 +10,7 @@ import pytest
 trl = pytest.importorskip("trl")
 
 from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
-from neuronxa_callback.loggers import read_jsonl  # noqa: E402
+from neuronxa_callback.jsonl import read_jsonl  # noqa: E402
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 

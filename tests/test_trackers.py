@@ -10,7 +10,7 @@ import pytest
 from neuronxa_callback.metric_names import (backend_key, best_values, detail_scalars, flatten_record, headline_for,
                                             headline_scalars, summary_line, trainer_scalars, translation_rows)
 from neuronxa_callback.trackers import TensorBoardSink, TrackerHub, TrackerSink, WandbSink
-from tests.test_loggers import PAIR, RECORDS, make_record
+from tests._records import PAIR, RECORDS, make_record
 
 
 def full_record() -> dict:

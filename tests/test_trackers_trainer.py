@@ -14,7 +14,7 @@ import pytest
 
 from neuronxa_callback.jsonl import read_jsonl
 from neuronxa_callback.metric_names import backend_key, detail_scalars, headline_for, trainer_scalars
-from tests.test_loggers import items_to_dict, wait_for_run_file
+from tests._records import items_to_dict, wait_for_run_file
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
