@@ -73,6 +73,9 @@ _EXPORTS: dict[str, str] = {
     "JsonlLogger": "jsonl",
     "WandbLogger": "trackers",
     "write_report": "report",
+    "summary_lines": "run_summary",
+    "alignment_change": "run_summary",
+    "training_example": "prompts",
     # similarity baselines, checkpoint scoring, correlation with benchmarks
     "cka": "similarity",
     "svcca": "similarity",
@@ -121,7 +124,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .trackers import WandbLogger
     from .models import load_model_and_tokenizer, prepare_for_training
     from .quality import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
+    from .prompts import training_example
     from .report import write_report
+    from .run_summary import alignment_change, summary_lines
     from .scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
     from .tracking import MeasurementHistory, PlateauDetector
     from .similarity import SimilarityError, anc, cka, similarity_per_layer, svcca

@@ -192,3 +192,9 @@ def build_prompt(
         source=_one_line(source),
         examples=_fewshot_block(examples, source_name, target_name),
     )
+
+
+def training_example(source: str, target: str, *, source_lang: str, target_lang: str) -> tuple[str, str]:
+    """(prompt, completion) to fine-tune on, in the zero-shot prompt format the callback translates with, e.g.
+    ("Icelandic: Halló.\nEnglish:", " Hello."): training and measuring then read alike."""
+    return build_prompt(source, source_lang=source_lang, target_lang=target_lang, prompt="fewshot"), f" {target}"

@@ -30,8 +30,8 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     PackedBlocks,
     apply_lora,
     count_parameters,
-    summary_lines,
 )
+from neuronxa_callback.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -38,15 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402 - after the sys.path line on purpose
     CausalLMCollator,
     TokenizedTexts,
-    alignment_change,
     apply_lora,
     count_parameters,
     find_wandb_run_dir,
     make_time_budget_callback,
-    summary_lines,
     train_mlp_only,
     translation_examples,
 )
+from neuronxa_callback.run_summary import alignment_change, summary_lines  # noqa: E402
 
 PAIR_SOURCE, PAIR_TARGET = "eng_Latn", "isl_Latn"
 

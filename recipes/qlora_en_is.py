@@ -33,9 +33,9 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     apply_lora,
     count_parameters,
     find_wandb_run_dir,
-    summary_lines,
     translation_examples,
 )
+from neuronxa_callback.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from neuronxa_callback.run_summary import alignment_change, summary_lines
 from tests._tiny import tiny_model, tiny_tokenizer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -135,19 +136,19 @@ def _record(step: int, per_layer: list[float], chrf=None, n: int = 100) -> dict:
 
 def test_alignment_change_verdicts():
     baseline = _record(0, [0.05] * 10)
-    rose = common.alignment_change([baseline, _record(50, [0.15] * 10)], PAIR)
+    rose = alignment_change([baseline, _record(50, [0.15] * 10)], PAIR)
     assert rose["verdict"].startswith("alignment ROSE") and rose["delta"] == pytest.approx(0.10)
     assert rose["layers_rose"] == 10 and rose["sign_test_p"] < 0.01
-    flat = common.alignment_change([baseline, _record(50, [0.05, 0.06] * 5)], PAIR)
+    flat = alignment_change([baseline, _record(50, [0.05, 0.06] * 5)], PAIR)
     assert flat["verdict"].startswith("alignment did NOT move")  # +0.005 is below 2/n
-    fell = common.alignment_change([baseline, _record(50, [0.0] * 10)], PAIR)
+    fell = alignment_change([baseline, _record(50, [0.0] * 10)], PAIR)
     assert fell["verdict"].startswith("alignment FELL")
-    assert "fewer than two" in common.alignment_change([baseline], PAIR)["verdict"]
+    assert "fewer than two" in alignment_change([baseline], PAIR)["verdict"]
 
 
 def test_summary_lines_one_row_per_measurement():
     records = [_record(0, [0.1, 0.3], chrf=20.0), _record(10, [0.2, 0.1])]
-    lines = common.summary_lines(records, PAIR)
+    lines = summary_lines(records, PAIR)
     assert len(lines) == 4 and "step" in lines[0]
     assert " 1: 0.300" in lines[2] and "20.0" in lines[2]
     assert " 0: 0.200" in lines[3]
@@ -337,3 +338,12 @@ def test_length_bucketed_order_pads_less_without_favouring_long_examples():
 def test_length_bucketed_order_rejects_bad_sizes():
     with pytest.raises(ValueError, match="batch_size"):
         common.length_bucketed_order([3, 4], batch_size=0)
+
+
+def test_training_examples_use_the_prompt_format_the_callback_translates_with():
+    from neuronxa_callback.prompts import build_prompt
+
+    (prompt, completion), = common.translation_examples([("Hello.", "Halló.")], source_lang="eng_Latn",
+                                                         target_lang="isl_Latn", directions="tgt2src")
+    assert (prompt, completion) == ("Icelandic: Halló.\nEnglish:", " Hello.")
+    assert prompt == build_prompt("Halló.", source_lang="isl_Latn", target_lang="eng_Latn", prompt="auto")
