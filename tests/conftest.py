@@ -54,3 +54,17 @@ def model_dir(tmp_path_factory) -> Path:
     tiny_model("llama", tokenizer=tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def restore_library_verbosity(monkeypatch):
+    """`--quiet` silences transformers process-wide (right for a CLI); undo it so other tests see the defaults."""
+    from transformers.utils import logging as transformers_logging
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    verbosity = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    yield
+    transformers_logging.set_verbosity(verbosity)
+    if bars:
+        transformers_logging.enable_progress_bar()

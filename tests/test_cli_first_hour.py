@@ -21,18 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
 
 
-@pytest.fixture(autouse=True)
-def _restore_library_verbosity(monkeypatch):
-    """`--quiet` silences transformers process-wide (right for a CLI); undo it so other tests see the defaults."""
-    from transformers.utils import logging as transformers_logging
-
-    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
-    verbosity = transformers_logging.get_verbosity()
-    bars = transformers_logging.is_progress_bar_enabled()
-    yield
-    transformers_logging.set_verbosity(verbosity)
-    if bars:
-        transformers_logging.enable_progress_bar()
+pytestmark = pytest.mark.usefixtures("restore_library_verbosity")
 
 
 @pytest.fixture
