@@ -1,5 +1,7 @@
 """One measurement across ranks: what it needs (MeasurementInputs, prepared once per train()) and running it:
 encode on every rank, gather, score on rank 0, translate on every rank, gather, record on rank 0, broadcast.
+Each rank's share goes through the model's engine (sharding.engine_for: replicated or sharded weights, chosen once
+per measurement), which also puts sharded parameters back at the end.
 
 Usage (NeuronXACallback)::
 
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._quality_step import fewshot_examples, load_scorers, merge_translations, translate_share
-from ._rank import attempt, gather_attempts
-from .distributed import broadcast_object, rank_and_world
+from ._rank import attempt, gather_attempts, gather_encoded_attempts
+from .distributed import broadcast_object
 
 if TYPE_CHECKING:
     from .data import ParallelSet
@@ -117,27 +119,18 @@ def prepare_inputs(settings: CallbackSettings, model, tokenizer, rank: int,
     return inputs
 
 
-def encode_all(inputs: MeasurementInputs, model, tokenizer, shard) -> Any:
-    """Every language's sentences in one encode() call (the pivot once for all pairs); this rank's shard under DDP."""
-    from .activations import encode
+def encode_all(inputs: MeasurementInputs, engine, tokenizer) -> Any:
+    """Every language's sentences in one encode (the pivot once for all pairs): this rank's share, through `engine`."""
     from .alignment import parallel_sentences
-    from .sharding import sharding_engine
 
-    if sharding_engine(model) is not None:  # FSDP / ZeRO-3: every rank in every forward (sharding.py)
-        from ._sharded_step import encode_all_sharded
-
-        return encode_all_sharded(inputs, model, tokenizer)
-    return encode(model, tokenizer, parallel_sentences(inputs.data), shard=shard, **inputs.settings.encode_options())
+    return engine.encode(tokenizer, parallel_sentences(inputs.data), **inputs.settings.encode_options())
 
 
-def score_alignment(inputs: MeasurementInputs, parts: list[Any], model) -> Any:
-    """Rank 0: merge the ranks' rows (sentence order) and score every pair: an AlignmentReport."""
+def score_alignment(inputs: MeasurementInputs, encoded: Any, model) -> Any:
+    """Rank 0: score every pair of the gathered rows (all sentences, sentence order): an AlignmentReport."""
     from .alignment import score_encoded
-    from .distributed import merge_encoded
 
     settings, data = inputs.settings, inputs.data
-    total = len(data) * len(data.languages)
-    encoded = parts[0] if len(parts) == 1 else merge_encoded(parts, total)
     config = getattr(model, "config", None)
     return score_encoded(
         encoded,
@@ -149,20 +142,20 @@ def score_alignment(inputs: MeasurementInputs, parts: list[Any], model) -> Any:
     )
 
 
-def translate_all(inputs: MeasurementInputs, model, tokenizer) -> tuple[dict | None, str | None, float]:
-    """Collective: every rank translates its share; rank 0 gets (translations in sentence order, first error, seconds)."""
-    from .sharding import sharding_engine
+def translate_all(inputs: MeasurementInputs, model, tokenizer, engine=None) -> tuple[dict | None, str | None, float]:
+    """Collective: every rank translates its share; rank 0 gets (translations in sentence order, first error, seconds).
 
-    rank, world = rank_and_world()
+    engine: run_measurement's (it releases it); without one, engine_for(model), released here."""
+    from .sharding import engine_for
+
     start = time.perf_counter()
-    if sharding_engine(model) is not None:  # FSDP / ZeRO-3: the same number of synced generate calls on every rank
-        from ._sharded_step import translate_share_sharded
-
-        mine, error = attempt(lambda: translate_share_sharded(model, tokenizer, inputs.data, inputs.settings,
-                                                              inputs.examples))
-    else:
-        mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings,
-                                                      inputs.examples, rank, world))
+    own = engine is None
+    if own:
+        engine = engine_for(model)
+    mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings, inputs.examples,
+                                                  engine=engine))
+    if own:  # local, no collective
+        error = error or attempt(engine.release)[1]
     parts, error = gather_attempts(mine, error)
     translations = merge_translations(parts) if parts is not None and error is None else None
     return translations, error, time.perf_counter() - start
@@ -172,32 +165,31 @@ def run_measurement(inputs: MeasurementInputs, model, tokenizer, *, with_quality
                     record: Callable[[Any, dict | None, dict[str, float]], dict]) -> dict:
     """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
     from .memory import PeakMemory
-    from .sharding import reshard
+    from .sharding import engine_for
 
-    rank, world = rank_and_world()
-    shard = (rank, world) if world > 1 else None
+    engine = engine_for(model)
     device = _model_device(model)
 
     start = time.perf_counter()
     with PeakMemory(device) as alignment_memory:
-        local, error = attempt(lambda: encode_all(inputs, model, tokenizer, shard))
-    parts, error = gather_attempts(local, error)
+        local, error = attempt(lambda: encode_all(inputs, engine, tokenizer))
+    encoded, error = gather_encoded_attempts(local, error, len(inputs.data) * len(inputs.data.languages))
     report = None
-    if rank == 0 and error is None:
-        report, error = attempt(lambda: score_alignment(inputs, parts, model))
+    if engine.rank == 0 and error is None:
+        report, error = attempt(lambda: score_alignment(inputs, encoded, model))
     alignment_seconds = time.perf_counter() - start
 
     translations, generation_seconds, generation_memory = None, 0.0, None
     if with_quality:
         with PeakMemory(device) as generation_memory:
-            translations, translate_error, generation_seconds = translate_all(inputs, model, tokenizer)
+            translations, translate_error, generation_seconds = translate_all(inputs, model, tokenizer, engine)
         error = error or translate_error
     # FSDP / ZeRO-3 leave some parameters gathered after no-grad forwards: back into their shards before training
     # resumes (a no-op for replicated weights; local, no collective).
-    error = error or attempt(lambda: reshard(model))[1]
+    error = error or attempt(engine.release)[1]
 
     outcome = {"error": error, "eval_metrics": {}, "should_stop": False, "reason": None}
-    if rank == 0 and error is None:
+    if engine.rank == 0 and error is None:
         timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds,
                   **alignment_memory.to_dict("alignment")}
         if generation_memory is not None:

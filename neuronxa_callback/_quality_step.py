@@ -5,7 +5,7 @@ Usage (what _measurement.run_measurement and the callback's rank-0 record step d
 
     examples = fewshot_examples(data, settings)                      # at set-up, every rank: FewShotExamples
     scorers = load_scorers(settings)                                 # at set-up, rank 0
-    mine = translate_share(model, tokenizer, data, settings, examples, rank, world)   # every rank
+    mine = translate_share(model, tokenizer, data, settings, examples, engine=engine)  # every rank; engine_for(model)
     translations = merge_translations(parts)                         # rank 0, after gathering `mine`
     quality = score_quality(translations, data, scorers, settings, examples)        # rank 0 -> record["quality"]
 """
@@ -94,26 +94,26 @@ def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
 
 
 def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSettings,
-                    examples: dict[tuple[str, str], Any], rank: int, world: int,
+                    examples: dict[tuple[str, str], Any], *, engine: Any = None,
                     ) -> dict[tuple[str, str], list[tuple[int, str]]]:
-    """This rank's translations: sentence i goes to rank i % world. {(src, tgt): [(i, hypothesis), ...]}."""
-    from .generation import translate
+    """This rank's translations {(src, tgt): [(i, hypothesis), ...]}, its share of each direction's sentences
+    (distributed.my_share) through `engine` (sharding.engine_for(model): a collective under sharded parameters).
+    Without an engine: a ReplicatedEngine for one process holding the whole model (checkpoint scoring)."""
+    from .sharding import ReplicatedEngine
 
+    if engine is None:
+        engine = ReplicatedEngine(model, 0, 1)
     out = {}
     for source_lang, target_lang in directions(data, settings):
-        sources = quality_slice(data.sentences(source_lang), settings)
-        mine = list(range(rank, len(sources), world))
-        hypotheses = translate(
-            model,
+        out[(source_lang, target_lang)] = engine.translate(
             tokenizer,
-            [sources[i] for i in mine],
+            quality_slice(data.sentences(source_lang), settings),
             source_lang=source_lang,
             target_lang=target_lang,
             examples=example_pairs(examples, (source_lang, target_lang)),
-            progress=rank == 0,  # translating is the long part of a measurement: show it moving
+            progress=engine.rank == 0,  # translating is the long part of a measurement: show it moving
             **settings.translate_options(),
-        ) if mine else []
-        out[(source_lang, target_lang)] = list(zip(mine, hypotheses))
+        )
     return out
 
 

@@ -4,6 +4,7 @@ Usage::
 
     local, error = attempt(lambda: encode(...))                # never raises
     parts, error = gather_attempts(local, error)               # rank 0: every rank's result + the first error
+    encoded, error = gather_encoded_attempts(local, error, total)   # the same for one encode's shares, merged
     shared = agree(local_error, {"index": 3} if rank == 0 else None)  # every rank: rank 0's values + the first error
 
 A step that fails on one rank must not skip a collective there (the other ranks would wait forever), so each
@@ -14,9 +15,12 @@ The low-level collectives themselves live in distributed.py.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .distributed import broadcast_object, gather_objects
+from .distributed import broadcast_object, gather_objects, merge_parts
+
+if TYPE_CHECKING:
+    from .activations import Encoded
 
 # The callback's private modules log under the callback's name: that is the logger users configure.
 logger = logging.getLogger("neuronxa_callback.callback")
@@ -41,6 +45,15 @@ def gather_attempts(result: Any, error: str | None) -> tuple[list[Any] | None, s
     if gathered is None:
         return None, error
     return [part for part, _ in gathered], next((e for _, e in gathered if e), None)
+
+
+def gather_encoded_attempts(local: Encoded | None, error: str | None, total: int) -> tuple[Encoded | None, str | None]:
+    """Collective: gather_attempts of the ranks' shares of one encode (`total` sentences); rank 0 gets them merged
+    in sentence order (None when a rank failed) and the first error; other ranks (None, their own error)."""
+    parts, error = gather_attempts(local, error)
+    if parts is None or error is not None:
+        return None, error
+    return attempt(lambda: merge_parts(parts, total))
 
 
 def agree(local_error: str | None, rank0_values: dict | None) -> dict:

@@ -7,6 +7,8 @@ Usage::
     enc = encode(model, tokenizer, ["A sentence.", "Another one."], representations=("nas", "nav"))
     enc.representations["nas"]    # float32 CPU tensor [num_layers, 2, d_ff]
     enc.indices                   # [0, 1]: row j is sentences[enc.indices[j]]
+    plan = encode_plan(tokenizer, sentences, batch_size=16)     # the batches encode runs (one forward each)
+    encode(model, tokenizer, sentences, batch_size=16, plan=plan)  # the same result, without tokenizing again
 
 Per layer l and neuron i, with a the output of the MLP activation function (act(gate(x)) for gated MLPs):
   NAS[l, i] = sum_t w_t * 1(a[l, t, i] > 0)      (activation state)
@@ -392,6 +394,65 @@ class _ModelState:
             module.training = flag
 
 
+@dataclass(frozen=True)
+class EncodePlan:
+    """What encode() runs, decided before the model is touched: the tokenized sentences and their batches.
+
+    input_ids / special: each sentence's token ids and special-tokens mask (1 on tokens the tokenizer added: fed,
+    never pooled). batches: sentence indices per batch over ALL sentences (plan_batches); share(rank, world): the
+    batches one rank of a sharded encode runs, one forward each.
+    """
+
+    sentences: tuple[str, ...]
+    batch_size: int
+    max_length: int
+    input_ids: list[list[int]]
+    special: list[list[int]]
+    batches: list[list[int]]
+
+    def share(self, rank: int, world: int) -> list[list[int]]:
+        """The batches rank `rank` of `world` encodes (distributed.my_share of the batch numbers), in plan order."""
+        from .distributed import my_share
+
+        return [self.batches[number] for number in my_share(len(self.batches), rank, world)]
+
+    def shortest(self) -> list[int] | None:
+        """Token ids of the shortest sentence (the last one planned): the cheapest forward. None without sentences."""
+        return list(self.input_ids[self.batches[-1][-1]]) if self.batches else None
+
+    def made_for(self, sentences: Sequence[str], batch_size: int, max_length: int) -> bool:
+        return (self.batch_size, self.max_length) == (batch_size, max_length) and self.sentences == tuple(sentences)
+
+
+def encode_plan(tokenizer: Any, sentences: Sequence[str], *, batch_size: int = 16, max_length: int = 256) -> EncodePlan:
+    """encode()'s plan for `sentences`: tokenized with the tokenizer's special tokens, truncated to max_length, batched
+    by length. Raises ValueError for bad settings, a non-string sentence or one with no token to pool."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"encode: batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"encode: max_length must be an int >= 2, got {max_length!r}")
+    sentences = tuple(sentences)
+    bad = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
+    if bad:
+        raise ValueError(f"encode: sentences must be strings; positions {bad[:5]} are not")
+
+    tokenized = tokenizer(
+        list(sentences),
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+    ) if sentences else {"input_ids": [], "special_tokens_mask": []}  # a fast tokenizer fails on []
+    input_ids: list[list[int]] = tokenized["input_ids"]
+    special: list[list[int]] = tokenized["special_tokens_mask"]
+    empty = [i for i, mask in enumerate(special) if all(mask)]
+    if empty:
+        raise ValueError(f"encode: sentences at positions {empty[:5]} have no token to pool (empty text?)")
+    return EncodePlan(sentences=sentences, batch_size=batch_size, max_length=max_length, input_ids=input_ids,
+                      special=special, batches=plan_batches([len(ids) for ids in input_ids], batch_size))
+
+
 def encode(
     model: nn.Module,
     tokenizer: Any,
@@ -403,6 +464,7 @@ def encode(
     max_length: int = 256,
     shard: tuple[int, int] | None = None,
     progress: bool = False,
+    plan: EncodePlan | None = None,
 ) -> Encoded:
     """Pooled NAS / NAV / embedding representations of `sentences`, per decoder layer.
 
@@ -412,10 +474,11 @@ def encode(
         enc.representations["nav"].shape     # [num_layers, len(texts), d_ff]
 
     Sentences are tokenized with the tokenizer's special tokens (fed, never pooled), truncated to max_length,
-    batched by length (plan_batches) and padded on tokenizer.padding_side. shard=(rank, world_size) encodes only
-    the batches b with b % world_size == rank of the plan over ALL sentences, so the union of the ranks' rows equals
-    the unsharded result bit for bit. Runs under torch.no_grad in eval mode and leaves the model's training flags,
-    its config and the tokenizer as they were. Works through PEFT wrappers and on quantized (bitsandbytes) models.
+    batched by length (plan_batches) and padded on tokenizer.padding_side: encode_plan(), or `plan` when the caller
+    made it already (sharding.ShardedEngine counts its forwards from it). shard=(rank, world_size) encodes only this
+    rank's batches (plan.share: distributed.my_share of the batch numbers) of the plan over ALL sentences, so the
+    union of the ranks' rows equals the unsharded result bit for bit. Runs under torch.no_grad in eval mode and
+    leaves the model's training flags, its config and the tokenizer as they were. Works through PEFT wrappers and on quantized (bitsandbytes) models.
     Float16 overflow (see the module docstring) is recomputed under bfloat16 autocast when unsharded, else flagged;
     either is logged as a warning and recorded in the result (overflow, upcast_batches, invalid_layers).
     """
@@ -425,34 +488,14 @@ def encode(
     _check_representations(representations, "encode")
     if pooling not in POOLINGS:
         raise ValueError(f"encode: pooling must be one of {POOLINGS}, got {pooling!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"encode: batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"encode: max_length must be an int >= 2, got {max_length!r}")
     _check_shard(shard)
-    sentences = list(sentences)
-    bad = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
-    if bad:
-        raise ValueError(f"encode: sentences must be strings; positions {bad[:5]} are not")
-
-    tokenized = tokenizer(
-        sentences,
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_special_tokens_mask=True,
-        return_attention_mask=False,
-    )
-    input_ids: list[list[int]] = tokenized["input_ids"]
-    special: list[list[int]] = tokenized["special_tokens_mask"]
-    empty = [i for i, mask in enumerate(special) if all(mask)]
-    if empty:
-        raise ValueError(f"encode: sentences at positions {empty[:5]} have no token to pool (empty text?)")
-
-    plan = plan_batches([len(ids) for ids in input_ids], batch_size)
-    if shard is not None:
-        plan = [batch for number, batch in enumerate(plan) if number % shard[1] == shard[0]]
-    indices = sorted(i for batch in plan for i in batch)
+    if plan is None:
+        plan = encode_plan(tokenizer, sentences, batch_size=batch_size, max_length=max_length)
+    elif not plan.made_for(sentences, batch_size, max_length):
+        raise ValueError("encode: `plan` was made for other sentences, batch_size or max_length (use encode_plan)")
+    input_ids, special = plan.input_ids, plan.special
+    mine = plan.batches if shard is None else plan.share(*shard)
+    indices = sorted(i for batch in mine for i in batch)
     row_of = {sentence_index: row for row, sentence_index in enumerate(indices)}
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -471,11 +514,11 @@ def encode(
     capture = ActivationCapture(model, representations)
     numerics = _Numerics(recompute=shard is None)
     forward_seconds = 0.0
-    batches = plan
+    batches = mine
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(plan, desc="neuronxa encode", unit="batch")
+        batches = tqdm(mine, desc="neuronxa encode", unit="batch")
     try:
         model.eval()
         with torch.no_grad(), capture:

@@ -441,8 +441,10 @@ def measure_alignment(
 
     representations: names from ("nas", "nav", "embedding") or "all". layers: None / "all", (start, stop) or a
     list of indices — selects the layers of the layer mean and of max-pooled retrieval (every layer is reported).
-    center=True is BEYOND THE PAPER. shard=(rank, world_size): every rank must call this (it gathers with
-    distributed.gather_encoded, a collective); rank 0 gets the report, other ranks get None.
+    center=True is BEYOND THE PAPER. shard=(rank, world_size), this process's place in the process group: a
+    collective, call it on every rank: each encodes its share the callback's way (sharding.engine_for: DDP, FSDP or
+    ZeRO-3), the shares are gathered and rank 0 gets the report, other ranks None. A rank's own failure is raised
+    there; rank 0 raises AlignmentError for another rank's.
     similarity: extra baselines ("cka", "svcca", "anc"; "anc:nas" for another representation), see similarity.py.
     """
     from .activations import encode
@@ -450,21 +452,12 @@ def measure_alignment(
     representations = normalize_representations(representations)
     extras = measure_names(similarity) if similarity else []
     encoded_representations = tuple(dict.fromkeys([*representations, *(r for _, _, r in extras)]))
-    encoded = encode(
-        model,
-        tokenizer,
-        parallel_sentences(data),
-        representations=encoded_representations,
-        pooling=pooling,
-        batch_size=batch_size,
-        max_length=max_length,
-        shard=shard,
-        progress=progress,
-    )
-    if shard is not None:
-        from .distributed import gather_encoded
-
-        encoded = gather_encoded(encoded, len(data) * len(data.languages))
+    options = {"representations": encoded_representations, "pooling": pooling, "batch_size": batch_size,
+               "max_length": max_length, "progress": progress}
+    if shard is None:
+        encoded = encode(model, tokenizer, parallel_sentences(data), **options)
+    else:
+        encoded = _encode_across_ranks(model, tokenizer, data, shard, options)
         if encoded is None:
             return None
     return score_encoded(
@@ -480,3 +473,32 @@ def measure_alignment(
         similarity=similarity,
         svcca_directions=svcca_directions,
     )
+
+
+def _encode_across_ranks(model: Any, tokenizer: Any, data: ParallelSet, shard: tuple[int, int],
+                         options: dict[str, Any]) -> Encoded | None:
+    """Collective, the callback's route: this rank's share through the model's engine, released, then gathered.
+    Rank 0 gets every row in sentence order; other ranks None."""
+    from ._rank import gather_encoded_attempts
+    from .distributed import rank_and_world
+    from .sharding import engine_for
+
+    if not isinstance(shard, (tuple, list)) or tuple(shard) != rank_and_world():
+        raise AlignmentError(f"measure_alignment: shard={shard!r} is not this process's (rank, world_size) "
+                             f"{rank_and_world()}; leave shard out in a single process")
+    engine = engine_for(model)
+    local, failure = None, None
+    try:
+        try:
+            local = engine.encode(tokenizer, parallel_sentences(data), **options)
+        finally:
+            engine.release()
+    except Exception as error:  # noqa: BLE001 - the other ranks learn of it at the gather, then it is raised here
+        failure = error
+    reason = None if failure is None else f"{type(failure).__name__}: {failure}"
+    encoded, reason = gather_encoded_attempts(local, reason, len(data) * len(data.languages))
+    if failure is not None:
+        raise failure
+    if reason is not None:
+        raise AlignmentError(f"measure_alignment: the ranks' encode failed ({reason})")
+    return encoded

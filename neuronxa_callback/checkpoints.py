@@ -240,7 +240,7 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
     if quality:
         started = time.perf_counter()
         examples = quality_step.fewshot_examples(data, settings)
-        mine = quality_step.translate_share(model, tokenizer, data, settings, examples, 0, 1)
+        mine = quality_step.translate_share(model, tokenizer, data, settings, examples)
         translations = quality_step.merge_translations([mine])
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()

@@ -5,6 +5,7 @@ Usage::
     from neuronxa_callback.distributed import rank_and_world, gather_encoded, broadcast_object
 
     rank, world = rank_and_world()                       # (0, 1) when torch.distributed is not initialised
+    mine = my_share(len(sources), rank, world)           # the items rank `rank` handles: rank, rank + world, ...
     local = encode(model, tokenizer, sentences, shard=(rank, world))
     merged = gather_encoded(local, len(sentences))       # rank 0: all rows in sentence order; other ranks: None
     decision = broadcast_object(decision_on_rank0)       # every rank gets rank 0's value
@@ -34,6 +35,14 @@ def rank_and_world() -> tuple[int, int]:
     if dist is None:
         return 0, 1
     return dist.get_rank(), dist.get_world_size()
+
+
+def my_share(n: int, rank: int, world: int) -> list[int]:
+    """The items of n (sentences, or batches of a plan) rank `rank` of `world` handles: rank, rank + world, ...
+
+    The one rank split of the package: encode's batches, translate's sentences, on every engine.
+    """
+    return list(range(rank, n, world))
 
 
 def gather_objects(obj: Any) -> list[Any] | None:
@@ -92,9 +101,14 @@ def merge_encoded(parts: list[Encoded], total: int) -> Encoded:
     )
 
 
+def merge_parts(parts: list[Encoded], total: int) -> Encoded:
+    """The gathered shares of one encode as one Encoded in sentence order (the single share as it is)."""
+    return parts[0] if len(parts) == 1 else merge_encoded(parts, total)
+
+
 def gather_encoded(local: Encoded, total: int) -> Encoded | None:
     """Collective: rank 0 gets every rank's rows merged in sentence order; other ranks get None."""
     parts = gather_objects(local)
     if parts is None:
         return None
-    return local if len(parts) == 1 else merge_encoded(parts, total)
+    return merge_parts(parts, total)

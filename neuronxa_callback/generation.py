@@ -2,12 +2,13 @@
 
 Usage::
 
-    from neuronxa_callback.generation import translate, make_translations
+    from neuronxa_callback.generation import make_translations, translate, translate_plan
 
     hypotheses = translate(model, tokenizer, ["Guten Morgen.", "Wie geht es dir?"],
                            source_lang="deu_Latn", target_lang="eng_Latn",
                            examples=[("Danke.", "Thank you."), ("Ja.", "Yes.")], max_new_tokens=48)
     rows = make_translations(sources, hypotheses, references)   # [Translation(id, source, hypothesis, reference)]
+    plan = translate_plan(tokenizer, sources, source_lang="deu_Latn", target_lang="eng_Latn")  # one generate per batch
 
 translate() may be called in the middle of training (from a callback): it leaves the model and tokenizer as it found
 them (train/eval flags of every module, gradient checkpointing, config.use_cache, tokenizer.padding_side) and runs under
@@ -26,7 +27,8 @@ from .prompts import build_prompt, check_examples, resolve_style
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Translation", "make_translations", "translate", "build_prompt", "generation_mode"]
+__all__ = ["Translation", "TranslatePlan", "make_translations", "translate", "translate_plan", "build_prompt",
+           "generation_mode"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,59 @@ def _decode_new_tokens(tokenizer: Any, new_tokens: list[int], eos_ids: set[int])
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
+@dataclass(frozen=True)
+class TranslatePlan:
+    """What translate() runs, decided before the model is touched: each source's prompt token ids and the batches
+    (one generate call each; source indices, length-sorted by plan_batches)."""
+
+    sources: tuple[str, ...]
+    settings: tuple[Any, ...]  # (source_lang, target_lang, prompt, checked examples, batch_size)
+    input_ids: list[list[int]]
+    batches: list[list[int]]
+
+    def made_for(self, sources: Sequence[str], *, source_lang: str, target_lang: str, prompt: str,
+                 examples: Sequence[Sequence[str]], batch_size: int) -> bool:
+        settings = (source_lang, target_lang, prompt, tuple(check_examples(examples)), batch_size)
+        return self.settings == settings and self.sources == tuple(sources)
+
+
+def translate_plan(
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    source_lang: str,
+    target_lang: str,
+    prompt: str = "auto",
+    examples: Sequence[Sequence[str]] = (),
+    batch_size: int = 16,
+) -> TranslatePlan:
+    """translate()'s prompts and batches for `sources`, with its checks of the arguments, the examples and the prompt
+    style (ValueError / PromptError before any generate call)."""
+    if isinstance(sources, str):
+        raise ValueError("translate: sources must be a sequence of sentences, not one string")
+    sources = tuple(sources)
+    for i, source in enumerate(sources):
+        if not isinstance(source, str):
+            raise ValueError(f"translate: sources[{i}] is {type(source).__name__}, expected str")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"translate: batch_size must be a positive int, got {batch_size!r}")
+    from .activations import plan_batches
+
+    checked = check_examples(examples, sources)
+    style = resolve_style(prompt, tokenizer)
+    settings = (source_lang, target_lang, prompt, tuple(checked), batch_size)
+    if not sources:
+        return TranslatePlan(sources, settings, [], [])
+    prompts = [
+        build_prompt(s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked, tokenizer=tokenizer)
+        for s in sources
+    ]
+    # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
+    encoded = tokenizer(prompts, add_special_tokens=(style != "chat"))["input_ids"]
+    # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
+    return TranslatePlan(sources, settings, encoded, plan_batches([len(ids) for ids in encoded], batch_size))
+
+
 def translate(
     model: Any,
     tokenizer: Any,
@@ -151,6 +206,7 @@ def translate(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     progress: bool = False,
     synced_gpus: bool | None = None,
+    plan: TranslatePlan | None = None,
 ) -> list[str]:
     """Greedy translations of `sources`, one line each, in the order of `sources`.
 
@@ -160,37 +216,27 @@ def translate(
     or EOS, or after max_new_tokens; text after a newline is dropped. progress=True shows a bar on stderr over the
     sentences, with the batch and its tokens generated so far (a batch can take minutes). synced_gpus is passed to generate() when given
     (True under parameter sharding: every rank keeps stepping until all are done; see sharding.translate_sharded).
+    plan: translate_plan()'s result for these arguments, when the caller made it already (one generate call per
+    batch: sharding.ShardedEngine counts its calls from it).
     """
-    if isinstance(sources, str):
-        raise ValueError("translate: sources must be a sequence of sentences, not one string")
-    sources = list(sources)
-    for i, source in enumerate(sources):
-        if not isinstance(source, str):
-            raise ValueError(f"translate: sources[{i}] is {type(source).__name__}, expected str")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"translate: batch_size must be a positive int, got {batch_size!r}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"translate: max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    from .activations import plan_batches
-
-    examples = check_examples(examples, sources)
-    style = resolve_style(prompt, tokenizer)
-    if not sources:
+    settings = {"source_lang": source_lang, "target_lang": target_lang, "prompt": prompt, "examples": examples,
+                "batch_size": batch_size}
+    if plan is None:
+        plan = translate_plan(tokenizer, sources, **settings)
+    elif not plan.made_for(sources, **settings):
+        raise ValueError("translate: `plan` was made for other sources or settings (use translate_plan)")
+    if not plan.sources:
         return []
 
-    prompts = [
-        build_prompt(s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=examples, tokenizer=tokenizer)
-        for s in sources
-    ]
-    # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
-    encoded = tokenizer(prompts, add_special_tokens=(style != "chat"))["input_ids"]
+    encoded, batches = plan.input_ids, plan.batches
     eos_ids = _eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         pad_id = eos_ids[0] if eos_ids else 0
     device = _input_device(model)
-    # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
-    batches = plan_batches([len(ids) for ids in encoded], batch_size)
+    sources = plan.sources
     bar = _progress_bar(len(sources), f"translate {source_lang}->{target_lang}") if progress else None
 
     hypotheses: list[str | None] = [None] * len(sources)

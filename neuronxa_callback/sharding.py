@@ -1,30 +1,40 @@
-"""Measuring a model whose parameters are sharded across ranks: FSDP1, FSDP2 (`fully_shard`) and DeepSpeed ZeRO-3.
+"""How each rank takes part in a measurement: one engine per model, chosen once (engine_for), replicated weights
+(one process, DDP) or sharded parameters (FSDP1, FSDP2 `fully_shard`, DeepSpeed ZeRO-3).
 
-Usage (the same call on every rank, in the same order)::
+Usage (the same calls on every rank, in the same order)::
 
-    from neuronxa_callback.sharding import encode_sharded, reshard, sharding_engine, translate_sharded
+    from neuronxa_callback.sharding import engine_for
 
-    engine = sharding_engine(model)               # "fsdp1" | "fsdp2" | "zero3" | None (replicated weights)
-    local = encode_sharded(model, tokenizer, sentences, batch_size=16)      # this rank's rows (an Encoded)
-    rows = translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn")
-    reshard(model, optimizer)                     # parameters back to their shards once the measurement is over
+    engine = engine_for(model)            # ReplicatedEngine, or ShardedEngine when sharding_engine(model) is set
+    local = engine.encode(tokenizer, sentences, batch_size=16)     # this rank's rows (an Encoded): gather them
+    rows = engine.translate(tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn")  # [(i, hypothesis)]
+    engine.release()                      # parameters back into their shards once the measurement is over
+
+    sharding_engine(model)                # "fsdp1" | "fsdp2" | "zero3" | None (replicated weights)
+    encode_sharded(model, tokenizer, sentences) / translate_sharded(...) / reshard(model)   # the sharded engine's steps
+
+Both engines split the work the same way (distributed.my_share): rank r encodes batches r, r + world, ... of one
+length-sorted plan over all sentences (activations.encode_plan) and translates sentences r, r + world, ...; the union
+of the ranks' results equals the single-process one. A replicated rank runs its share alone.
 
 Under parameter sharding only the *parameters* are split: a forward hook on `mlp.act_fn` still sees the full
 activation, so NeuronXA's capture works unchanged. What changes is that every forward pass is a collective (each
 layer all-gathers its weights), so all ranks must run the same NUMBER of forward passes in the same order; their
-batch sizes and sequence lengths may differ. Hence:
+batch sizes and sequence lengths may differ. Hence the sharded engine:
 
-- encode: rank r encodes batches b with b % world == r of one length-sorted plan over all sentences (as under DDP),
-  then runs dummy forwards until it has made as many as the busiest rank. The count is agreed by a collective
-  BEFORE the first forward, which also checks that every rank is encoding the same sentences with the same settings
-  and that none failed while preparing: a disagreement is a ShardedMeasurementError on every rank, not a hang. The
-  capture's hooks are removed before the dummy forwards, so their activations are never pooled. torch.no_grad, never
-  inference_mode (a forward under inference_mode breaks the next FSDP training forward).
-- generate: the same number of `generate` calls on every rank (padded with one-token dummy prompts) and
-  `synced_gpus=True`, so a rank whose sentences end early keeps running forwards until every rank is done. FSDP1
-  generates through `model.module` inside `FSDP.summon_full_params(model, recurse=False, writeback=False)` (the root
-  unit's embedding and head gathered; the wrapped decoder layers gather themselves).
-- afterwards: `reshard` puts parameters back into their shards. A no-grad forward leaves the root unit of FSDP1 and
+- encode: counts this rank's forwards on encode's own plan (activations.encode_plan, handed to encode), then runs
+  dummy forwards until it has made as many as the busiest rank. The count is agreed by a collective BEFORE the first
+  forward, which also checks that every rank is encoding the same sentences with the same settings and that none
+  failed while preparing: a disagreement is a ShardedMeasurementError on every rank, not a hang. The capture's hooks
+  are removed before the dummy forwards, so their activations are never pooled. A float16 overflow is flagged, never
+  recomputed (that would add forwards on one rank). torch.no_grad, never inference_mode (a forward under
+  inference_mode breaks the next FSDP training forward).
+- translate: the same number of `generate` calls on every rank (translate's own plan, generation.translate_plan,
+  gives this rank's count; one-token dummy prompts pad it) with `synced_gpus=True`, so a rank whose sentences end
+  early keeps running forwards until every rank is done. FSDP1 generates through `model.module` inside
+  `FSDP.summon_full_params(model, recurse=False, writeback=False)` (the root unit's embedding and head gathered; the
+  wrapped decoder layers gather themselves).
+- release: `reshard` puts parameters back into their shards. A no-grad forward leaves the root unit of FSDP1 and
   FSDP2 unsharded (they expect a backward next), and ZeRO-3 can keep gathered parameters until the next training
   step; a measurement between steps must not keep that memory.
 
@@ -35,12 +45,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import math
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .distributed import rank_and_world
+from .distributed import my_share, rank_and_world
 from .generation import DEFAULT_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
@@ -96,6 +105,209 @@ def sharding_engine(model: Any) -> str | None:
         if hasattr(parameter, "ds_id") and hasattr(parameter, "ds_status"):
             return "zero3"
     return None
+
+
+# ----- engines --------------------------------------------------------------------------------------------------------
+class MeasurementEngine(Protocol):
+    """What a measurement asks of the model, whatever holds its weights. Every rank calls the same methods in the
+    same order with the same arguments; each returns this rank's share, to be gathered."""
+
+    model: Any
+    rank: int
+    world: int
+
+    def encode(self, tokenizer: Any, sentences: Sequence[str], **options: Any) -> Encoded:
+        """This rank's rows of activations.encode(model, tokenizer, sentences, **options)."""
+
+    def translate(self, tokenizer: Any, sources: Sequence[str], **options: Any) -> list[tuple[int, str]]:
+        """This rank's [(i, hypothesis)] of generation.translate(model, tokenizer, sources, **options)."""
+
+    def release(self, optimizer: Any = None) -> None:
+        """Leave the model as training needs it (parameters back in their shards)."""
+
+
+def engine_for(model: Any, *, timeout: float = DEFAULT_TIMEOUT_S) -> MeasurementEngine:
+    """The engine of `model` on this rank: ShardedEngine when sharding_engine(model) finds FSDP1 / FSDP2 / ZeRO-3,
+    else ReplicatedEngine (one process, DDP). `timeout`: seconds a sharded agreement waits for the other ranks."""
+    kind = sharding_engine(model)
+    return ReplicatedEngine(model) if kind is None else ShardedEngine(model, timeout=timeout)
+
+
+class ReplicatedEngine:
+    """Every rank holds the whole model (one process, DDP): each runs its share alone, with no collective."""
+
+    def __init__(self, model: Any, rank: int | None = None, world: int | None = None) -> None:
+        """rank / world: this process's place (default: the process group's, (0, 1) without one)."""
+        self.model = model
+        self.rank, self.world = rank_and_world() if rank is None or world is None else (rank, world)
+
+    def encode(self, tokenizer: Any, sentences: Sequence[str], **options: Any) -> Encoded:
+        """activations.encode of this rank's batches (all of them in one process)."""
+        from .activations import encode
+
+        shard = (self.rank, self.world) if self.world > 1 else None
+        return encode(self.model, tokenizer, sentences, shard=shard, **options)
+
+    def translate(self, tokenizer: Any, sources: Sequence[str], **options: Any) -> list[tuple[int, str]]:
+        """generation.translate of this rank's sentences: [(i, hypothesis)] in sentence order."""
+        from .generation import translate
+
+        sources = list(sources)
+        mine = my_share(len(sources), self.rank, self.world)
+        if not mine:
+            return []
+        return list(zip(mine, translate(self.model, tokenizer, [sources[i] for i in mine], **options)))
+
+    def release(self, optimizer: Any = None) -> None:
+        """Nothing to put back: the weights were never sharded."""
+
+
+class ShardedEngine:
+    """Parameters sharded across ranks (FSDP1, FSDP2, ZeRO-3): every forward is a collective, so every rank runs as
+    many forwards and generate calls as the busiest one (see the module docstring). Works on any model, replicated
+    too (encode_sharded / translate_sharded use it so); `timeout`: seconds an agreement waits for the other ranks."""
+
+    def __init__(self, model: nn.Module, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.model, self.timeout = model, timeout
+        self.rank, self.world = rank_and_world()
+
+    def encode(
+        self,
+        tokenizer: Any,
+        sentences: Sequence[str],
+        *,
+        representations: Sequence[str] = ("nas", "nav"),
+        pooling: str = "weighted",
+        batch_size: int = 16,
+        max_length: int = 256,
+        progress: bool = False,
+    ) -> Encoded:
+        """Collective: this rank's rows of activations.encode(..., shard=(rank, world)), every rank making the same
+        number of forward passes."""
+        from .activations import encode, encode_plan
+        from .architectures import activation_modules
+
+        model, rank, world = self.model, self.rank, self.world
+        sentences = list(sentences)
+        representations = tuple(representations)
+        plan, mine, dummy, error = None, 0, None, None
+        try:
+            plan = encode_plan(tokenizer, sentences, batch_size=batch_size, max_length=max_length)
+            mine = len(plan.share(rank, world))  # encode() makes one forward per batch of its share
+            dummy = plan.shortest()  # the cheapest forward
+            activation_modules(model)  # an unsupported architecture fails here, before any collective forward
+        except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
+            error = f"{type(failure).__name__}: {failure}"
+        key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
+        total = agree_on_count(mine, key, what="NeuronXA encode under sharded parameters", timeout=self.timeout,
+                               error=error)
+        with _ForwardCounter(model) as counter:
+            try:
+                encoded = encode(model, tokenizer, sentences, representations=representations, pooling=pooling,
+                                 batch_size=batch_size, max_length=max_length, shard=(rank, world), progress=progress,
+                                 plan=plan)
+            finally:
+                # Also after a failure between forwards: the other ranks are waiting for this rank's share.
+                if dummy is not None:
+                    dummy_forwards(model, dummy, total - counter.calls)
+        if counter.calls > total:
+            raise ShardedMeasurementError(
+                f"NeuronXA encode ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
+            )
+        return encoded
+
+    def translate(
+        self,
+        tokenizer: Any,
+        sources: Sequence[str],
+        *,
+        source_lang: str,
+        target_lang: str,
+        prompt: str = "auto",
+        examples: Sequence[Sequence[str]] = (),
+        batch_size: int = 16,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        progress: bool = False,
+    ) -> list[tuple[int, str]]:
+        """Collective: this rank's translations [(i, hypothesis)] of its sources (distributed.my_share), every rank
+        making the same number of synced `generate` calls."""
+        from .generation import translate, translate_plan
+
+        rank, world = self.rank, self.world
+        sources, examples = list(sources), list(examples)
+        mine = my_share(len(sources), rank, world)
+        settings = {"source_lang": source_lang, "target_lang": target_lang, "prompt": prompt, "examples": examples,
+                    "batch_size": batch_size}
+        plan, calls, dummy, pad_id, error = None, 0, None, 0, None
+        try:
+            # translate()'s own plan and checks, before the agreement: a bad input fails on every rank at once.
+            plan = translate_plan(tokenizer, [sources[i] for i in mine], **settings)
+            calls = len(plan.batches)  # translate() makes one generate call per batch
+            dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
+            error = f"{type(failure).__name__}: {failure}"
+        key = fingerprint("translate", sources, source_lang, target_lang, prompt, [tuple(e) for e in examples],
+                          batch_size, max_new_tokens)
+        total = agree_on_count(calls, key, what=f"translation {source_lang}->{target_lang} under sharded parameters",
+                               timeout=self.timeout, error=error)
+        synced = world > 1
+        hypotheses: list[str] = []
+        with generation_target(self.model) as target:
+            try:
+                if mine:
+                    hypotheses = translate(target, tokenizer, [sources[i] for i in mine], max_new_tokens=max_new_tokens,
+                                           progress=progress, synced_gpus=synced, plan=plan, **settings)
+            finally:
+                if synced and dummy is not None:
+                    _dummy_generate(target, dummy, pad_id, total - calls)
+        return list(zip(mine, hypotheses))
+
+    def release(self, optimizer: Any = None) -> None:
+        """reshard(model, optimizer): parameters back into their shards (local, no collective)."""
+        reshard(self.model, optimizer)
+
+
+def encode_sharded(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    *,
+    representations: Sequence[str] = ("nas", "nav"),
+    pooling: str = "weighted",
+    batch_size: int = 16,
+    max_length: int = 256,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Encoded:
+    """Collective: ShardedEngine(model).encode(...): this rank's rows of activations.encode(..., shard=(rank, world)),
+    every rank making the same number of forward passes. Call it on every rank with the same sentences and settings;
+    gather the results as under DDP (distributed.gather_encoded). In a single process it is encode() itself.
+    """
+    return ShardedEngine(model, timeout=timeout).encode(tokenizer, sentences, representations=representations,
+                                                         pooling=pooling, batch_size=batch_size, max_length=max_length)
+
+
+def translate_sharded(
+    model: nn.Module,
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    source_lang: str,
+    target_lang: str,
+    prompt: str = "auto",
+    examples: Sequence[Sequence[str]] = (),
+    batch_size: int = 16,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> list[tuple[int, str]]:
+    """Collective: ShardedEngine(model).translate(...): this rank's translations [(i, hypothesis)] of its sources.
+
+    Every rank makes the same number of `generate` calls (dummy one-token prompts fill the gap) with synced_gpus, so
+    uneven output lengths keep the ranks in step. In a single process it is generation.translate() itself.
+    """
+    return ShardedEngine(model, timeout=timeout).translate(
+        tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=examples,
+        batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
 # ----- agreement ------------------------------------------------------------------------------------------------------
@@ -200,55 +412,6 @@ def dummy_forwards(model: nn.Module, input_ids: list[int], count: int) -> None:
                 model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
 
 
-def encode_sharded(
-    model: nn.Module,
-    tokenizer: Any,
-    sentences: Sequence[str],
-    *,
-    representations: Sequence[str] = ("nas", "nav"),
-    pooling: str = "weighted",
-    batch_size: int = 16,
-    max_length: int = 256,
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> Encoded:
-    """Collective: this rank's rows of activations.encode(..., shard=(rank, world)), every rank making the same number
-    of forward passes. Call it on every rank with the same sentences and settings; gather the results as under DDP
-    (distributed.gather_encoded). In a single process it is encode() itself.
-    """
-    from .activations import encode, plan_batches
-    from .architectures import activation_modules
-
-    rank, world = rank_and_world()
-    sentences = list(sentences)
-    representations = tuple(representations)
-    mine, dummy, error = 0, None, None
-    try:
-        # The same tokenization as encode(), so this plan is encode's plan: its batch count is what this rank runs.
-        ids = tokenizer(sentences, add_special_tokens=True, truncation=True, max_length=max_length,
-                        return_attention_mask=False)["input_ids"] if sentences else []
-        plan = plan_batches([len(row) for row in ids], batch_size)
-        mine = len(range(rank, len(plan), world))
-        dummy = list(ids[plan[-1][-1]]) if plan else None  # the shortest sentence: the cheapest forward
-        activation_modules(model)  # an unsupported architecture fails here, before any collective forward
-    except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
-        error = f"{type(failure).__name__}: {failure}"
-    key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
-    total = agree_on_count(mine, key, what="NeuronXA encode under sharded parameters", timeout=timeout, error=error)
-    with _ForwardCounter(model) as counter:
-        try:
-            encoded = encode(model, tokenizer, sentences, representations=representations, pooling=pooling,
-                             batch_size=batch_size, max_length=max_length, shard=(rank, world))
-        finally:
-            # Also after a failure between forwards: the other ranks are waiting for this rank's share.
-            if dummy is not None:
-                dummy_forwards(model, dummy, total - counter.calls)
-    if counter.calls > total:
-        raise ShardedMeasurementError(
-            f"NeuronXA encode ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
-        )
-    return encoded
-
-
 # ----- generation -----------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def generation_target(model: nn.Module) -> Iterator[nn.Module]:
@@ -275,58 +438,6 @@ def _dummy_generate(model: nn.Module, input_ids: list[int], pad_id: int, count: 
         for _ in range(count):
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
                            max_new_tokens=1, pad_token_id=pad_id, synced_gpus=True)
-
-
-def translate_sharded(
-    model: nn.Module,
-    tokenizer: Any,
-    sources: Sequence[str],
-    *,
-    source_lang: str,
-    target_lang: str,
-    prompt: str = "auto",
-    examples: Sequence[Sequence[str]] = (),
-    batch_size: int = 16,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> list[tuple[int, str]]:
-    """Collective: this rank's translations [(i, hypothesis)] of sources i with i % world == rank.
-
-    Every rank makes the same number of `generate` calls (dummy one-token prompts fill the gap) with synced_gpus, so
-    uneven output lengths keep the ranks in step. In a single process it is generation.translate() itself.
-    """
-    from .generation import translate
-    from .prompts import check_examples, resolve_style
-
-    rank, world = rank_and_world()
-    sources = list(sources)
-    mine = list(range(rank, len(sources), world))
-    calls, dummy, pad_id, error = 0, None, 0, None
-    try:
-        # translate()'s own checks, run before the agreement so a bad input fails on every rank at once.
-        check_examples(examples, [sources[i] for i in mine])
-        resolve_style(prompt, tokenizer)
-        calls = math.ceil(len(mine) / batch_size)  # translate() makes one generate call per batch
-        dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
-        error = f"{type(failure).__name__}: {failure}"
-    key = fingerprint("translate", sources, source_lang, target_lang, prompt, [tuple(e) for e in examples],
-                      batch_size, max_new_tokens)
-    total = agree_on_count(calls, key, what=f"translation {source_lang}->{target_lang} under sharded parameters",
-                           timeout=timeout, error=error)
-    synced = world > 1
-    hypotheses: list[str] = []
-    with generation_target(model) as target:
-        try:
-            if mine:
-                hypotheses = translate(target, tokenizer, [sources[i] for i in mine], source_lang=source_lang,
-                                       target_lang=target_lang, prompt=prompt, examples=examples,
-                                       batch_size=batch_size, max_new_tokens=max_new_tokens, synced_gpus=synced)
-        finally:
-            if synced and dummy is not None:
-                _dummy_generate(target, dummy, pad_id, total - calls)
-    return list(zip(mine, hypotheses))
 
 
 # ----- back to the shards ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Usage::
 
 Every rank trains the same seeded tiny Llama for 2 steps; the callback measures at steps 0, 1, 2 (with translations
 at step 0 and 2) and rank 0 writes OUTPUT_DIR/neuronxa/metrics.jsonl. Each rank writes OUTPUT_DIR/rank-<r>.json
-with what it saw (world size, global step, whether training was stopped) so the test can check all ranks finished.
+with what it saw (world size, global step, whether training was stopped) so the test can check all ranks finished,
+and what measure_alignment(..., shard=(rank, world)) returned there after training.
 """
 from __future__ import annotations
 
@@ -37,9 +38,18 @@ def main() -> None:
     trainer.train()
     import torch.distributed as dist
 
+    from neuronxa_callback.alignment import measure_alignment
+    from neuronxa_callback.data import load_parallel
+
     rank, world = dist.get_rank(), dist.get_world_size()
+    # measure_alignment's shard= route after training (learning_rate=0: the weights are the step-0 ones): the same
+    # engine and gather as the callback, so the same scores; rank 0 alone gets the report.
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=FAST["num_pairs"])
+    report = measure_alignment(trainer.model, trainer.processing_class, data, batch_size=FAST["batch_size"],
+                               max_length=FAST["max_length"], shard=(rank, world))
     (output_dir / f"rank-{rank}.json").write_text(json.dumps(
-        {"world": world, "global_step": trainer.state.global_step, "measured": callback.measurement_index}))
+        {"world": world, "global_step": trainer.state.global_step, "measured": callback.measurement_index,
+         "measure_alignment": None if report is None else report.to_dict()["pairs"]}))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Usage::
 
     torchrun --nproc_per_node 2 tests/_sharded_worker.py fsdp1|fsdp2|agreement|zero3 OUTPUT_DIR
 
-No Trainer: the measurement path the callback runs (encode_sharded -> gather_encoded -> score on rank 0,
-translate_sharded -> gather, reshard) is called on the wrapped model with an uneven number of batches and of
+No Trainer: the measurement path the callback runs (its engine, sharding.engine_for: encode -> gather_encoded ->
+score on rank 0, translate -> gather, release) is called on the wrapped model with an uneven number of batches and of
 generate calls per rank, then one SGD step on a fixed batch shows the ranks are still in step. Each rank writes
 OUTPUT_DIR/rank-<r>.json; rank 0 adds the scores and the gathered translations.
 """
@@ -158,22 +158,22 @@ def main() -> None:
         zero3(output_dir)
         return
 
-    from neuronxa_callback.alignment import parallel_sentences, score_encoded
+    from neuronxa_callback.alignment import measure_alignment, parallel_sentences, score_encoded
     from neuronxa_callback.data import load_parallel
     from neuronxa_callback.distributed import gather_encoded, gather_objects
-    from neuronxa_callback.sharding import (
-        encode_sharded, reshard, sharding_engine, translate_sharded, unsharded_parameters,
-    )
+    from neuronxa_callback.sharding import engine_for, sharding_engine, unsharded_parameters
     from tests._tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     model = wrap(tiny_model("llama", tokenizer=tokenizer, seed=0), engine)
     model.train()  # as the Trainer leaves it between steps
-    out: dict = {"rank": rank, "world": world, "engine": sharding_engine(model)}
+    measurement = engine_for(model, timeout=TIMEOUT_S)  # what the callback asks once per measurement
+    out: dict = {"rank": rank, "world": world, "engine": sharding_engine(model),
+                 "engine_class": type(measurement).__name__}
 
     data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=NUM_PAIRS)
     sentences = parallel_sentences(data)
-    local = encode_sharded(model, tokenizer, sentences, batch_size=BATCH_SIZE, max_length=MAX_LENGTH, timeout=TIMEOUT_S)
+    local = measurement.encode(tokenizer, sentences, batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
     out["encoded_rows"] = len(local.indices)
     merged = gather_encoded(local, len(sentences))
     if rank == 0:
@@ -181,15 +181,15 @@ def main() -> None:
         torch.save(merged.representations, output_dir / "representations.pt")
 
     sources = data.sentences("isl_Latn")[:NUM_TRANSLATE]
-    rows = translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn",
-                             batch_size=TRANSLATE_BATCH, max_new_tokens=MAX_NEW_TOKENS, timeout=TIMEOUT_S)
+    rows = measurement.translate(tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn",
+                                 batch_size=TRANSLATE_BATCH, max_new_tokens=MAX_NEW_TOKENS)
     out["translated_rows"] = [i for i, _ in rows]
     gathered = gather_objects(rows)
     if rank == 0:
         out["translations"] = [h for _, h in sorted(row for part in gathered for row in part)]
 
     out["unsharded_before_reshard"] = unsharded_parameters(model)
-    reshard(model)
+    measurement.release()
     out["unsharded_after_reshard"] = unsharded_parameters(model)
     out["training_flag_kept"] = model.training
 
@@ -203,13 +203,13 @@ def main() -> None:
     optimizer.zero_grad()
     out["loss"] = float(loss.detach())
     out["checksum_after_step"] = full_state_checksum(model, engine)
-    # A second measurement after the step still works (and sees the updated weights).
-    again = gather_encoded(
-        encode_sharded(model, tokenizer, sentences, batch_size=BATCH_SIZE, max_length=MAX_LENGTH, timeout=TIMEOUT_S),
-        len(sentences),
-    )
+    # A second measurement after the step still works (and sees the updated weights): measure_alignment's shard=
+    # route, the same engine and gather; it releases the parameters itself.
+    again = measure_alignment(model, tokenizer, data, batch_size=BATCH_SIZE, max_length=MAX_LENGTH, shard=(rank, world))
+    out["report_on_rank"] = again is not None
+    out["unsharded_after_measure_alignment"] = unsharded_parameters(model)
     if rank == 0:
-        out["pairs_after_step"] = score_encoded(again, data, batch_size=BATCH_SIZE, max_length=MAX_LENGTH).to_dict()["pairs"]
+        out["pairs_after_step"] = again.to_dict()["pairs"]
     (output_dir / f"rank-{rank}.json").write_text(json.dumps(out))
     dist.barrier()
     dist.destroy_process_group()

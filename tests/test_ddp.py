@@ -51,3 +51,9 @@ def test_ddp_scores_equal_single_process_and_all_ranks_stop(tmp_path):
     ddp = records[0]["pairs"][PAIR]
     for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
         assert ddp[key] == pytest.approx(single[key], abs=1e-12), key
+
+    # measure_alignment(shard=(rank, world)) on every rank: the callback's route (engine, gather), the same scores.
+    assert ranks[1]["measure_alignment"] is None
+    shard_route = ranks[0]["measure_alignment"][PAIR]
+    for key in ("nasca", "navca", "nasca_mean", "navca_mean"):
+        assert shard_route[key] == pytest.approx(single[key], abs=1e-12), key

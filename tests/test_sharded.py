@@ -43,6 +43,7 @@ def single_process_reference():
     from neuronxa_callback.activations import encode
     from neuronxa_callback.alignment import parallel_sentences, score_encoded
     from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.distributed import my_share
     from neuronxa_callback.generation import translate
     from tests._tiny import tiny_model, tiny_tokenizer
 
@@ -55,7 +56,7 @@ def single_process_reference():
     sources = data.sentences("isl_Latn")[: worker.NUM_TRANSLATE]
     translations = [None] * len(sources)
     for rank in range(2):  # the same sentences in the same batches as rank `rank` generated them
-        mine = list(range(rank, len(sources), 2))
+        mine = my_share(len(sources), rank, 2)
         for i, hypothesis in zip(mine, translate(model, tokenizer, [sources[i] for i in mine], source_lang="isl_Latn",
                                                  target_lang="eng_Latn", batch_size=worker.TRANSLATE_BATCH,
                                                  max_new_tokens=worker.MAX_NEW_TOKENS)):
@@ -82,6 +83,7 @@ def test_fsdp_measurement_equals_single_process_and_ranks_stay_in_step(tmp_path,
     torchrun("_sharded_worker.py", engine, str(tmp_path), port=port)
     rank0, rank1 = ranks(tmp_path)
     assert rank0["engine"] == rank1["engine"] == engine
+    assert rank0["engine_class"] == rank1["engine_class"] == "ShardedEngine"
     # 18 sentences in 5 batches of 4: rank 0 encoded 3 batches (10 rows), rank 1 two (8 rows) plus a dummy forward.
     assert (rank0["encoded_rows"], rank1["encoded_rows"]) == (10, 8)
     assert (rank0["translated_rows"], rank1["translated_rows"]) == ([0, 2, 4], [1, 3])
@@ -101,7 +103,10 @@ def test_fsdp_measurement_equals_single_process_and_ranks_stay_in_step(tmp_path,
     # The training step afterwards: same loss and same updated weights on both ranks and in one process.
     assert rank0["loss"] == rank1["loss"] == pytest.approx(reference["loss"], rel=1e-6)
     assert rank0["checksum_after_step"] == rank1["checksum_after_step"] == pytest.approx(reference["checksum"], rel=1e-6)
-    assert "pairs_after_step" in rank0
+    # measure_alignment(shard=(rank, world)): the same engine and gather, rank 0 alone gets the report, released.
+    assert (rank0["report_on_rank"], rank1["report_on_rank"]) == (True, False)
+    assert rank0["unsharded_after_measure_alignment"] == rank1["unsharded_after_measure_alignment"] == []
+    assert PAIR in rank0["pairs_after_step"]
 
 
 def test_ranks_that_disagree_or_do_not_arrive_get_an_error_not_a_hang(tmp_path):
@@ -110,7 +115,7 @@ def test_ranks_that_disagree_or_do_not_arrive_get_an_error_not_a_hang(tmp_path):
     for out in (rank0, rank1):
         assert "ranks disagree on the work" in out["different_sentences"]
         assert "rank(s) [1] failed before the first forward" in out["failed_rank"]
-    assert "batch_size must be >= 1" in rank1["failed_rank"]  # the failing rank names its own error
+    assert "batch_size must be a positive int, got 0" in rank1["failed_rank"]  # the failing rank names its own error
     assert "not every rank reached the agreement point within 3 s" in rank0["missing_rank"]
     assert rank0["missing_rank_seconds"] < 30
 
@@ -119,7 +124,7 @@ def trainer_reference(settings: dict, output_dir: Path):
     """The unsharded single-process run the sharded Trainer runs are compared with: the same tiny Llama through the
     same callback and settings; its step-0 scores and translations."""
     from neuronxa_callback import NeuronXACallback
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from tests._runs import make_trainer
 
     callback = NeuronXACallback(eval_steps=0, quality_every=1, strict=True, **settings)
@@ -131,7 +136,7 @@ def trainer_reference(settings: dict, output_dir: Path):
 def check_records_match_one_process(tmp_path: Path) -> list[dict]:
     """The sharded Trainer run's JSONL: a measurement at every step, and the step-0 scores and translations of the
     unsharded single-process run. Returns the records."""
-    from neuronxa_callback.loggers import read_jsonl
+    from neuronxa_callback.jsonl import read_jsonl
     from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
 
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
@@ -191,7 +196,7 @@ def test_trainer_under_transformers_fsdp2_measures_like_one_process(tmp_path):
 
 
 def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
-    """The Trainer path through the sharded steps (encode_sharded, translate_sharded, reshard, peak memory) with
+    """The Trainer path through the sharded engine (encode, translate, release; peak memory) with
     one process on a 1-rank gloo group: fast enough for the default run; the 2-rank runs above are marked slow."""
     executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if executable is None:

@@ -1,20 +1,25 @@
-"""sharding.py and memory.py in one process: detection, the agreement rules, the single-process equivalences, and
-the peak-memory probe. The multi-process runs (FSDP1, FSDP2, ZeRO-3) are in tests/test_sharded.py."""
+"""sharding.py and memory.py in one process: detection, the engine seam (engine_for, the plans it counts from, the
+one rank split), the agreement rules, the single-process equivalences, and the peak-memory probe. The multi-process
+runs (FSDP1, FSDP2, ZeRO-3) are in tests/test_sharded.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from neuronxa_callback import memory
-from neuronxa_callback.activations import encode
-from neuronxa_callback.generation import translate
+from neuronxa_callback.activations import encode, encode_plan
+from neuronxa_callback.distributed import my_share
+from neuronxa_callback.generation import translate, translate_plan
 from neuronxa_callback.memory import PeakMemory
 from neuronxa_callback.sharding import (
+    ReplicatedEngine,
+    ShardedEngine,
     ShardedMeasurementError,
     _ForwardCounter,
     agree_on_count,
     dummy_forwards,
     encode_sharded,
+    engine_for,
     fingerprint,
     reshard,
     sharding_engine,
@@ -68,6 +73,122 @@ def test_fsdp2_is_detected_from_the_fsdp_module_mixin(tokenizer):
     layer = model.model.layers[0]
     layer.__class__ = type("FSDP" + type(layer).__name__, (FSDPModule, type(layer)), {})
     assert sharding_engine(model) == "fsdp2"
+
+
+def test_engine_for_chooses_replicated_for_plain_weights_and_sharded_for_fsdp(tokenizer):
+    from torch.distributed.fsdp import FSDPModule
+
+    plain = tiny_model("llama", tokenizer=tokenizer, seed=0)
+    engine = engine_for(plain)
+    assert isinstance(engine, ReplicatedEngine) and (engine.rank, engine.world) == (0, 1)
+    engine.release()  # nothing to put back
+    layer = plain.model.layers[0]
+    layer.__class__ = type("FSDP" + type(layer).__name__, (FSDPModule, type(layer)), {})
+    sharded = engine_for(plain, timeout=5)
+    assert isinstance(sharded, ShardedEngine) and sharded.timeout == 5 and sharded.model is plain
+
+
+def test_my_share_is_the_one_rank_split():
+    assert my_share(7, 0, 3) == [0, 3, 6] and my_share(7, 2, 3) == [2, 5] and my_share(1, 1, 2) == []
+    shares = [my_share(11, rank, 4) for rank in range(4)]
+    assert sorted(i for share in shares for i in share) == list(range(11))
+
+
+def test_encode_plan_is_the_plan_encode_runs(model, tokenizer):
+    sentences = corpus_sentences()[:9]
+    plan = encode_plan(tokenizer, sentences, batch_size=4, max_length=32)
+    assert [len(batch) for batch in plan.batches] == [4, 4, 1]
+    assert [plan.share(rank, 2) for rank in range(2)] == [[plan.batches[0], plan.batches[2]], [plan.batches[1]]]
+    assert plan.shortest() == plan.input_ids[plan.batches[-1][-1]]
+    assert encode_plan(tokenizer, [], batch_size=4).shortest() is None
+    with _ForwardCounter(model) as counter:
+        planned = encode(model, tokenizer, sentences, batch_size=4, max_length=32, plan=plan)
+    assert counter.calls == len(plan.batches)  # one forward per planned batch: what the sharded engine counts
+    plain = encode(model, tokenizer, sentences, batch_size=4, max_length=32)
+    for name, value in plain.representations.items():
+        assert torch.equal(planned.representations[name], value)
+    with pytest.raises(ValueError, match="plan` was made for other"):
+        encode(model, tokenizer, sentences, batch_size=2, max_length=32, plan=plan)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        encode_plan(tokenizer, sentences, batch_size=0)
+
+
+def test_translate_plan_is_the_plan_translate_runs(model, tokenizer):
+    sources = corpus_sentences()[10:15]
+    settings = {"source_lang": "isl_Latn", "target_lang": "eng_Latn", "batch_size": 2}
+    plan = translate_plan(tokenizer, sources, **settings)
+    assert len(plan.batches) == 3  # one generate call per batch
+    assert translate(model, tokenizer, sources, max_new_tokens=3, plan=plan, **settings) == translate(
+        model, tokenizer, sources, max_new_tokens=3, **settings)
+    with pytest.raises(ValueError, match="plan` was made for other"):
+        translate(model, tokenizer, sources, max_new_tokens=3, plan=plan, **{**settings, "target_lang": "deu_Latn"})
+    with pytest.raises(ValueError, match="separate pool"):  # translate's checks run when the plan is made
+        translate_plan(tokenizer, sources, examples=[(sources[0], "leak")], **settings)
+
+
+def test_replicated_shares_cover_every_sentence_once(model, tokenizer):
+    """The replicated engine at rank r of 2 (what DDP runs): encode rows and translations, merged, are the
+    single-process ones."""
+    from neuronxa_callback.distributed import merge_encoded
+
+    sentences = corpus_sentences()[:9]
+    engines = [ReplicatedEngine(model, rank, 2) for rank in range(2)]
+    parts = [engine.encode(tokenizer, sentences, batch_size=4, max_length=32) for engine in engines]
+    plain = encode(model, tokenizer, sentences, batch_size=4, max_length=32)
+    merged = merge_encoded(parts, len(sentences))
+    for name, value in plain.representations.items():
+        assert torch.equal(merged.representations[name], value)
+    sources = corpus_sentences()[10:13]
+    options = {"source_lang": "isl_Latn", "target_lang": "eng_Latn", "batch_size": 2, "max_new_tokens": 3}
+    rows = [engine.translate(tokenizer, sources, **options) for engine in engines]
+    assert [[i for i, _ in share] for share in rows] == [[0, 2], [1]]
+    assert rows[1] == [(1, translate(model, tokenizer, [sources[1]], **options)[0])]
+
+
+def test_float16_overflow_is_flagged_by_the_sharded_engine_and_recomputed_by_the_replicated_one(tokenizer):
+    """A sharded rank may not add a forward (the others would not join it): it flags the layers instead. One process
+    with whole weights recomputes under bfloat16 autocast (tests/test_float16_overflow.py has the numbers)."""
+    model = tiny_model("llama", tokenizer=tokenizer, num_layers=3)
+    gate = model.model.layers[1].mlp.gate_proj.weight
+    with torch.no_grad():
+        gate.mul_(2e4 / gate.abs().max())  # layer 1's gate leaves the float16 range
+    model = model.to(torch.float16)
+    sentences = corpus_sentences()[:12]
+    with _ForwardCounter(model) as counter:
+        flagged = ShardedEngine(model).encode(tokenizer, sentences, representations=("nas",), batch_size=4)
+    assert counter.calls == 3 and flagged.upcast_batches == 0
+    assert sorted(flagged.invalid_layers) == [1, 2] and "sharded" in flagged.invalid_layers[1]
+    recomputed = engine_for(model).encode(tokenizer, sentences, representations=("nas",), batch_size=4)
+    assert recomputed.upcast_batches == 3 and recomputed.invalid_layers == {}
+
+
+def test_measure_alignment_shard_route_in_one_process_is_the_plain_report(model, tokenizer):
+    from neuronxa_callback.alignment import AlignmentError, measure_alignment
+    from neuronxa_callback.data import load_parallel
+
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=6)
+    plain = measure_alignment(model, tokenizer, data, batch_size=4, max_length=32).to_dict()["pairs"]
+    routed = measure_alignment(model, tokenizer, data, batch_size=4, max_length=32, shard=(0, 1)).to_dict()["pairs"]
+    assert routed == plain
+    with pytest.raises(AlignmentError, match="not this process's"):
+        measure_alignment(model, tokenizer, data, batch_size=4, shard=(1, 2))
+
+
+def test_no_caller_splits_ranks_or_branches_on_sharding_itself():
+    """The rank split lives in distributed.my_share and the choice of engine in sharding.engine_for only."""
+    import re
+    from pathlib import Path
+
+    import neuronxa_callback
+
+    package = Path(neuronxa_callback.__file__).parent
+    assert not (package / "_sharded_step.py").exists()
+    for path in sorted(package.glob("*.py")):
+        code = path.read_text(encoding="utf-8")
+        splits = re.findall(r"%\s*(?:world|shard\[1\])|range\(\s*rank\s*,", code)
+        assert len(splits) == (1 if path.name == "distributed.py" else 0), (path.name, splits)  # my_share's own
+        if path.name not in ("sharding.py", "__init__.py"):
+            assert not re.search(r"\bsharding_engine\(", code), path.name
 
 
 def test_fingerprint_tells_inputs_apart():
