@@ -107,7 +107,7 @@ def bench_model(options: Any) -> tuple[Any, Any, str]:
     if options.quick:
         model, tokenizer = tiny_model_and_tokenizer("llama")
         return model, tokenizer, "tiny-llama (random, --quick)"
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(options.model)
     return model, tokenizer, options.model

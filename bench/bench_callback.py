@@ -89,7 +89,7 @@ def min_eval_steps(cost_per_measurement: float, step_seconds: float, target: flo
 
 
 def measurements_of(output_dir: Path) -> list[dict]:
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.sinks.jsonl import read_jsonl
 
     path = output_dir / "neuronxa" / "metrics.jsonl"
     return [r for r in read_jsonl(path) if r.get("event", "measurement") == "measurement" and "timing" in r]
@@ -114,8 +114,8 @@ def _main(argv=None) -> None:
     from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     from neuronxa_callback import NeuronXACallback
-    from neuronxa_callback.data import load_training_pairs
-    from neuronxa_callback.models import prepare_for_training
+    from neuronxa_callback.data.loaders import load_training_pairs
+    from neuronxa_callback.instrument.models import prepare_for_training
     from neuronxa_callback.settings import CallbackSettings
 
     settings = CallbackSettings.from_kwargs(**callback_kwargs(options))

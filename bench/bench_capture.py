@@ -36,14 +36,14 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 
-from neuronxa_callback import activations  # noqa: E402
-from neuronxa_callback.activations import encode, plan_batches  # noqa: E402
+from neuronxa_callback.instrument import activations  # noqa: E402
+from neuronxa_callback.instrument.activations import encode, plan_batches  # noqa: E402
 
 QUICK = dict(sentences=16, rounds=2, batch_size=4)
 
 
 def bundled_english(count: int) -> list[str]:
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     return list(load_parallel("bundled", languages=("isl_Latn",), num_pairs=count).sentences("eng_Latn"))
 

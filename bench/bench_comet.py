@@ -71,8 +71,8 @@ def _main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
 
-    from neuronxa_callback._comet_compat import import_comet
-    from neuronxa_callback.quality import CometScorer
+    from neuronxa_callback.quality._comet_compat import import_comet
+    from neuronxa_callback.quality.metrics import CometScorer
     from tests._tiny_comet import build_tiny_comet
 
     start = time.perf_counter()

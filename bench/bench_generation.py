@@ -42,8 +42,8 @@ def ntrex_lines(name: str) -> list[str]:
 def sentences_and_examples(count: int, quick: bool):
     """(sources, references, warm-up sources, few-shot examples, source_lang) for deu -> eng."""
     if quick:
-        from neuronxa_callback.data import load_parallel
-        from neuronxa_callback.fewshot import load_fewshot_examples
+        from neuronxa_callback.data.loaders import load_parallel
+        from neuronxa_callback.quality.fewshot import load_fewshot_examples
 
         data = load_parallel("bundled", pivot="eng_Latn", languages=("deu_Latn",), num_pairs=count + 2)
         german, english = list(data.sentences("deu_Latn")), list(data.sentences("eng_Latn"))
@@ -77,7 +77,7 @@ def _main(argv=None) -> None:
     import sacrebleu
     import torch
 
-    from neuronxa_callback.generation import translate
+    from neuronxa_callback.quality.generation import translate
 
     sources, references, warmup, examples = sentences_and_examples(options.sentences, options.quick)
     start = time.perf_counter()

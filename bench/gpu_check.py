@@ -75,7 +75,7 @@ def _checkpoint(args, workdir: Path) -> Path:
         tiny_model("llama", tokenizer=tokenizer, num_layers=2, hidden_size=64).save_pretrained(path)
         tokenizer.save_pretrained(path)
         return path
-    from neuronxa_callback.models import converted_dir, load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import converted_dir, load_model_and_tokenizer
 
     load_model_and_tokenizer(args.model)  # converts an embedded GGUF once into the cache
     return converted_dir(args.model) if (converted_dir(args.model) / "config.json").exists() else Path(args.model)
@@ -85,7 +85,7 @@ def _load(path: Path, kind: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from neuronxa_callback.models import prepare_for_training
+    from neuronxa_callback.instrument.models import prepare_for_training
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
@@ -118,7 +118,7 @@ class _Examples:
     """Bundled English-Icelandic training pairs as causal-LM examples ("source = target")."""
 
     def __init__(self, tokenizer, count: int) -> None:
-        from neuronxa_callback.data import load_training_pairs
+        from neuronxa_callback.data.loaders import load_training_pairs
 
         pairs = load_training_pairs("bundled")[:count]
         self.items = [tokenizer(f"{s} = {t}", truncation=True, max_length=64)["input_ids"] for s, t in pairs]
@@ -133,7 +133,7 @@ class _Examples:
 def _train(model, tokenizer, args, kind: str, device: str, comet_dir: Path, output_dir: Path):
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from neuronxa_callback.callback import NeuronXACallback
+    from neuronxa_callback.hosts.trainer import NeuronXACallback
 
     callback = NeuronXACallback(
         data="bundled", languages=["isl_Latn"], num_pairs=args.num_pairs, eval_steps=args.steps, quality_every=1,
@@ -156,7 +156,7 @@ def _peak_memory(model, tokenizer, data, device: str, batch_size: int) -> tuple[
     """(MiB of one alignment measurement, MiB of one training step) above what was allocated before each."""
     import torch
 
-    from neuronxa_callback.alignment import measure_alignment
+    from neuronxa_callback.alignment.report import measure_alignment
 
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
@@ -198,9 +198,9 @@ def _compare(record: dict, reference: dict, kind: str, checks: Checks) -> None:
 def run(args) -> int:
     import torch
 
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.sinks.jsonl import read_jsonl
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     checks = Checks()

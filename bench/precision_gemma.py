@@ -38,8 +38,8 @@ def compare_precisions(model, tokenizer, data, *, batch_size: int = 16, max_leng
 
     import torch
 
-    from neuronxa_callback.activations import encode
-    from neuronxa_callback.alignment import parallel_sentences, score_encoded
+    from neuronxa_callback.instrument.activations import encode
+    from neuronxa_callback.alignment.report import parallel_sentences, score_encoded
 
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError("compare_precisions: pass the model in float32 (it is the reference)")
@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-pairs", type=int, default=100)
     parser.add_argument("--output", type=Path, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     with only_name_value_lines():
         if args.quick:
             model, tokenizer = tiny_model_and_tokenizer("llama")
             data = load_parallel("bundled", languages=["deu_Latn"], num_pairs=min(args.num_pairs, 32))
         else:
-            from neuronxa_callback.models import load_model_and_tokenizer
+            from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
             shared = Path(os.environ.get("NEURONXA_SHARED", REPO_ROOT.parent / "shared"))
             model, tokenizer = load_model_and_tokenizer("gemma-3-270m", dtype="float32")

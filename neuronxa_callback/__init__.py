@@ -19,76 +19,76 @@ __version__ = "0.1.0"
 
 # public name -> defining module
 _EXPORTS: dict[str, str] = {
-    "NeuronXACallback": "callback",
+    "NeuronXACallback": "hosts.trainer",
     "AlignmentMonitor": "monitor",
     "Schedule": "monitor",
-    "MeasurementError": "callback",
+    "MeasurementError": "hosts.trainer",
     "CallbackSettings": "settings",
     "SettingsError": "settings",
-    "ShardedMeasurementError": "sharding",
-    "sharding_engine": "sharding",
-    "encode_sharded": "sharding",
-    "translate_sharded": "sharding",
-    "PeakMemory": "memory",
-    "Translation": "generation",
-    "make_translations": "generation",
-    "load_fewshot_examples": "fewshot",
-    "select_fewshot_examples": "fewshot",
-    "FewShotExamples": "fewshot",
-    "FewShotError": "fewshot",
-    "find_copies": "copies",
-    "mask_copies": "copies",
-    "CopyReport": "copies",
-    "measure_alignment": "alignment",
-    "score_encoded": "alignment",
-    "AlignmentReport": "alignment",
-    "encode": "activations",
-    "Encoded": "activations",
-    "ActivationCapture": "activations",
-    "register_architecture": "architectures",
-    "activation_modules": "architectures",
-    "UnsupportedArchitectureError": "architectures",
-    "weak_alignment": "scoring",
-    "retrieval_accuracy": "scoring",
-    "chance_probability": "scoring",
-    "cosine_matrices": "scoring",
-    "PairScore": "scoring",
-    "ParallelSet": "data",
-    "ParallelDataError": "data",
-    "load_parallel": "data",
-    "load_file_pair": "data",
-    "load_training_pairs": "data",
-    "normalize_language": "data",
-    "load_model_and_tokenizer": "models",
-    "prepare_for_training": "models",
-    "translate": "generation",
-    "QualityScore": "quality",
-    "ChrFScorer": "quality",
-    "BLEUScorer": "quality",
-    "CometScorer": "quality",
-    "CometKiwiScorer": "quality",
-    "make_scorers": "quality",
-    "MeasurementHistory": "tracking",
-    "PlateauDetector": "tracking",
-    "JsonlLogger": "jsonl",
-    "WandbLogger": "trackers",
-    "write_report": "report",
-    "summary_lines": "run_summary",
-    "alignment_change": "run_summary",
-    "training_example": "prompts",
+    "ShardedMeasurementError": "parallel.sharding",
+    "sharding_engine": "parallel.sharding",
+    "encode_sharded": "parallel.sharding",
+    "translate_sharded": "parallel.sharding",
+    "PeakMemory": "instrument.memory",
+    "Translation": "quality.generation",
+    "make_translations": "quality.generation",
+    "load_fewshot_examples": "quality.fewshot",
+    "select_fewshot_examples": "quality.fewshot",
+    "FewShotExamples": "quality.fewshot",
+    "FewShotError": "quality.fewshot",
+    "find_copies": "quality.copies",
+    "mask_copies": "quality.copies",
+    "CopyReport": "quality.copies",
+    "measure_alignment": "alignment.report",
+    "score_encoded": "alignment.report",
+    "AlignmentReport": "alignment.report",
+    "encode": "instrument.activations",
+    "Encoded": "instrument.activations",
+    "ActivationCapture": "instrument.activations",
+    "register_architecture": "instrument.architectures",
+    "activation_modules": "instrument.architectures",
+    "UnsupportedArchitectureError": "instrument.architectures",
+    "weak_alignment": "alignment.scoring",
+    "retrieval_accuracy": "alignment.scoring",
+    "chance_probability": "alignment.scoring",
+    "cosine_matrices": "alignment.scoring",
+    "PairScore": "alignment.scoring",
+    "ParallelSet": "data.loaders",
+    "ParallelDataError": "data.loaders",
+    "load_parallel": "data.loaders",
+    "load_file_pair": "data.loaders",
+    "load_training_pairs": "data.loaders",
+    "normalize_language": "data.loaders",
+    "load_model_and_tokenizer": "instrument.models",
+    "prepare_for_training": "instrument.models",
+    "translate": "quality.generation",
+    "QualityScore": "quality.metrics",
+    "ChrFScorer": "quality.metrics",
+    "BLEUScorer": "quality.metrics",
+    "CometScorer": "quality.metrics",
+    "CometKiwiScorer": "quality.metrics",
+    "make_scorers": "quality.metrics",
+    "MeasurementHistory": "measure.history",
+    "PlateauDetector": "measure.history",
+    "JsonlLogger": "sinks.jsonl",
+    "WandbLogger": "sinks.trackers",
+    "write_report": "offline.report",
+    "summary_lines": "offline.run_summary",
+    "alignment_change": "offline.run_summary",
+    "training_example": "quality.prompts",
     # similarity baselines, checkpoint scoring, correlation with benchmarks
-    "cka": "similarity",
-    "svcca": "similarity",
-    "anc": "similarity",
-    "similarity_per_layer": "similarity",
-    "SimilarityError": "similarity",
-    "score_checkpoints": "checkpoints",
-    "find_checkpoints": "checkpoints",
-    "CheckpointError": "checkpoints",
-    "correlate_benchmarks": "correlation",
-    "load_benchmarks": "correlation",
-    "load_alignment_scores": "correlation",
-    "CorrelationInputError": "correlation",
+    "cka": "alignment.similarity",
+    "svcca": "alignment.similarity",
+    "anc": "alignment.similarity",
+    "similarity_per_layer": "alignment.similarity",
+    "SimilarityError": "alignment.similarity",
+    "score_checkpoints": "offline.checkpoints",
+    "find_checkpoints": "offline.checkpoints",
+    "CheckpointError": "offline.checkpoints",
+    "correlate_benchmarks": "offline.correlation",
+    "load_benchmarks": "offline.correlation",
+    "load_alignment_scores": "offline.correlation",
+    "CorrelationInputError": "offline.correlation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -108,27 +108,27 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .activations import ActivationCapture, Encoded, encode
-    from .alignment import AlignmentReport, measure_alignment, score_encoded
-    from .architectures import UnsupportedArchitectureError, activation_modules, register_architecture
-    from .callback import MeasurementError, NeuronXACallback
-    from .monitor import AlignmentMonitor, Schedule
-    from .memory import PeakMemory
-    from .sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
-    from .copies import CopyReport, find_copies, mask_copies
-    from .fewshot import FewShotError, FewShotExamples, load_fewshot_examples, select_fewshot_examples
-    from .settings import CallbackSettings, SettingsError
-    from .data import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
-    from .generation import Translation, make_translations, translate
-    from .jsonl import JsonlLogger
-    from .trackers import WandbLogger
-    from .models import load_model_and_tokenizer, prepare_for_training
-    from .quality import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
-    from .prompts import training_example
-    from .report import write_report
-    from .run_summary import alignment_change, summary_lines
-    from .scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
-    from .tracking import MeasurementHistory, PlateauDetector
-    from .similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
-    from .checkpoints import CheckpointError, find_checkpoints, score_checkpoints
-    from .correlation import CorrelationInputError, correlate_benchmarks, load_alignment_scores, load_benchmarks
+    from neuronxa_callback.instrument.activations import ActivationCapture, Encoded, encode
+    from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment, score_encoded
+    from neuronxa_callback.instrument.architectures import UnsupportedArchitectureError, activation_modules, register_architecture
+    from neuronxa_callback.hosts.trainer import MeasurementError, NeuronXACallback
+    from neuronxa_callback.monitor import AlignmentMonitor, Schedule
+    from neuronxa_callback.instrument.memory import PeakMemory
+    from neuronxa_callback.parallel.sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
+    from neuronxa_callback.quality.copies import CopyReport, find_copies, mask_copies
+    from neuronxa_callback.quality.fewshot import FewShotError, FewShotExamples, load_fewshot_examples, select_fewshot_examples
+    from neuronxa_callback.settings import CallbackSettings, SettingsError
+    from neuronxa_callback.data.loaders import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
+    from neuronxa_callback.quality.generation import Translation, make_translations, translate
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
+    from neuronxa_callback.sinks.trackers import WandbLogger
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.quality.metrics import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
+    from neuronxa_callback.quality.prompts import training_example
+    from neuronxa_callback.offline.report import write_report
+    from neuronxa_callback.offline.run_summary import alignment_change, summary_lines
+    from neuronxa_callback.alignment.scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
+    from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
+    from neuronxa_callback.alignment.similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
+    from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
+    from neuronxa_callback.offline.correlation import CorrelationInputError, correlate_benchmarks, load_alignment_scores, load_benchmarks

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    from .data import load_file_pair, load_parallel
+    from neuronxa_callback.data.loaders import load_file_pair, load_parallel
 
     if args.source_file or args.target_file:
         if args.data:
@@ -233,7 +233,7 @@ def _token(args: argparse.Namespace) -> str | None:
 def _load_model(args: argparse.Namespace):
     import torch
 
-    from .models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     dtype = getattr(torch, args.dtype) if args.dtype else None
     started = time.perf_counter()
@@ -256,7 +256,7 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     """`neuronxa score RUN_DIR`: every checkpoint of a training run into the callback's JSONL schema."""
     import torch
 
-    from .checkpoints import score_checkpoints
+    from neuronxa_callback.offline.checkpoints import score_checkpoints
 
     if args.source_file or args.target_file:
         parser.error("with RUN_DIR give --data/--languages (the callback's data options), not --source-file")
@@ -289,7 +289,7 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .alignment import measure_alignment
+    from neuronxa_callback.alignment.report import measure_alignment
 
     if args.run_dir is not None:
         return _score_run(args, parser)
@@ -305,7 +305,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     payload["timing"]["load_seconds"] = round(load_seconds, 3)
     _write_json(payload, args.output)
     if args.plot:
-        from .plots import plot_layer_profile
+        from neuronxa_callback.sinks.figures import plot_layer_profile
 
         plot_layer_profile(payload, args.plot)
         logger.info("wrote %s", args.plot)
@@ -322,8 +322,8 @@ def _metrics_in(payload: dict, pair: str) -> list[str]:
 
 def _split_measures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[tuple[str, ...], list[str]]:
     """--measures nasca,mexa,cka -> (("nas", "embedding"), ["cka"]); without it, --representation as before."""
-    from .scoring import REPRESENTATION_FOR_METRIC
-    from .similarity import parse_measure
+    from neuronxa_callback.alignment.scoring import REPRESENTATION_FOR_METRIC
+    from neuronxa_callback.alignment.similarity import parse_measure
 
     if not args.measures:
         return _REPRESENTATIONS[args.representation], []
@@ -344,10 +344,10 @@ def _split_measures(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
 
 def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .copies import mask_copies
-    from .fewshot import select_fewshot_examples
-    from .generation import translate
-    from .quality import make_scorers
+    from neuronxa_callback.quality.copies import mask_copies
+    from neuronxa_callback.quality.fewshot import select_fewshot_examples
+    from neuronxa_callback.quality.generation import translate
+    from neuronxa_callback.quality.metrics import make_scorers
 
     data = _load_data(args, parser)
     metrics = [metric.lower() for metric in args.metrics]
@@ -398,7 +398,7 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .correlation import correlate_benchmarks, load_alignment_scores, load_benchmarks, plot_correlations
+    from neuronxa_callback.offline.correlation import correlate_benchmarks, load_alignment_scores, load_benchmarks, plot_correlations
 
     rows = load_benchmarks(args.benchmarks)
     tables = []
@@ -426,7 +426,7 @@ def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .report import write_report
+    from neuronxa_callback.offline.report import write_report
 
     written = write_report(args.run_dir, out_dir=args.output_dir)
     for name, path in written.items():

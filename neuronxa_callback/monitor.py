@@ -33,18 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import _sinks
-from ._isolation import left_as_found
-from ._measurement import check_without_model, prepare_inputs, run_measurement, translate_all
-from ._progress import say
-from ._quality_step import score_quality
-from ._rank import MeasurementError, agree, attempt, report_failure
-from ._records import add_to_history, eval_metrics, measurement_record, new_history, new_plateau, rebuild_from_records
-from .distributed import broadcast_object, rank_and_world
-from .settings import CallbackSettings
-from .trackers import summary_line
+from neuronxa_callback.sinks import routing as _sinks
+from neuronxa_callback.instrument.isolation import left_as_found
+from neuronxa_callback.measure.measurement import check_without_model, prepare_inputs, run_measurement, translate_all
+from neuronxa_callback.sinks.console import say
+from neuronxa_callback.measure.quality_step import score_quality
+from neuronxa_callback.parallel.agreement import MeasurementError, agree, attempt, report_failure
+from neuronxa_callback.measure.record import add_to_history, eval_metrics, measurement_record, new_history, new_plateau, rebuild_from_records
+from neuronxa_callback.parallel.collectives import broadcast_object, rank_and_world
+from neuronxa_callback.settings import CallbackSettings
+from neuronxa_callback.sinks.trackers import summary_line
 
-logger = logging.getLogger("neuronxa_callback.callback")  # the name users configure for the callback's messages
+logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the name users configure for the callback's messages
 
 # A sink receives every record once it is written to the JSONL: log_measurement(record), log_figures({name: png})
 # before the run ends, finish() at the end. A factory builds them once the JSONL's earlier records are known.
@@ -122,7 +122,7 @@ class AlignmentMonitor:
 
     def restore(self, name: str, value: Any) -> None:
         """One entry of state_dict() (the Trainer restores a callback's state one attribute at a time)."""
-        from .tracking import MeasurementHistory, PlateauDetector
+        from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
 
         if name == "history":
             self.history = value if isinstance(value, MeasurementHistory) else MeasurementHistory.from_state(value)
@@ -329,7 +329,7 @@ class AlignmentMonitor:
         what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
         text = f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
         if with_quality:
-            from ._quality_step import directions, quality_slice
+            from neuronxa_callback.measure.quality_step import directions, quality_slice
 
             sentences = sum(len(quality_slice(data.sentences(source), settings))
                             for source, _ in directions(data, settings))

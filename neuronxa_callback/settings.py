@@ -195,7 +195,7 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     out["quality_languages"] = None
     if quality_languages is not None:
         out["quality_languages"] = _string_tuple("quality_languages", quality_languages)
-        from .languages import LanguageCodeError, normalize_language
+        from neuronxa_callback.data.languages import LanguageCodeError, normalize_language
 
         try:
             measured = {normalize_language(code) for code in out["languages"]}

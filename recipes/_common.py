@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from neuronxa_callback.prompts import training_example
+from neuronxa_callback.quality.prompts import training_example
 
 logger = logging.getLogger("neuronxa.recipes")
 
 
 def language_name(code: str) -> str:
     """'isl_Latn' -> 'Icelandic' (the words the few-shot prompts use, so training and measuring read alike)."""
-    from neuronxa_callback.prompts import language_name as _name
+    from neuronxa_callback.quality.prompts import language_name as _name
 
     return _name(code)
 

@@ -31,7 +31,7 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     apply_lora,
     count_parameters,
 )
-from neuronxa_callback.run_summary import summary_lines  # noqa: E402
+from neuronxa_callback.offline.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,9 +106,9 @@ def main(argv=None) -> int:
     from transformers import Trainer, TrainingArguments, set_seed
 
     from neuronxa_callback import NeuronXACallback, write_report
-    from neuronxa_callback.data import normalize_language
-    from neuronxa_callback.jsonl import read_jsonl
-    from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.data.loaders import normalize_language
+    from neuronxa_callback.sinks.jsonl import read_jsonl
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer, prepare_for_training
 
     set_seed(args.seed)
     args.language, args.pivot = normalize_language(args.language), normalize_language(args.pivot)

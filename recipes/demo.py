@@ -45,7 +45,7 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     train_mlp_only,
     translation_examples,
 )
-from neuronxa_callback.run_summary import alignment_change, summary_lines  # noqa: E402
+from neuronxa_callback.offline.run_summary import alignment_change, summary_lines  # noqa: E402
 
 PAIR_SOURCE, PAIR_TARGET = "eng_Latn", "isl_Latn"
 
@@ -159,9 +159,9 @@ def main(argv=None) -> int:
     from transformers import Trainer, TrainingArguments, set_seed
 
     from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
-    from neuronxa_callback.languages import normalize_language
-    from neuronxa_callback.jsonl import read_jsonl
-    from neuronxa_callback.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.data.languages import normalize_language
+    from neuronxa_callback.sinks.jsonl import read_jsonl
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer, prepare_for_training
 
     if args.threads is None and load_before[0] > (os.cpu_count() or 1):
         args.threads = 1
@@ -361,7 +361,7 @@ def _show_progress() -> None:
 
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    progress = logging.getLogger("neuronxa_callback.callback")
+    progress = logging.getLogger("neuronxa_callback.hosts.trainer")
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
 

@@ -35,7 +35,7 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     find_wandb_run_dir,
     translation_examples,
 )
-from neuronxa_callback.run_summary import summary_lines  # noqa: E402
+from neuronxa_callback.offline.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,7 +118,7 @@ def load_model(args):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from neuronxa_callback.models import EMBEDDED_MODELS, load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.instrument.models import EMBEDDED_MODELS, load_model_and_tokenizer, prepare_for_training
 
     if args.model in EMBEDDED_MODELS or not args.four_bit:
         if args.four_bit:
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
     from transformers import Trainer, TrainingArguments, set_seed
 
     from neuronxa_callback import NeuronXACallback, load_training_pairs, write_report
-    from neuronxa_callback.data import normalize_language
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.data.loaders import normalize_language
+    from neuronxa_callback.sinks.jsonl import read_jsonl
 
     set_seed(args.seed)
     source_lang, target_lang = normalize_language(args.source_lang), normalize_language(args.target_lang)

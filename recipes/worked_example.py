@@ -80,7 +80,7 @@ class _Model:
 
     def get(self):
         if self._pair is None:
-            from neuronxa_callback.models import load_model_and_tokenizer
+            from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
             started = time.perf_counter()
             model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
@@ -91,8 +91,8 @@ class _Model:
 
 
 def _align_group(loaded: _Model, group: list[str]) -> dict:
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
 
     data = load_parallel(str(_ntrex_dir()), languages=tuple(group), num_pairs=NUM_PAIRS)
     model, tokenizer = loaded.get()
@@ -113,9 +113,9 @@ def _align_group(loaded: _Model, group: list[str]) -> dict:
 
 
 def _translate(loaded: _Model, language: str, num: int, max_new_tokens: int) -> dict:
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.generation import translate
-    from neuronxa_callback.quality import ChrFScorer
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.quality.generation import translate
+    from neuronxa_callback.quality.metrics import ChrFScorer
 
     pool = load_parallel(str(_ntrex_dir()), languages=(language,), num_pairs=None)
     sources = pool.sentences(language)[:num]
@@ -165,7 +165,7 @@ def run_units(cache_path: Path, budget: float | None, num_translate: int, max_ne
 
 def results_table(cache: dict) -> tuple[list[dict], dict]:
     """Rows per language (measures + chrF++) and {measure: correlate(...)} across languages."""
-    from neuronxa_callback.correlation import correlate_series
+    from neuronxa_callback.offline.correlation import correlate_series
 
     rows = []
     for language in LANGUAGES:
@@ -187,7 +187,7 @@ def _p(value) -> str:
 
 
 def write_outputs(cache: dict, table_path: Path, figure_path: Path, readme: Path | None) -> str:
-    from neuronxa_callback.languages import language_name
+    from neuronxa_callback.data.languages import language_name
 
     rows, stats = results_table(cache)
     settings = cache["settings"]

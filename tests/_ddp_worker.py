@@ -24,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tests._runs import FAST, make_trainer  # noqa: E402
 
-from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
+from neuronxa_callback.hosts.trainer import NeuronXACallback  # noqa: E402
 
 
 def main() -> None:
@@ -38,8 +38,8 @@ def main() -> None:
     trainer.train()
     import torch.distributed as dist
 
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
 
     rank, world = dist.get_rank(), dist.get_world_size()
     # measure_alignment's shard= route after training (learning_rate=0: the weights are the step-0 ones): the same

@@ -58,8 +58,8 @@ class _Fault:
 
 
 def _install_faults(fault: _Fault):
-    import neuronxa_callback._measurement as measurement
-    from neuronxa_callback.jsonl import JsonlLogger
+    import neuronxa_callback.measure.measurement as measurement
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
 
     score = measurement.score_alignment
 

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from neuronxa_callback.lightning import NeuronXALightningCallback, pl  # noqa: E402
+from neuronxa_callback.hosts.lightning import NeuronXALightningCallback, pl  # noqa: E402
 from tests._lightning_run import fit  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 

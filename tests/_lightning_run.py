@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from neuronxa_callback.lightning import pl  # the Lightning package the callback derives from
+from neuronxa_callback.hosts.lightning import pl  # the Lightning package the callback derives from
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 

@@ -41,7 +41,7 @@ def sentence_pairs(n: int = 32) -> tuple[list[str], list[str]]:
     changes. Half-sentences give tiny models mid-range scores (0.2-0.7 on llama, gpt2; measured), where a
     rounding difference can move a sentence across the strict-inequality line.
     """
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     source = list(load_parallel("bundled", languages=["isl_Latn"], num_pairs=n).sentences("eng_Latn"))
     target = [" ".join(s.split()[len(s.split()) // 2 :]).lower() for s in source]
@@ -118,8 +118,8 @@ def model_state(model, tokenizer) -> dict:
 def encode_cell(model, tokenizer, representation, pairs: tuple[list[str], list[str]], batch_size: int = 8) -> dict:
     """{"pooled": source + target sentences [L, 2n, d], "scores": per-layer weak alignment} for one representation
     name; for a tuple of names, {name: that dict} from a single encode() call."""
-    from neuronxa_callback.activations import encode
-    from neuronxa_callback.scoring import cosine_matrices, weak_alignment
+    from neuronxa_callback.instrument.activations import encode
+    from neuronxa_callback.alignment.scoring import cosine_matrices, weak_alignment
 
     names = (representation,) if isinstance(representation, str) else tuple(representation)
     source, target = pairs

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuronxa_callback.jsonl import read_jsonl
+from neuronxa_callback.sinks.jsonl import read_jsonl
 from tests._tiny import CorpusDataset, tiny_model, tiny_tokenizer
 
 PAIR = "eng_Latn-isl_Latn"

@@ -46,8 +46,8 @@ def main() -> None:
     torch.set_num_threads(1)
     # The Trainer (accelerate / deepspeed) would start the group with its 30-minute default: a hang must fail sooner.
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
-    from neuronxa_callback.callback import NeuronXACallback
-    from neuronxa_callback.sharding import sharding_engine, unsharded_parameters
+    from neuronxa_callback.hosts.trainer import NeuronXACallback
+    from neuronxa_callback.parallel.sharding import sharding_engine, unsharded_parameters
     from tests._runs import make_trainer
 
     seen = {}

@@ -82,7 +82,7 @@ def agreement(output_dir: Path) -> None:
 
     import torch.distributed as dist
 
-    from neuronxa_callback.sharding import ShardedMeasurementError, agree_on_count, encode_sharded
+    from neuronxa_callback.parallel.sharding import ShardedMeasurementError, agree_on_count, encode_sharded
     from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     rank = dist.get_rank()
@@ -117,7 +117,7 @@ def zero3(output_dir: Path) -> None:
     import deepspeed
     import torch.distributed as dist
 
-    from neuronxa_callback.sharding import encode_sharded, reshard, sharding_engine, unsharded_parameters
+    from neuronxa_callback.parallel.sharding import encode_sharded, reshard, sharding_engine, unsharded_parameters
     from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -158,10 +158,10 @@ def main() -> None:
         zero3(output_dir)
         return
 
-    from neuronxa_callback.alignment import measure_alignment, parallel_sentences, score_encoded
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.distributed import gather_encoded, gather_objects
-    from neuronxa_callback.sharding import engine_for, sharding_engine, unsharded_parameters
+    from neuronxa_callback.alignment.report import measure_alignment, parallel_sentences, score_encoded
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.parallel.collectives import gather_encoded, gather_objects
+    from neuronxa_callback.parallel.sharding import engine_for, sharding_engine, unsharded_parameters
     from tests._tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

@@ -8,7 +8,7 @@ Usage::
     model = tiny_model("llama", tokenizer=tokenizer)   # random LlamaForCausalLM, 2 layers, eval mode
 
 Every model type in TINY_MODEL_TYPES builds from its config alone, so tests can cover each architecture that
-neuronxa_callback.architectures supports without downloading anything.
+neuronxa_callback.instrument.architectures supports without downloading anything.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ Los médicos dicen que el ejercicio regular y el buen sueño protegen el corazó
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 
-# Architectures with a tiny config below; keep in step with neuronxa_callback.architectures.
+# Architectures with a tiny config below; keep in step with neuronxa_callback.instrument.architectures.
 TINY_MODEL_TYPES = (
     "llama",
     "mistral",

@@ -66,7 +66,7 @@ def build_tiny_comet(directory: Path, sentences: Sequence[str], *, kind: str = "
     """Write a tiny COMET model of ``kind`` ("regression" = wmt22-comet-da-like, "unified" = CometKiwi-like)."""
     import torch
 
-    from neuronxa_callback._comet_compat import import_comet
+    from neuronxa_callback.quality._comet_compat import import_comet
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

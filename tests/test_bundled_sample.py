@@ -1,4 +1,4 @@
-"""Checks on the bundled multilingual sample (neuronxa_callback/data/*.jsonl, CC BY 4.0).
+"""Checks on the bundled multilingual sample (neuronxa_callback/data/packaged/*.jsonl, CC BY 4.0).
 
 The sample is hand-written content, so these tests guard its shape and catch the slips a translator or an editor
 makes: a broken line, a missing or empty language, a duplicated sentence, a number changed in translation, a
@@ -17,7 +17,7 @@ import pytest
 LANGUAGES = ("eng_Latn", "isl_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans")
 TRANSLATIONS = LANGUAGES[1:]
 EXPECTED_KEYS = {"id", *LANGUAGES}
-DATA_DIR = files("neuronxa_callback").joinpath("data")
+DATA_DIR = files("neuronxa_callback").joinpath("data", "packaged")
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 ICELANDIC_LETTERS = re.compile(r"[þðæöÞÐÆÖ]")

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from neuronxa_callback._records import eval_metrics as _eval_metrics
-from neuronxa_callback.callback import NeuronXACallback
-from neuronxa_callback.distributed import gather_encoded, merge_encoded, rank_and_world
+from neuronxa_callback.measure.record import eval_metrics as _eval_metrics
+from neuronxa_callback.hosts.trainer import NeuronXACallback
+from neuronxa_callback.parallel.collectives import gather_encoded, merge_encoded, rank_and_world
 from neuronxa_callback.settings import CallbackSettings, SettingsError
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
@@ -97,7 +97,7 @@ def test_eval_metrics_are_means_over_pairs_of_the_layer_means():
 
 
 def test_sharded_encodings_merge_to_the_single_process_result():
-    from neuronxa_callback.activations import encode
+    from neuronxa_callback.instrument.activations import encode
 
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer)

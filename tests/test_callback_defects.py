@@ -7,7 +7,7 @@ import logging
 import pytest
 from transformers import TrainerCallback
 
-from neuronxa_callback.callback import NeuronXACallback
+from neuronxa_callback.hosts.trainer import NeuronXACallback
 from tests._runs import FAST, PAIR, make_trainer, records_of
 
 
@@ -86,7 +86,7 @@ class BrokenEncode:
     """Makes the n-th (1-based) and later alignment encodes fail, as an out-of-memory or a bad batch would."""
 
     def __init__(self, fail_from: int) -> None:
-        import neuronxa_callback._measurement as measurement
+        import neuronxa_callback.measure.measurement as measurement
 
         self.original, self.calls, self.fail_from = measurement.encode_all, 0, fail_from
 
@@ -100,7 +100,7 @@ class BrokenEncode:
 @pytest.mark.parametrize("fail_from", [1, 2], ids=["every-measurement-fails", "later-measurements-fail"])
 def test_failed_measurement_with_metric_for_best_model_does_not_fail_the_trainer(tmp_path, monkeypatch, caplog,
                                                                                  fail_from):
-    import neuronxa_callback._measurement as measurement
+    import neuronxa_callback.measure.measurement as measurement
 
     monkeypatch.setattr(measurement, "encode_all", BrokenEncode(fail_from))
     trainer = make_trainer(
@@ -108,7 +108,7 @@ def test_failed_measurement_with_metric_for_best_model_does_not_fail_the_trainer
         eval_steps=2, save_strategy="steps", save_steps=2, metric_for_best_model="eval_neuronxa_nasca",
         load_best_model_at_end=True,
     )
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.callback"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.hosts.trainer"):
         trainer.train()  # failed with KeyError on the missing eval_neuronxa_nasca before the fix
     assert trainer.state.global_step == 4
     assert any("eval_neuronxa_nasca" in m for m in caplog.messages)
@@ -129,8 +129,8 @@ def test_setup_failure_with_metric_for_best_model_does_not_fail_the_trainer(tmp_
 
 
 def test_strict_failure_still_raises(tmp_path, monkeypatch):
-    import neuronxa_callback._measurement as measurement
-    from neuronxa_callback.callback import MeasurementError
+    import neuronxa_callback.measure.measurement as measurement
+    from neuronxa_callback.hosts.trainer import MeasurementError
 
     monkeypatch.setattr(measurement, "encode_all", BrokenEncode(2))
     trainer = make_trainer(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback import _quality_step as quality_step
-from neuronxa_callback.data import load_parallel
-from neuronxa_callback.quality import make_scorers
+from neuronxa_callback.measure import quality_step
+from neuronxa_callback.data.loaders import load_parallel
+from neuronxa_callback.quality.metrics import make_scorers
 from neuronxa_callback.settings import CallbackSettings, SettingsError
 
 
@@ -64,7 +64,7 @@ def test_both_directions_sum_their_copies():
 def test_report_lists_the_copies_next_to_the_quality_trend(tmp_path):
     import json
 
-    from neuronxa_callback.report import write_report
+    from neuronxa_callback.offline.report import write_report
 
     pair = "eng_Latn-isl_Latn"
     path = tmp_path / "neuronxa" / "metrics.jsonl"

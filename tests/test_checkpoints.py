@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
+from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
 from neuronxa_callback.cli import main
 
 PAIR = "eng_Latn-isl_Latn"
@@ -37,7 +37,7 @@ def _train(model, tokenizer, out: Path, steps: int = 3) -> Path:
 
 @pytest.fixture(scope="module")
 def full_run(model_dir, tmp_path_factory) -> Path:
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     model.train()
@@ -48,7 +48,7 @@ def full_run(model_dir, tmp_path_factory) -> Path:
 def lora_run(model_dir, tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["gate_proj", "up_proj"], lora_alpha=16,
@@ -70,9 +70,9 @@ def test_find_checkpoints_reads_steps_kinds_and_bases(full_run, lora_run, model_
 
 
 def test_full_run_scored_matches_direct_measurement_and_rerun_is_incremental(full_run, tmp_path):
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
@@ -120,9 +120,9 @@ def test_full_run_scored_matches_direct_measurement_and_rerun_is_incremental(ful
 def test_lora_run_applies_adapters_to_the_base_and_scores_the_base_as_step_0(lora_run, model_dir, tmp_path):
     from peft import PeftModel
 
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     out = tmp_path / "lora.jsonl"
     written = score_checkpoints(lora_run, output=out, data="bundled", num_pairs=10, include_base=True, representations="nav",

@@ -121,7 +121,7 @@ def callback_run(model_dir, tmp_path_factory) -> Path:
     from transformers import Trainer, TrainingArguments
 
     from neuronxa_callback import NeuronXACallback
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     out = tmp_path_factory.mktemp("callback-run")
     model, tokenizer = load_model_and_tokenizer(str(model_dir))

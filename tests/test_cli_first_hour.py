@@ -31,7 +31,7 @@ def no_model_load(monkeypatch):
         raise AssertionError("the model was loaded before the command checked its arguments")
 
     monkeypatch.setattr(cli, "_load_model", refuse)
-    monkeypatch.setattr("neuronxa_callback.models.load_model_and_tokenizer", refuse)
+    monkeypatch.setattr("neuronxa_callback.instrument.models.load_model_and_tokenizer", refuse)
 
 
 def _one_line(err: str) -> str:
@@ -129,7 +129,7 @@ def test_latin1_target_file_names_the_file_and_line(model_dir, tmp_path, capsys,
 
 @pytest.mark.parametrize("suffix", [".tsv", ".jsonl"])
 def test_latin1_data_file_names_the_file_and_line(suffix, tmp_path):
-    from neuronxa_callback.data import ParallelDataError, load_parallel
+    from neuronxa_callback.data.loaders import ParallelDataError, load_parallel
 
     if suffix == ".tsv":
         lines = ["eng_Latn\tisl_Latn", "The river runs.\tFljotid rennur.", "The team won.\tLiðið vann."]
@@ -208,7 +208,7 @@ def test_a_hub_model_in_the_cache_still_loads(hub, model_dir, tmp_path):
     if hub == "unreachable":
         env = _subprocess_env(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None,
                               HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")
-    script = ("from neuronxa_callback.models import load_model_and_tokenizer\n"
+    script = ("from neuronxa_callback.instrument.models import load_model_and_tokenizer\n"
               "model, _ = load_model_and_tokenizer('tiny-org/tiny-model')\n"
               "print(model.config.model_type)")
     started = time.perf_counter()
@@ -224,7 +224,7 @@ def test_a_library_warning_is_printed_once(tmp_path):
     script = textwrap.dedent("""
         import logging, sys
         from neuronxa_callback import cli
-        from neuronxa_callback.models import ModelLoadError
+        from neuronxa_callback.instrument.models import ModelLoadError
 
         def load(args):
             from huggingface_hub.utils import logging as hub_logging  # as from_pretrained imports it
@@ -258,7 +258,7 @@ def test_ctrl_c_while_watching_a_run_exits_130(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("neuronxa_callback.checkpoints.score_checkpoints", interrupted)
+    monkeypatch.setattr("neuronxa_callback.offline.checkpoints.score_checkpoints", interrupted)
     run = tmp_path / "run"
     run.mkdir()
     assert main(["--quiet", "score", str(run), "--watch", "1"]) == 130
@@ -291,7 +291,7 @@ def test_quiet_after_the_subcommand_runs(model_dir, tmp_path):
 
 
 def test_num_pairs_all(model_dir, tmp_path):
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     assert cli.build_parser().parse_args(["score", "--num-pairs", "7"]).num_pairs == 7
     out = tmp_path / "r.json"
@@ -410,7 +410,7 @@ def test_report_without_step_0_does_not_call_the_first_checkpoint_baseline(model
 
 
 def test_translate_progress_counts_sentences_and_shows_tokens(capfd):
-    from neuronxa_callback.generation import translate
+    from neuronxa_callback.quality.generation import translate
     from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

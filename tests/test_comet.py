@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback import _comet_compat, quality
-from neuronxa_callback.quality import CometKiwiScorer, CometModelError, CometScorer, make_scorers
+from neuronxa_callback.quality import _comet_compat
+
+from neuronxa_callback.quality import metrics as quality
+from neuronxa_callback.quality.metrics import CometKiwiScorer, CometModelError, CometScorer, make_scorers
 from tests._tiny_comet import build_tiny_comet
 
 # Checked through the package metadata: importing comet here would bypass _comet_compat.import_comet.
@@ -104,7 +106,7 @@ def test_compat_warns_on_other_comet_version(monkeypatch):
 def test_compat_import_does_not_configure_root_logging():
     """comet/__init__.py calls logging.basicConfig(INFO); in a fresh process the root logger must stay bare."""
     code = (
-        "import logging; from neuronxa_callback._comet_compat import import_comet, applied_patches; "
+        "import logging; from neuronxa_callback.quality._comet_compat import import_comet, applied_patches; "
         "import_comet(); root = logging.getLogger(); print(len(root.handlers), root.level, applied_patches())"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback.copies import COPY_POLICY, find_copies, mask_copies
-from neuronxa_callback.quality import make_scorers
+from neuronxa_callback.quality.copies import COPY_POLICY, find_copies, mask_copies
+from neuronxa_callback.quality.metrics import make_scorers
 
 EXAMPLES = [("Safnið er lokað á mánudögum og helgidögum.", "The museum is closed on Mondays and public holidays."),
             ("Lestin fer klukkan sjö.", "The train leaves at seven o'clock.")]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from neuronxa_callback.cli import main
-from neuronxa_callback.correlation import (
+from neuronxa_callback.offline.correlation import (
     CorrelationInputError,
     correlate_benchmarks,
     load_alignment_scores,

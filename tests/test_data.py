@@ -1,4 +1,4 @@
-"""Tests for neuronxa_callback.data and .languages: every loader, every input error, sampling, bundled files."""
+"""Tests for neuronxa_callback.data.loaders and .languages: every loader, every input error, sampling, bundled files."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.data import (
+from neuronxa_callback.data.loaders import (
     BUNDLED_ORIGIN,
     ParallelDataError,
     ParallelDataWarning,
@@ -20,7 +20,7 @@ from neuronxa_callback.data import (
     load_training_pairs,
     normalize_language,
 )
-from neuronxa_callback.languages import FLORES200_CODES, NTREX_CODES, LanguageCodeError, language_name
+from neuronxa_callback.data.languages import FLORES200_CODES, NTREX_CODES, LanguageCodeError, language_name
 
 BUNDLED_LANGUAGES = ("isl_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.jsonl import read_jsonl
+from neuronxa_callback.sinks.jsonl import read_jsonl
 from tests._runs import FAST
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,8 @@ def test_ddp_scores_equal_single_process_and_all_ranks_stop(tmp_path):
     assert len(records[0]["quality"][PAIR]["translations"]) == FAST["num_pairs"]
 
     # Single process, same initial weights and settings: the step-0 scores must match exactly.
-    from neuronxa_callback.alignment import measure_alignment
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
     from tests._tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

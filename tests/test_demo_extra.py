@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback import models
+from neuronxa_callback.instrument import models
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.jsonl import JsonlLogger, read_jsonl
+from neuronxa_callback.sinks.jsonl import JsonlLogger, read_jsonl
 from tests._fault_run import EVAL_STEPS, MAX_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_a_torn_last_line_is_dropped_and_the_file_repaired(tmp_path, caplog):
 
 def test_replacing_a_record_is_one_atomic_write(tmp_path, monkeypatch):
     """Completing the last record (final quality) replaces its line: a crash must leave the old or the new file."""
-    import neuronxa_callback.jsonl as jsonl
+    import neuronxa_callback.sinks.jsonl as jsonl
 
     path = tmp_path / "metrics.jsonl"
     logger = JsonlLogger(path)

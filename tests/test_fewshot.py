@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback.data import load_parallel
-from neuronxa_callback.fewshot import load_fewshot_examples
+from neuronxa_callback.data.loaders import load_parallel
+from neuronxa_callback.quality.fewshot import load_fewshot_examples
 
 
 def test_examples_come_from_the_fewshot_split_in_order():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback.data import load_parallel
-from neuronxa_callback.fewshot import FewShotError, select_fewshot_examples
+from neuronxa_callback.data.loaders import load_parallel
+from neuronxa_callback.quality.fewshot import FewShotError, select_fewshot_examples
 
 
 def test_ntrex_directory_gives_the_lines_after_the_scored_ones(ntrex_dir):

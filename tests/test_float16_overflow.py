@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from neuronxa_callback.activations import ActivationCapture, encode, pooling_weights
-from neuronxa_callback.alignment import AlignmentReport, measure_alignment
-from neuronxa_callback.architectures import activation_modules, decoder_layers
-from neuronxa_callback.scoring import PairScore, score_matrices
-from neuronxa_callback.similarity import similarity_per_layer
+from neuronxa_callback.instrument.activations import ActivationCapture, encode, pooling_weights
+from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment
+from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
+from neuronxa_callback.alignment.scoring import PairScore, score_matrices
+from neuronxa_callback.alignment.similarity import similarity_per_layer
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 SENTENCES = corpus_sentences()[:12]
@@ -49,7 +49,7 @@ def _poisoned(tokenizer):
 
 
 def _parallel(sentences):
-    from neuronxa_callback.data import ParallelSet
+    from neuronxa_callback.data.loaders import ParallelSet
 
     half = len(sentences) // 2
     return ParallelSet(languages=("eng_Latn", "deu_Latn"),
@@ -203,7 +203,7 @@ def test_similarity_of_a_non_finite_layer_is_undefined():
 def test_gemma_in_float16_scores_like_float32(gemma, ntrex_dir):
     """Gemma 3 270M's residual stream passes 65504 at layer 7 (inf, then NaN in every later layer): float16 used to
     score eng-jpn 0.146 instead of 0.367, without a word. Now the overflow is recomputed and reported."""
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     model, tokenizer = gemma
     data = load_parallel(ntrex_dir, languages=["jpn_Jpan"], num_pairs=16)
@@ -223,9 +223,9 @@ def test_a_run_with_an_unscorable_layer_is_recorded_correlated_and_reported(toke
     # The whole path after the measurement: JSONL (no NaN allowed), running correlations, report and figures,
     # and the shards of a DDP encode merged with their reasons.
     from neuronxa_callback import AlignmentMonitor
-    from neuronxa_callback.distributed import merge_encoded
-    from neuronxa_callback.jsonl import read_jsonl
-    from neuronxa_callback.report import write_report
+    from neuronxa_callback.parallel.collectives import merge_encoded
+    from neuronxa_callback.sinks.jsonl import read_jsonl
+    from neuronxa_callback.offline.report import write_report
 
     model = _poisoned(tokenizer)
     monitor = AlignmentMonitor(eval_steps=1, quality_every=1, quality_num_pairs=2, num_pairs=8, batch_size=8,

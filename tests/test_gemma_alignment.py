@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback.alignment import measure_alignment
-from neuronxa_callback.data import ParallelSet
-from neuronxa_callback.scoring import chance_probability
+from neuronxa_callback.alignment.report import measure_alignment
+from neuronxa_callback.data.loaders import ParallelSet
+from neuronxa_callback.alignment.scoring import chance_probability
 
 pytestmark = pytest.mark.integration
 

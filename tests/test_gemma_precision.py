@@ -37,7 +37,7 @@ def _script():
 def test_bf16_gemma_scores_agree_with_float32(gemma, ntrex_dir):
     import torch
 
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     model, tokenizer = gemma
     before = {name: p.detach().clone() for name, p in list(model.named_parameters())[:3]}

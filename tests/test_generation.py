@@ -1,4 +1,4 @@
-"""Tests for neuronxa_callback.generation / prompts: prompt building, batching, stopping, state restoration.
+"""Tests for neuronxa_callback.quality.generation / prompts: prompt building, batching, stopping, state restoration.
 
 Most tests use a "successor" model: a real LlamaForCausalLM whose weights are set so that the next token is a fixed
 function of the last one (identity embeddings, zeroed attention/MLP outputs, a permutation-like lm_head). Its output is
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback.generation import Translation, generation_mode, make_translations, translate
-from neuronxa_callback.prompts import PromptError, build_prompt, language_name, resolve_style
+from neuronxa_callback.quality.generation import Translation, generation_mode, make_translations, translate
+from neuronxa_callback.quality.prompts import PromptError, build_prompt, language_name, resolve_style
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 WORDS = ["one", "eins", "two", "zwei", "drei", "dog", "spin", "loop", "la", "German:", "English:", "user", "assistant", ":"]

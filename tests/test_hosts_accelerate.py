@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from neuronxa_callback import AlignmentMonitor
-from neuronxa_callback.accelerate import AccelerateTrackers
-from neuronxa_callback.jsonl import read_jsonl
+from neuronxa_callback.hosts.accelerate import AccelerateTrackers
+from neuronxa_callback.sinks.jsonl import read_jsonl
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 from tests._runs import FAST
 
@@ -15,7 +15,7 @@ PAIR = "eng_Latn-isl_Latn"
 
 
 def accelerate_loop(project_dir, monitor: AlignmentMonitor, *, max_steps: int, accumulation: int = 1):
-    """The documented loop (neuronxa_callback/accelerate.py) on the tiny Llama."""
+    """The documented loop (neuronxa_callback/hosts/accelerate.py) on the tiny Llama."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(project_dir), cpu=True,
@@ -103,6 +103,6 @@ def test_a_tracker_failure_is_a_warning_not_a_stopped_run(tmp_path, caplog):
     accelerator = Accelerator(log_with=[DownTracker()], cpu=True)
     accelerator.init_trackers("run")
     sink = AccelerateTrackers(accelerator)
-    with caplog.at_level("WARNING", logger="neuronxa_callback.callback"):
+    with caplog.at_level("WARNING", logger="neuronxa_callback.hosts.trainer"):
         sink.log_measurement({"step": 3, "pairs": {PAIR: {"nasca_mean": 0.5, "nasca": [0.5]}}})
     assert any("tracker down" in message and "step 3" in message for message in caplog.messages)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("neuronxa_callback.lightning")  # skipped without lightning or pytorch-lightning
+pytest.importorskip("neuronxa_callback.hosts.lightning")  # skipped without lightning or pytorch-lightning
 
-from neuronxa_callback.lightning import NeuronXALightningCallback, pl  # noqa: E402
-from neuronxa_callback.jsonl import read_jsonl  # noqa: E402
+from neuronxa_callback.hosts.lightning import NeuronXALightningCallback, pl  # noqa: E402
+from neuronxa_callback.sinks.jsonl import read_jsonl  # noqa: E402
 from tests._lightning_run import TinyCausalLM, fit  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 

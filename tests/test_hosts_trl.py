@@ -9,8 +9,8 @@ import pytest
 
 trl = pytest.importorskip("trl")
 
-from neuronxa_callback.callback import NeuronXACallback  # noqa: E402
-from neuronxa_callback.jsonl import read_jsonl  # noqa: E402
+from neuronxa_callback.hosts.trainer import NeuronXACallback  # noqa: E402
+from neuronxa_callback.sinks.jsonl import read_jsonl  # noqa: E402
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 
@@ -106,7 +106,7 @@ def test_conversational_sft_run_from_a_model_path_reports_to_tensorboard(tmp_pat
     records = records_of(tmp_path / "out")
     assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step")]
     assert ["quality" in r for r in records] == [True, False, True]
-    from neuronxa_callback.prompts import resolve_style
+    from neuronxa_callback.quality.prompts import resolve_style
 
     # prompt="auto" translates through the chat template of the tokenizer TRL hands to the callback.
     assert records[0]["settings"]["prompt"] == "auto" and resolve_style("auto", trainer.processing_class) == "chat"

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from neuronxa_callback import WandbLogger
-from neuronxa_callback.jsonl import JsonlFormatError, JsonlLogger, read_jsonl
-from neuronxa_callback.metric_names import flatten_record
+from neuronxa_callback.sinks.jsonl import JsonlFormatError, JsonlLogger, read_jsonl
+from neuronxa_callback.sinks.names import flatten_record
 from tests._records import PAIR, RECORDS, items_to_dict, make_record, wait_for_run_file
 
 def test_jsonl_appends_one_line_per_measurement(tmp_path):
@@ -60,7 +60,7 @@ def test_jsonl_drops_a_truncated_last_line_with_a_warning(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
     lines = [json.dumps(r) for r in RECORDS[:2]]
     path.write_text(lines[0] + "\n" + lines[1] + "\n" + json.dumps(RECORDS[2])[:40])  # crash mid-write
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.jsonl"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.sinks.jsonl"):
         logger = JsonlLogger(path, resume_step=100)
     assert f"{path}:3" in caplog.text and "truncated" in caplog.text
     assert logger.records == RECORDS[:2]
@@ -174,7 +174,7 @@ def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
             raise RuntimeError("backend gone")
 
     logger._run = BrokenRun()
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.sinks.trackers"):
         logger.log_measurement(RECORDS[0])  # must not raise: training goes on, the JSONL has the record
         logger.finish()
     assert "logging step 0 to W&B failed" in caplog.text and "backend gone" in caplog.text
@@ -183,7 +183,7 @@ def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
 
 def test_wandb_logger_without_run_and_without_init_logs_nothing(monkeypatch, caplog):
     pytest.importorskip("wandb")
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.sinks.trackers"):
         logger = WandbLogger(init=False)
     assert logger.run is None and "init=False" in caplog.text
     logger.log_measurement(RECORDS[0])

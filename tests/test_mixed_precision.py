@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback.activations import ActivationCapture, encode, pooling_weights
-from neuronxa_callback.architectures import activation_modules, decoder_layers
+from neuronxa_callback.instrument.activations import ActivationCapture, encode, pooling_weights
+from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
 from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 SENTENCES = corpus_sentences()[:6]
@@ -85,7 +85,7 @@ def test_capture_under_autocast_accumulates_in_float32(tokenizer):
 
 def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
     """Low-precision activations are converted slice by slice into the one float32 scratch buffer (no full copy)."""
-    from neuronxa_callback import activations
+    from neuronxa_callback.instrument import activations
 
     model = tiny_model("llama", tokenizer=tokenizer).to(torch.bfloat16)
     whole = encode(model, tokenizer, SENTENCES, batch_size=3, representations=("nas", "nav", "embedding"))
@@ -115,7 +115,7 @@ def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
     pytest.param({"gradient_checkpointing": True}, id="checkpointing", marks=pytest.mark.slow),
 ])
 def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_precision(tmp_path, training_args):
-    from neuronxa_callback.callback import NeuronXACallback
+    from neuronxa_callback.hosts.trainer import NeuronXACallback
     from tests._precision import make_trainer
 
     def run(callbacks, name):
@@ -135,7 +135,7 @@ def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_pr
     callback = NeuronXACallback(eval_steps=1, quality_every=2, num_pairs=8, batch_size=8, max_length=48,
                                 max_new_tokens=4, num_fewshot=1, representations=("nas", "nav", "embedding"))
     measured_losses, measured_params, model = run([callback], "measured")
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.sinks.jsonl import read_jsonl
 
     records = read_jsonl(tmp_path / "measured" / "neuronxa" / "metrics.jsonl")
     # Every step measured (NAV too, which used to fail under autocast), quality on every other measurement.
@@ -154,7 +154,7 @@ def test_precision_gemma_script_compares_a_bf16_copy_and_leaves_the_model_alone(
     import importlib.util
     from pathlib import Path
 
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.data.loaders import load_parallel
 
     script = Path(__file__).resolve().parents[1] / "bench" / "precision_gemma.py"
     spec = importlib.util.spec_from_file_location("precision_gemma", script)

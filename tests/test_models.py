@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuronxa_callback import models
-from neuronxa_callback.models import (
+from neuronxa_callback.instrument import models
+from neuronxa_callback.instrument.models import (
     DEFAULT_MODEL,
     ModelLoadError,
     load_model_and_tokenizer,
@@ -110,7 +110,7 @@ def test_default_gemma_loads_from_the_converted_cache(gemma):
 
 @pytest.mark.integration
 def test_capture_runs_on_gemma(gemma):
-    from neuronxa_callback.activations import encode
+    from neuronxa_callback.instrument.activations import encode
 
     model, tokenizer = gemma
     side = tokenizer.padding_side
@@ -126,7 +126,7 @@ def test_capture_runs_on_gemma(gemma):
 @pytest.mark.slow
 def test_converted_checkpoint_matches_the_gguf_load(gemma):
     """The safetensors copy must be the same model as the GGUF it came from: tokens, logits, activations."""
-    from neuronxa_callback.activations import encode
+    from neuronxa_callback.instrument.activations import encode
 
     converted, converted_tokenizer = gemma
     original, original_tokenizer = models._load_gguf(models.embedded_gguf_path(DEFAULT_MODEL))
@@ -147,7 +147,7 @@ def test_converted_checkpoint_matches_the_gguf_load(gemma):
 @pytest.mark.slow
 def test_smollm2_loads_and_is_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("NEURONXA_CACHE", str(tmp_path))
-    from neuronxa_callback.activations import encode
+    from neuronxa_callback.instrument.activations import encode
 
     model, tokenizer = load_model_and_tokenizer("smollm2-135m")
     assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.pad_token is not None

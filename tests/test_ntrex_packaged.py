@@ -1,4 +1,4 @@
-"""The NTREX-128 subset shipped in neuronxa_callback/data/ntrex128/: complete, aligned, licensed, equal to the release."""
+"""The NTREX-128 subset shipped in neuronxa_callback/data/packaged/ntrex128/: complete, aligned, licensed, equal to the release."""
 from __future__ import annotations
 
 import gzip
@@ -7,20 +7,20 @@ from importlib import resources
 
 import pytest
 
-from neuronxa_callback.data import (
+from neuronxa_callback.data.loaders import (
     NTREX_PACKAGED_ORIGIN,
     ParallelDataError,
     load_parallel,
     load_training_pairs,
 )
-from neuronxa_callback.languages import NTREX_CODES
+from neuronxa_callback.data.languages import NTREX_CODES
 
 FILES = {"ntrex128_eval.jsonl.gz": (1, 100), "ntrex128_fewshot.jsonl.gz": (101, 105),
          "ntrex128_train_eng-isl.jsonl.gz": (106, 1997)}
 
 
 def _package_dir():
-    return resources.files("neuronxa_callback").joinpath("data", "ntrex128")
+    return resources.files("neuronxa_callback").joinpath("data", "packaged", "ntrex128")
 
 
 def _records(name: str) -> list[dict]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from neuronxa_callback import activations, generation
-from neuronxa_callback.callback import NeuronXACallback
+from neuronxa_callback.instrument import activations
+
+from neuronxa_callback.quality import generation
+from neuronxa_callback.hosts.trainer import NeuronXACallback
 from tests._runs import FAST, PAIR, make_trainer, records_of
 
 MIB = 2**20

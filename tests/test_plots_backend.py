@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
 
     mine = plt.figure()                        # the user's open figure
     import neuronxa_callback                   # noqa: F401
-    from neuronxa_callback import plots, report  # noqa: F401
+    from neuronxa_callback.sinks import figures as plots  # noqa: F401
+    from neuronxa_callback.offline import report  # noqa: F401
 
     out = sys.argv[1]
     paths = [

@@ -36,7 +36,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback.architectures import activation_modules
+from neuronxa_callback.instrument.architectures import activation_modules
 from tests._precision import (
     DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, make_trainer, model_state, sentence_pairs,
     warm_up,
@@ -192,9 +192,9 @@ def _pairs_tsv(path, pairs):
 def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, *, tokenizer, pairs, workdir):
     """The callback measures at train begin and end of a 1-step bf16=True Trainer run at learning rate 0 (weights
     unchanged), under CPU autocast; its pooled sums and scores are compared with the float32 reference's."""
-    from neuronxa_callback.activations import ActivationCapture
-    from neuronxa_callback.callback import NeuronXACallback
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.instrument.activations import ActivationCapture
+    from neuronxa_callback.hosts.trainer import NeuronXACallback
+    from neuronxa_callback.sinks.jsonl import read_jsonl
     from tests._precision import _lora
 
     quantized = wrapper == "qlora"

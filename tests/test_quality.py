@@ -7,7 +7,7 @@ import pytest
 import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF
 
-from neuronxa_callback.quality import (
+from neuronxa_callback.quality.metrics import (
     BLEUScorer,
     ChrFScorer,
     CometKiwiScorer,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.run_summary import alignment_change, summary_lines
+from neuronxa_callback.offline.run_summary import alignment_change, summary_lines
 from tests._tiny import tiny_model, tiny_tokenizer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -341,7 +341,7 @@ def test_length_bucketed_order_rejects_bad_sizes():
 
 
 def test_training_examples_use_the_prompt_format_the_callback_translates_with():
-    from neuronxa_callback.prompts import build_prompt
+    from neuronxa_callback.quality.prompts import build_prompt
 
     (prompt, completion), = common.translation_examples([("Hello.", "Halló.")], source_lang="eng_Latn",
                                                          target_lang="isl_Latn", directions="tgt2src")

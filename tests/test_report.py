@@ -7,8 +7,8 @@ import re
 import pytest
 from scipy import stats
 
-from neuronxa_callback.plots import chance_level, plot_layer_profile
-from neuronxa_callback.report import ReportError, write_report
+from neuronxa_callback.sinks.figures import chance_level, plot_layer_profile
+from neuronxa_callback.offline.report import ReportError, write_report
 
 ISL = "eng_Latn-isl_Latn"
 DEU = "eng_Latn-deu_Latn"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from neuronxa_callback.scoring import (
+from neuronxa_callback.alignment.scoring import (
     PairScore,
     ScoringError,
     chance_probability,

@@ -40,11 +40,11 @@ def ranks(path: Path) -> list[dict]:
 
 def single_process_reference():
     """Scores, representations, translations and one SGD step of the unsharded model the workers start from."""
-    from neuronxa_callback.activations import encode
-    from neuronxa_callback.alignment import parallel_sentences, score_encoded
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.distributed import my_share
-    from neuronxa_callback.generation import translate
+    from neuronxa_callback.instrument.activations import encode
+    from neuronxa_callback.alignment.report import parallel_sentences, score_encoded
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.parallel.collectives import my_share
+    from neuronxa_callback.quality.generation import translate
     from tests._tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -124,7 +124,7 @@ def trainer_reference(settings: dict, output_dir: Path):
     """The unsharded single-process run the sharded Trainer runs are compared with: the same tiny Llama through the
     same callback and settings; its step-0 scores and translations."""
     from neuronxa_callback import NeuronXACallback
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.sinks.jsonl import read_jsonl
     from tests._runs import make_trainer
 
     callback = NeuronXACallback(eval_steps=0, quality_every=1, strict=True, **settings)
@@ -136,7 +136,7 @@ def trainer_reference(settings: dict, output_dir: Path):
 def check_records_match_one_process(tmp_path: Path) -> list[dict]:
     """The sharded Trainer run's JSONL: a measurement at every step, and the step-0 scores and translations of the
     unsharded single-process run. Returns the records."""
-    from neuronxa_callback.jsonl import read_jsonl
+    from neuronxa_callback.sinks.jsonl import read_jsonl
     from tests._sharded_trainer_worker import MAX_STEPS, SETTINGS
 
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")

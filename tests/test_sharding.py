@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback import memory
-from neuronxa_callback.activations import encode, encode_plan
-from neuronxa_callback.distributed import my_share
-from neuronxa_callback.generation import translate, translate_plan
-from neuronxa_callback.memory import PeakMemory
-from neuronxa_callback.sharding import (
+from neuronxa_callback.instrument import memory
+from neuronxa_callback.instrument.activations import encode, encode_plan
+from neuronxa_callback.parallel.collectives import my_share
+from neuronxa_callback.quality.generation import translate, translate_plan
+from neuronxa_callback.instrument.memory import PeakMemory
+from neuronxa_callback.parallel.sharding import (
     ReplicatedEngine,
     ShardedEngine,
     ShardedMeasurementError,
@@ -129,7 +129,7 @@ def test_translate_plan_is_the_plan_translate_runs(model, tokenizer):
 def test_replicated_shares_cover_every_sentence_once(model, tokenizer):
     """The replicated engine at rank r of 2 (what DDP runs): encode rows and translations, merged, are the
     single-process ones."""
-    from neuronxa_callback.distributed import merge_encoded
+    from neuronxa_callback.parallel.collectives import merge_encoded
 
     sentences = corpus_sentences()[:9]
     engines = [ReplicatedEngine(model, rank, 2) for rank in range(2)]
@@ -163,8 +163,8 @@ def test_float16_overflow_is_flagged_by_the_sharded_engine_and_recomputed_by_the
 
 
 def test_measure_alignment_shard_route_in_one_process_is_the_plain_report(model, tokenizer):
-    from neuronxa_callback.alignment import AlignmentError, measure_alignment
-    from neuronxa_callback.data import load_parallel
+    from neuronxa_callback.alignment.report import AlignmentError, measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
 
     data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=6)
     plain = measure_alignment(model, tokenizer, data, batch_size=4, max_length=32).to_dict()["pairs"]

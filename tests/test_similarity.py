@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuronxa_callback.similarity import (
+from neuronxa_callback.alignment.similarity import (
     SimilarityError,
     anc,
     cka,
@@ -223,9 +223,9 @@ def test_measure_names():
 
 # ----- wiring: measure_alignment / AlignmentReport / CLI ---------------------------------------------------------------
 def test_measure_alignment_similarity_is_opt_in_and_round_trips(model_dir):
-    from neuronxa_callback.alignment import AlignmentReport, measure_alignment
-    from neuronxa_callback.data import load_parallel
-    from neuronxa_callback.models import load_model_and_tokenizer
+    from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     data = load_parallel("bundled", languages=("isl_Latn", "deu_Latn"), num_pairs=12)
@@ -245,8 +245,8 @@ def test_measure_alignment_similarity_is_opt_in_and_round_trips(model_dir):
     assert extra.mean("cka", pair) == block["cka"]["mean"]
     assert extra_dict["settings"]["similarity"] == ["cka", "svcca", "anc", "anc:nas"]
     # Same numbers as similarity_per_layer on the encoded representations themselves.
-    from neuronxa_callback.activations import encode
-    from neuronxa_callback.alignment import parallel_sentences
+    from neuronxa_callback.instrument.activations import encode
+    from neuronxa_callback.alignment.report import parallel_sentences
 
     reps = encode(model, tokenizer, parallel_sentences(data), representations=("embedding",)).representations["embedding"]
     direct = similarity_per_layer(reps[:, :12], reps[:, 12:24], measure="cka")

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from neuronxa_callback.metric_names import (backend_key, best_values, detail_scalars, flatten_record, headline_for,
+from neuronxa_callback.sinks.names import (backend_key, best_values, detail_scalars, flatten_record, headline_for,
                                             headline_scalars, summary_line, trainer_scalars, translation_rows)
-from neuronxa_callback.trackers import TensorBoardSink, TrackerHub, TrackerSink, WandbSink
+from neuronxa_callback.sinks.trackers import TensorBoardSink, TrackerHub, TrackerSink, WandbSink
 from tests._records import PAIR, RECORDS, make_record
 
 
@@ -150,7 +150,7 @@ def test_hub_turns_tracker_failures_into_warnings(caplog):
             raise OSError("disk full")
 
     hub = TrackerHub(FakeTrainer(fail=True), sinks=[Broken()], heatmaps=False)
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.trackers"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.sinks.trackers"):
         hub.log_measurement(full_record())
     assert "trainer.log of step 100 failed (RuntimeError: tracker down)" in caplog.text
     assert "to recording failed (OSError: disk full)" in caplog.text

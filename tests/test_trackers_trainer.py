@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.jsonl import read_jsonl
-from neuronxa_callback.metric_names import backend_key, detail_scalars, headline_for, trainer_scalars
+from neuronxa_callback.sinks.jsonl import read_jsonl
+from neuronxa_callback.sinks.names import backend_key, detail_scalars, headline_for, trainer_scalars
 from tests._records import items_to_dict, wait_for_run_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from neuronxa_callback.tracking import Decision, MeasurementHistory, PlateauDetector, correlate
+from neuronxa_callback.measure.history import Decision, MeasurementHistory, PlateauDetector, correlate
 
 PAIR = "eng_Latn-isl_Latn"
 OTHER = "eng_Latn-deu_Latn"

@@ -27,7 +27,7 @@ def example(monkeypatch, model_dir, ntrex_dir):
 
     class TinyModel(module._Model):
         def get(self):
-            from neuronxa_callback.models import load_model_and_tokenizer
+            from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
             if self._pair is None:
                 self._pair = load_model_and_tokenizer(str(model_dir))
@@ -37,7 +37,7 @@ def example(monkeypatch, model_dir, ntrex_dir):
     original = module._align_group
 
     def small_svcca(loaded, group):  # 12 sentences: SVCCA needs fewer than n-1 = 11 directions
-        from neuronxa_callback import alignment
+        from neuronxa_callback.alignment import report as alignment
 
         real = alignment.measure_alignment
         monkeypatch.setattr(alignment, "measure_alignment", lambda *a, **k: real(*a, **{**k, "svcca_directions": 3}))

@@ -1,4 +1,4 @@
-"""Rebuild the NTREX-128 subset shipped in neuronxa_callback/data/ntrex128/ from a full NTREX-128 checkout.
+"""Rebuild the NTREX-128 subset shipped in neuronxa_callback/data/packaged/ntrex128/ from a full NTREX-128 checkout.
 
     python tools/make_ntrex_subset.py ../shared/data/ntrex128
 
@@ -12,7 +12,7 @@ what the directory loader reads:
     ntrex128_fewshot.jsonl.gz       lines 101-105, the source and all 128 references (few-shot prompt examples)
     ntrex128_train_eng-isl.jsonl.gz lines 106-1997, English and Icelandic only        (the demo's training pairs)
 
-The licence (CC BY-SA 4.0) and README travel with them; see neuronxa_callback/data/ntrex128/README.md.
+The licence (CC BY-SA 4.0) and README travel with them; see neuronxa_callback/data/packaged/ntrex128/README.md.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     if len(set(lengths.values())) != 1:
         raise SystemExit(f"NTREX-128 files are not line-aligned: {lengths}")
     documents = read_lines(root / "DOCUMENT_IDS.tsv")
-    target = Path(__file__).resolve().parent.parent / "neuronxa_callback" / "data" / "ntrex128"
+    target = Path(__file__).resolve().parent.parent / "neuronxa_callback" / "data" / "packaged" / "ntrex128"
     target.mkdir(parents=True, exist_ok=True)
     codes = list(columns)  # "eng" first, then the references in file-name order
     write_jsonl_gz(target / "ntrex128_eval.jsonl.gz", rows(columns, documents, EVAL, codes))

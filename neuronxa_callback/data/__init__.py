@@ -1,0 +1,1 @@
+"""Parallel sentences: the loaders, language codes, and the packaged files (packaged/)."""

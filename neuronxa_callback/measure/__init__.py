@@ -1,0 +1,1 @@
+"""One measurement: its inputs, the collective run, the quality step, the record and the running history."""

@@ -1,0 +1,1 @@
+"""After (or beside) training: checkpoint scoring, correlation with benchmarks, reports."""
