@@ -44,7 +44,7 @@ from neuronxa_callback.parallel.collectives import broadcast_object, rank_and_wo
 from neuronxa_callback.settings import CallbackSettings
 from neuronxa_callback.sinks.trackers import summary_line
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the name users configure for the callback's messages
+logger = logging.getLogger("neuronxa_callback")  # the name users configure for the callback's messages
 
 # A sink receives every record once it is written to the JSONL: log_measurement(record), log_figures({name: png})
 # before the run ends, finish() at the end. A factory builds them once the JSONL's earlier records are known.

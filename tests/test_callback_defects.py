@@ -108,7 +108,7 @@ def test_failed_measurement_with_metric_for_best_model_does_not_fail_the_trainer
         eval_steps=2, save_strategy="steps", save_steps=2, metric_for_best_model="eval_neuronxa_nasca",
         load_best_model_at_end=True,
     )
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback"):
         trainer.train()  # failed with KeyError on the missing eval_neuronxa_nasca before the fix
     assert trainer.state.global_step == 4
     assert any("eval_neuronxa_nasca" in m for m in caplog.messages)

@@ -66,7 +66,7 @@ def test_an_unwritable_output_stops_the_run_before_it_trains(tmp_path):
 def test_strict_false_trains_without_measuring_and_says_so_at_the_end(tmp_path, caplog):
     callback = NeuronXACallback(strict=False, **FAST)
     trainer = make_trainer(tmp_path, [callback], max_steps=2, model=_bert_without_supported_mlp())
-    with caplog.at_level(logging.ERROR, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.ERROR, logger="neuronxa_callback"):
         trainer.train()
     assert trainer.state.global_step == 2
     nothing = [m for m in caplog.messages if "measured NOTHING" in m]
@@ -86,7 +86,7 @@ def test_a_new_run_keeps_the_earlier_runs_records(tmp_path, caplog):
     make_trainer(tmp_path, [NeuronXACallback(eval_steps=1, **FAST)], max_steps=2).train()
     first = records_of(tmp_path)
     assert [r["step"] for r in first] == [0, 1, 2]
-    with caplog.at_level(logging.WARNING, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.WARNING, logger="neuronxa_callback"):
         make_trainer(tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=1).train()
     assert [r["step"] for r in records_of(tmp_path)] == [0, 1]
     kept = sorted((tmp_path / "neuronxa").glob("metrics.*.jsonl"))
@@ -109,7 +109,7 @@ def test_each_measurement_is_announced_on_the_console_without_logging_configured
 
 
 def test_progress_goes_to_the_users_logging_once_when_configured(tmp_path, capsys, caplog):
-    with caplog.at_level(logging.INFO, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.INFO, logger="neuronxa_callback"):
         make_trainer(tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=1).train()
     assert "NeuronXA " not in capsys.readouterr().err
     steps = [m for m in caplog.messages if m.startswith("NeuronXA step")]

@@ -114,7 +114,7 @@ def test_plateau_early_stopping_fires_at_the_expected_measurement(tmp_path, capl
     # learning_rate=0: the weights never change, so alignment is constant and the 2nd measurement is not better.
     callback = NeuronXACallback(eval_steps=2, early_stopping_patience=1, **FAST)
     trainer = make_trainer(tmp_path, [callback], max_steps=10, learning_rate=0.0)
-    with caplog.at_level(logging.INFO, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.INFO, logger="neuronxa_callback"):
         trainer.train()
     assert trainer.state.global_step == 2
     records = records_of(tmp_path)
@@ -177,7 +177,7 @@ def test_a_comet_model_that_does_not_load_stops_the_run_unless_strict_false(tmp_
     not_comet = tmp_path / "not-a-comet-model"
     not_comet.mkdir()  # exists, so construction accepts it; loading it fails at train begin
     settings = dict(eval_steps=0, quality_every=1, comet_model=str(not_comet), **FAST)
-    with caplog.at_level(logging.ERROR, logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level(logging.ERROR, logger="neuronxa_callback"):
         trainer = make_trainer(tmp_path / "lenient", [NeuronXACallback(strict=False, **settings)], max_steps=2)
         trainer.train()
     assert trainer.state.global_step == 2

@@ -103,6 +103,6 @@ def test_a_tracker_failure_is_a_warning_not_a_stopped_run(tmp_path, caplog):
     accelerator = Accelerator(log_with=[DownTracker()], cpu=True)
     accelerator.init_trackers("run")
     sink = AccelerateTrackers(accelerator)
-    with caplog.at_level("WARNING", logger="neuronxa_callback.hosts.trainer"):
+    with caplog.at_level("WARNING", logger="neuronxa_callback"):
         sink.log_measurement({"step": 3, "pairs": {PAIR: {"nasca_mean": 0.5, "nasca": [0.5]}}})
     assert any("tracker down" in message and "step 3" in message for message in caplog.messages)

@@ -133,21 +133,27 @@ def test_the_hooks_put_the_callback_ahead_of_early_stopping_and_attach_it(tmp_pa
     # (EarlyStoppingCallback among them) and each post-trainer callback with trainer.add_callback.
     trainer = make_trainer(tmp_path, plugin.add_callbacks_pre_trainer(cfg, model=None), max_steps=4, with_eval=True,
                            eval_strategy="steps", eval_steps=2, metric_for_best_model="eval_neuronxa_nasca")
-    trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=3))
+    class RecordingEarlyStopping(EarlyStoppingCallback):
+        seen = []
+
+        def on_evaluate(self, args, state, control, metrics, **kwargs):
+            self.seen.append((state.global_step, "eval_neuronxa_nasca" in metrics))
+            return super().on_evaluate(args, state, control, metrics, **kwargs)
+
+    early_stopping = RecordingEarlyStopping(early_stopping_patience=3)
+    trainer.add_callback(early_stopping)
     assert plugin.add_callbacks_post_trainer(cfg, trainer) == []
     names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
     assert names[0] == "TrainerLink" and names.count("NeuronXACallback") == 1
-    assert names.index("NeuronXACallback") < names.index("EarlyStoppingCallback")
+    assert names.index("NeuronXACallback") < names.index("RecordingEarlyStopping")
     assert plugin.add_callbacks_post_trainer(cfg, trainer) == []  # a second call links nothing twice
     assert [type(cb).__name__ for cb in trainer.callback_handler.callbacks] == names
 
     trainer.train()
     records = records_of(tmp_path)
     assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step")]
-    # Each Trainer evaluation (steps 2 and 4) carries the alignment that EarlyStoppingCallback, after it, reads.
-    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    assert [entry["step"] for entry in evaluations] == [2, 4]
-    assert all("eval_neuronxa_nasca" in entry for entry in evaluations)
+    # At each Trainer evaluation (steps 2 and 4) EarlyStoppingCallback, after the callback, finds the alignment.
+    assert early_stopping.seen == [(2, True), (4, True)]
     logged = [(entry["step"], entry[MEAN]) for entry in trainer.state.log_history if MEAN in entry]
     assert logged == [(r["step"], pytest.approx(r["pairs"][PAIR]["nasca_mean"])) for r in records]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from neuronxa_callback.sinks.names import host_scalars
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the name users configure for the callback's messages
+logger = logging.getLogger("neuronxa_callback")  # the name users configure for the callback's messages
 
 
 class HostScalarSink:

@@ -51,7 +51,7 @@ try:  # the unified package first: it is what Lightning's own documentation impo
 except ImportError:
     import pytorch_lightning as pl
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")
+logger = logging.getLogger("neuronxa_callback")
 
 __all__ = ["NeuronXALightningCallback", "LightningLoggers", "pl"]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from neuronxa_callback.data.loaders import ParallelSet
     from neuronxa_callback.settings import CallbackSettings
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the callback's logger: the name users configure
+logger = logging.getLogger("neuronxa_callback")  # the callback's logger: the name users configure
 
 
 def directions(data: ParallelSet, settings: CallbackSettings) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from neuronxa_callback.instrument.activations import Encoded
 
 # The callback's private modules log under the callback's name: that is the logger users configure.
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")
+logger = logging.getLogger("neuronxa_callback")
 
 
 class MeasurementError(RuntimeError):

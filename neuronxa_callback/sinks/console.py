@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the callback's logger: the name users configure
+logger = logging.getLogger("neuronxa_callback")  # the callback's logger: the name users configure
 
 
 def _logging_shows_info() -> bool:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from neuronxa_callback.settings import CallbackSettings
     from neuronxa_callback.sinks.trackers import TrackerHub, WandbSink
 
-logger = logging.getLogger("neuronxa_callback.hosts.trainer")  # the callback's logger: the name users configure
+logger = logging.getLogger("neuronxa_callback")  # the callback's logger: the name users configure
 
 
 class MeasurementLogger:
