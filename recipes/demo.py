@@ -361,7 +361,7 @@ def _show_progress() -> None:
 
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    progress = logging.getLogger("neuronxa_callback.hosts.trainer")
+    progress = logging.getLogger("neuronxa_callback")
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
 

@@ -15,7 +15,7 @@ Usage::
     trainer = pl.Trainer(max_steps=1000, callbacks=[callback], logger=pl.loggers.CSVLogger("logs"))
     trainer.fit(LitLM(model, tokenizer))     # -> <default_root_dir>/neuronxa/metrics.jsonl
 
-The arguments are NeuronXACallback's (see callback.py), plus where the model and tokenizer are: ``model_attr``
+The arguments are NeuronXACallback's (see hosts/trainer.py), plus where the model and tokenizer are: ``model_attr``
 (default "model", a dotted path on the LightningModule) and ``tokenizer`` (default: ``pl_module.tokenizer``), and
 ``output_dir`` (default: ``trainer.default_root_dir``).
 

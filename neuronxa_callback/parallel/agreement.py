@@ -65,8 +65,8 @@ def agree(local_error: str | None, rank0_values: dict | None) -> dict:
     return broadcast_object(shared)
 
 
-def report_failure(message: str, strict: bool) -> None:
-    """strict: raise MeasurementError(message); otherwise log it and let training go on."""
+def report_failure(message: str, strict: bool | None) -> None:
+    """strict: raise MeasurementError(message); otherwise (None or False) log it and let training go on."""
     if strict:
         raise MeasurementError(message)
-    logger.error("%s; training continues without it (strict=False)", message)
+    logger.error("%s; training continues without it (strict=%s)", message, strict)

@@ -518,7 +518,7 @@ def _trainer_callback_base():
 
 
 def _is_neuronxa(callback: Any) -> bool:
-    # isinstance, not the class name: a user's subclass must stay linked too. Imported here because callback.py
+    # isinstance, not the class name: a user's subclass must stay linked too. Imported here because hosts/trainer.py
     # imports this module.
     from neuronxa_callback.hosts.trainer import NeuronXACallback
 

@@ -10,12 +10,12 @@ adds:
   (TensorBoard, trackio, MLflow, W&B) and the Trainer's log, as with ``attach()``::
 
       from llamafactory.train.tuner import run_exp
-      from neuronxa_callback.llamafactory import LlamaFactoryNeuronXACallback
+      from neuronxa_callback.hosts.llamafactory import LlamaFactoryNeuronXACallback
 
       run_exp(args=dict(stage="sft", model_name_or_path=..., dataset=..., output_dir="out", ...),
               callbacks=[LlamaFactoryNeuronXACallback(languages=["isl_Latn"], eval_steps=50, quality_every=2)])
 
-- ``python -m neuronxa_callback.llamafactory config.yaml [key=value ...]``: ``llamafactory-cli train`` for one
+- ``python -m neuronxa_callback.hosts.llamafactory config.yaml [key=value ...]``: ``llamafactory-cli train`` for one
   process (or one per GPU under ``torchrun -m``) with the NeuronXA keys read from the same YAML (the keys of the
   Axolotl plugin: ``neuronxa_languages``, ``neuronxa_eval_steps``, ``neuronxa_quality_every`` and a ``neuronxa:``
   mapping of further NeuronXACallback arguments). They are taken out before LLaMA-Factory parses the rest, which
@@ -34,7 +34,7 @@ from neuronxa_callback import NeuronXACallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LlamaFactoryNeuronXACallback", "pop_callback_kwargs", "main"]
+__all__ = ["LlamaFactoryNeuronXACallback", "main", "pop_callback_kwargs"]
 
 # YAML key -> NeuronXACallback keyword (the same keys as the Axolotl plugin's)
 SHORTHANDS = {
@@ -51,7 +51,7 @@ def pop_callback_kwargs(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     passthrough = config.pop("neuronxa", None) or {}
     if not isinstance(passthrough, dict):
-        raise ValueError(f"neuronxa: expected a mapping of NeuronXACallback arguments, got {passthrough!r}")
+        raise TypeError(f"neuronxa: expected a mapping of NeuronXACallback arguments, got {passthrough!r}")
     kwargs = dict(passthrough)
     for key, name in SHORTHANDS.items():
         if key not in config:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or not argv[0].endswith((".yaml", ".yml", ".json")):
-        raise SystemExit("usage: python -m neuronxa_callback.llamafactory config.yaml [key=value ...]")
+        raise SystemExit("usage: python -m neuronxa_callback.hosts.llamafactory config.yaml [key=value ...]")
     saved = sys.argv
     sys.argv = [saved[0], *argv]  # read_args reads the file and key=value overrides from sys.argv, like the CLI
     try:
