@@ -96,7 +96,7 @@ def alternating(sides: dict[str, Callable[[], Any]], rounds: int) -> list[dict[s
 def tiny_model_and_tokenizer(model_type: str = "llama", num_layers: int = 2):
     """The tests' tiny random model and tokenizer (for --quick runs: no download, seconds instead of minutes)."""
     setup_environment()
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     return tiny_model(model_type, tokenizer=tokenizer, num_layers=num_layers), tokenizer

@@ -73,7 +73,7 @@ def _main(argv=None) -> None:
 
     from neuronxa_callback.quality._comet_compat import import_comet
     from neuronxa_callback.quality.metrics import CometScorer
-    from tests._tiny_comet import build_tiny_comet
+    from neuronxa_callback.testing.comet import build_tiny_comet
 
     start = time.perf_counter()
     import_comet()

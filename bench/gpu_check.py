@@ -67,7 +67,7 @@ class Checks:
 def _checkpoint(args, workdir: Path) -> Path:
     """A transformers checkpoint directory (with tokenizer) both runs load from."""
     if args.tiny:
-        from tests._tiny import tiny_model, tiny_tokenizer
+        from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
         path = workdir / "tiny-llama"
         tokenizer = tiny_tokenizer()
@@ -211,7 +211,7 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="neuronxa-gpu-check-") as tmp:
         workdir = Path(args.output_dir) if args.output_dir else Path(tmp)
         path = _checkpoint(args, workdir)
-        from tests._tiny_comet import build_tiny_comet
+        from neuronxa_callback.testing.comet import build_tiny_comet
 
         comet_dir = build_tiny_comet(workdir / "tiny-comet", data.sentences("eng_Latn") + data.sentences("isl_Latn"))
         model, tokenizer = _load(path, "fp32", "cpu")

@@ -97,7 +97,7 @@ def main(output_dir: str) -> None:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
     from neuronxa_callback import NeuronXACallback
-    from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     fault = _Fault(os.environ.get("NEURONXA_FAULT"))
     _install_faults(fault)

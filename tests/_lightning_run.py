@@ -6,7 +6,7 @@ Usage::
 
     trainer, module = fit(tmp_path, [NeuronXALightningCallback(eval_steps=2, **FAST)], max_steps=4)
 
-The LightningModule holds the tiny Llama of tests/_tiny.py as ``self.model`` and its tokenizer as
+The LightningModule holds the tiny Llama of neuronxa_callback/testing/tiny.py as ``self.model`` and its tokenizer as
 ``self.tokenizer``, the layout the callback expects by default. Data: the tiny corpus, in order (no shuffling), so
 two runs from the same seed train identically and a resumed run continues exactly where a checkpoint left off.
 """
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuronxa_callback.hosts.lightning import pl  # the Lightning package the callback derives from
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 
 class TinyCausalLM(pl.LightningModule):

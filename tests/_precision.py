@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tests._tiny import CorpusDataset, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import CorpusDataset, tiny_model, tiny_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REPRESENTATIONS = ("nas", "nav", "embedding")

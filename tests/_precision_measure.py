@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 
 from tests._precision import DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, sentence_pairs
-from tests._tiny import TINY_MODEL_TYPES, tiny_tokenizer
+from neuronxa_callback.testing.tiny import TINY_MODEL_TYPES, tiny_tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:

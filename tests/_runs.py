@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuronxa_callback.sinks.jsonl import read_jsonl
-from tests._tiny import CorpusDataset, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import CorpusDataset, tiny_model, tiny_tokenizer
 
 PAIR = "eng_Latn-isl_Latn"
 # Small and quick: 8 bundled pairs, short inputs, few new tokens.

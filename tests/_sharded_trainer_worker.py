@@ -66,7 +66,7 @@ def main() -> None:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
-        from tests._tiny import tiny_model, tiny_tokenizer
+        from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
         model = tiny_model("llama", tokenizer=tiny_tokenizer(), seed=0)
         mesh = init_device_mesh("cpu", (dist.get_world_size(),))

@@ -54,7 +54,7 @@ def wrap(model, engine: str):
 
 
 def training_batch(tokenizer):
-    from tests._tiny import corpus_sentences
+    from neuronxa_callback.testing.tiny import corpus_sentences
 
     batch = tokenizer(corpus_sentences()[:4], padding=True, truncation=True, max_length=24, return_tensors="pt")
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -83,7 +83,7 @@ def agreement(output_dir: Path) -> None:
     import torch.distributed as dist
 
     from neuronxa_callback.parallel.sharding import ShardedMeasurementError, agree_on_count, encode_sharded
-    from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     rank = dist.get_rank()
     tokenizer = tiny_tokenizer()
@@ -118,7 +118,7 @@ def zero3(output_dir: Path) -> None:
     import torch.distributed as dist
 
     from neuronxa_callback.parallel.sharding import encode_sharded, reshard, sharding_engine, unsharded_parameters
-    from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     config = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
@@ -162,7 +162,7 @@ def main() -> None:
     from neuronxa_callback.data.loaders import load_parallel
     from neuronxa_callback.parallel.collectives import gather_encoded, gather_objects
     from neuronxa_callback.parallel.sharding import engine_for, sharding_engine, unsharded_parameters
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     model = wrap(tiny_model("llama", tokenizer=tokenizer, seed=0), engine)

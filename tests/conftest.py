@@ -47,7 +47,7 @@ def gemma():
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama and its tokenizer, saved like any local checkpoint (save_pretrained)."""
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-model")
     tokenizer = tiny_tokenizer()

@@ -15,7 +15,7 @@ from neuronxa_callback.alignment.report import (
     score_encoded,
 )
 from neuronxa_callback.alignment.scoring import chance_probability, cosine_matrices, weak_alignment
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 N = 8
 

@@ -12,7 +12,7 @@ from neuronxa_callback.instrument.architectures import (
     decoder_layers,
     register_architecture,
 )
-from tests._tiny import TINY_MODEL_TYPES, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import TINY_MODEL_TYPES, tiny_model, tiny_tokenizer
 
 # Per model type: the module whose output is the pre-activation gate, and which part of that output is the gate.
 # Phi-3 and GLM-4 fuse gate and up projections; the gate is the first half (modeling_phi3.py: `gate, up = chunk(2)`).

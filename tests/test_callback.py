@@ -10,7 +10,7 @@ from neuronxa_callback.measure.record import eval_metrics as _eval_metrics
 from neuronxa_callback.hosts.trainer import NeuronXACallback
 from neuronxa_callback.parallel.collectives import gather_encoded, merge_encoded, rank_and_world
 from neuronxa_callback.settings import CallbackSettings, SettingsError
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def test_a_data_file_with_an_unknown_language_fails_at_construction(tmp_path):
 def _bert_without_supported_mlp():
     from transformers import BertConfig, BertLMHeadModel
 
-    from tests._tiny import tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_tokenizer
 
     config = BertConfig(vocab_size=len(tiny_tokenizer()), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=64, is_decoder=True)

@@ -9,7 +9,7 @@ import torch
 
 from neuronxa_callback.hosts.trainer import MeasurementError, NeuronXACallback
 from tests._runs import FAST, PAIR, make_trainer, records_of
-from tests._tiny import tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
 def test_schedule_baseline_every_eval_steps_on_evaluate_and_at_end_without_duplicates(tmp_path):
     callback = NeuronXACallback(eval_steps=2, **FAST)

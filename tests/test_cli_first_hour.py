@@ -316,7 +316,7 @@ def test_num_pairs_all_with_run_dir_is_refused(tmp_path, capsys):
 def _fake_run(run: Path, steps=(1, 2), base: Path | None = None) -> Path:
     """Full fine-tuning checkpoints as the Trainer saves them (weights, tokenizer, trainer_state.json), without
     training: distinct tiny models. base: written into config.json's _name_or_path, as older transformers did."""
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     for step in steps:
@@ -411,7 +411,7 @@ def test_report_without_step_0_does_not_call_the_first_checkpoint_baseline(model
 
 def test_translate_progress_counts_sentences_and_shows_tokens(capfd):
     from neuronxa_callback.quality.generation import translate
-    from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer)

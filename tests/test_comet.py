@@ -1,4 +1,4 @@
-"""COMET / CometKiwi end to end on tiny random COMET models built offline (tests/_tiny_comet.py), and the
+"""COMET / CometKiwi end to end on tiny random COMET models built offline (neuronxa_callback/testing/comet.py), and the
 unbabel-comet compatibility layer. No mocks of COMET: real comet classes, real checkpoints, real forward passes."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from neuronxa_callback.quality import _comet_compat
 
 from neuronxa_callback.quality import metrics as quality
 from neuronxa_callback.quality.metrics import CometKiwiScorer, CometModelError, CometScorer, make_scorers
-from tests._tiny_comet import build_tiny_comet
+from neuronxa_callback.testing.comet import build_tiny_comet
 
 # Checked through the package metadata: importing comet here would bypass _comet_compat.import_comet.
 pytestmark = pytest.mark.skipif(

@@ -41,7 +41,7 @@ def test_ddp_scores_equal_single_process_and_all_ranks_stop(tmp_path):
     # Single process, same initial weights and settings: the step-0 scores must match exactly.
     from neuronxa_callback.alignment.report import measure_alignment
     from neuronxa_callback.data.loaders import load_parallel
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=0)

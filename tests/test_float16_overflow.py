@@ -16,7 +16,7 @@ from neuronxa_callback.alignment.report import AlignmentReport, measure_alignmen
 from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
 from neuronxa_callback.alignment.scoring import PairScore, score_matrices
 from neuronxa_callback.alignment.similarity import similarity_per_layer
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 SENTENCES = corpus_sentences()[:12]
 BATCH = 4

@@ -11,7 +11,7 @@ import torch
 
 from neuronxa_callback.quality.generation import Translation, generation_mode, make_translations, translate
 from neuronxa_callback.quality.prompts import PromptError, build_prompt, language_name, resolve_style
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 WORDS = ["one", "eins", "two", "zwei", "drei", "dog", "spin", "loop", "la", "German:", "English:", "user", "assistant", ":"]
 # next token after each token; anything else is followed by <eos>

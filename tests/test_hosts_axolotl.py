@@ -164,7 +164,7 @@ def test_the_hooks_put_the_callback_ahead_of_early_stopping_and_attach_it(tmp_pa
 def test_axolotl_train_with_the_plugin_in_the_yaml_measures_and_reports_to_tensorboard(model_dir, tmp_path):
     import shutil
 
-    from tests._tiny import corpus_sentences
+    from neuronxa_callback.testing.tiny import corpus_sentences
 
     axolotl_cli = shutil.which("axolotl", path=str(Path(sys.executable).parent))
     if axolotl_cli is None:

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from neuronxa_callback import NeuronXACallback
 from neuronxa_callback.hosts.llamafactory import LlamaFactoryNeuronXACallback, pop_callback_kwargs
 from tests._runs import FAST, make_trainer
-from tests._tiny import corpus_sentences
+from neuronxa_callback.testing.tiny import corpus_sentences
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"

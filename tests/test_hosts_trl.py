@@ -11,7 +11,7 @@ trl = pytest.importorskip("trl")
 
 from neuronxa_callback.hosts.trainer import NeuronXACallback  # noqa: E402
 from neuronxa_callback.sinks.jsonl import read_jsonl  # noqa: E402
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer  # noqa: E402
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer  # noqa: E402
 from tests._runs import FAST  # noqa: E402
 
 PAIR = "eng_Latn-isl_Latn"

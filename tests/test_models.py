@@ -13,7 +13,7 @@ from neuronxa_callback.instrument.models import (
     load_model_and_tokenizer,
     prepare_for_training,
 )
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 from neuronxa_callback import AlignmentMonitor
 from neuronxa_callback.sinks.jsonl import read_jsonl
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 from tests._runs import FAST
 
 

@@ -41,7 +41,7 @@ from tests._precision import (
     DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, make_trainer, model_state, sentence_pairs,
     warm_up,
 )
-from tests._tiny import TINY_MODEL_TYPES, tiny_tokenizer
+from neuronxa_callback.testing.tiny import TINY_MODEL_TYPES, tiny_tokenizer
 
 # (wrapper, dtype) -> representation -> (max relative error of the pooled representation, max per-layer score diff).
 # Derived from the measured maxima in the module docstring: relative error 2x the maximum (2 significant digits);

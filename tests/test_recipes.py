@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from neuronxa_callback.offline.run_summary import alignment_change, summary_lines
-from tests._tiny import tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 PAIR = "eng_Latn-isl_Latn"

@@ -45,7 +45,7 @@ def single_process_reference():
     from neuronxa_callback.data.loaders import load_parallel
     from neuronxa_callback.parallel.collectives import my_share
     from neuronxa_callback.quality.generation import translate
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=0)
@@ -188,7 +188,7 @@ def test_trainer_under_transformers_fsdp2_measures_like_one_process(tmp_path):
         pytest.skip("this transformers has no DistributedConfig (FSDP2 through from_pretrained)")
     if "fsdp_size" not in DistributedConfig.__init__.__code__.co_varnames:
         pytest.skip("this transformers' DistributedConfig has no fsdp_size")
-    from tests._tiny import tiny_model, tiny_tokenizer
+    from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
 
     tiny_model("llama", tokenizer=tiny_tokenizer(), seed=0).save_pretrained(tmp_path / "model")  # the workers' weights
     torchrun("_sharded_trainer_worker.py", "fsdp2", str(tmp_path), str(tmp_path / "model"), port=29755, timeout=300)

@@ -26,7 +26,7 @@ from neuronxa_callback.parallel.sharding import (
     translate_sharded,
     unsharded_parameters,
 )
-from tests._tiny import corpus_sentences, tiny_model, tiny_tokenizer
+from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The offline test helpers themselves: the tiny tokenizer is trained once per session, not once per call."""
 from __future__ import annotations
 
-from tests import _tiny
+from neuronxa_callback.testing import tiny as _tiny
 
 
 def test_the_tiny_tokenizer_is_trained_once_and_reused():

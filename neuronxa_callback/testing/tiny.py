@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests._tiny import tiny_tokenizer, tiny_model, TINY_MODEL_TYPES
+    from neuronxa_callback.testing.tiny import tiny_tokenizer, tiny_model, TINY_MODEL_TYPES
 
     tokenizer = tiny_tokenizer()                       # adds <bos>, pads with <pad>, knows non-ASCII words
     model = tiny_model("llama", tokenizer=tokenizer)   # random LlamaForCausalLM, 2 layers, eval mode
@@ -158,7 +158,7 @@ def tiny_model(model_type: str = "llama", tokenizer=None, num_layers: int = 2, s
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if model_type not in TINY_MODEL_TYPES:
-        raise ValueError(f"tests/_tiny.py: no tiny config for model_type={model_type!r}; known: {TINY_MODEL_TYPES}")
+        raise ValueError(f"neuronxa_callback.testing.tiny: no tiny config for model_type={model_type!r}; known: {TINY_MODEL_TYPES}")
     tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
     special = dict(
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests._tiny_comet import build_tiny_comet
+    from neuronxa_callback.testing.comet import build_tiny_comet
     model_dir = build_tiny_comet(tmp_dir / "tiny-comet", training_sentences, kind="regression")
     CometScorer(model=str(model_dir)).score(sources, hypotheses, references)
 
