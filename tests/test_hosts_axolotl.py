@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._runs import FAST, make_trainer
+from tests._runs import FAST, make_trainer, records_of
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
@@ -35,11 +36,6 @@ def _axolotl_importable() -> str | None:
 
 WHY_NOT = _axolotl_importable()
 needs_axolotl = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
-
-
-def records_of(output_dir: Path) -> list[dict]:
-    path = Path(output_dir) / "neuronxa" / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_importing_the_package_does_not_import_axolotl():

@@ -20,8 +20,8 @@ from transformers import TrainerCallback
 
 from neuronxa_callback import NeuronXACallback
 from neuronxa_callback.hosts.llamafactory import LlamaFactoryNeuronXACallback, pop_callback_kwargs
-from tests._runs import FAST, make_trainer
 from neuronxa_callback.testing.tiny import corpus_sentences
+from tests._runs import FAST, make_trainer, records_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
@@ -40,11 +40,6 @@ def _llamafactory_importable() -> str | None:
 
 WHY_NOT = _llamafactory_importable()
 needs_llamafactory = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
-
-
-def records_of(output_dir: Path) -> list[dict]:
-    path = Path(output_dir) / "neuronxa" / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_importing_the_package_or_the_module_does_not_import_llamafactory():
