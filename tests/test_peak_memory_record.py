@@ -2,6 +2,8 @@
 translate() shows up in alignment_peak_memory_mb and generation_peak_memory_mb respectively."""
 from __future__ import annotations
 
+import time
+
 import torch
 
 from neuronxa_callback.instrument import activations
@@ -19,6 +21,8 @@ def allocating(function, mib: int):
 
     def wrapped(*args, **kwargs):
         block = torch.ones(mib * MIB // 4)
+        # Held a while: where the high-water mark cannot be reset, the RSS is sampled every 5 ms and must see it.
+        time.sleep(0.1)
         del block
         return function(*args, **kwargs)
 
