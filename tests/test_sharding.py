@@ -6,11 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronxa_callback.instrument import memory
 from neuronxa_callback.instrument.activations import encode, encode_plan
 from neuronxa_callback.parallel.collectives import my_share
 from neuronxa_callback.quality.generation import translate, translate_plan
-from neuronxa_callback.instrument.memory import PeakMemory
 from neuronxa_callback.parallel.sharding import (
     ReplicatedEngine,
     ShardedEngine,
@@ -268,22 +266,42 @@ def test_translate_sharded_checks_examples_before_generating(model, tokenizer):
                           examples=[(sources[0], "leak")])
 
 
+def _in_a_fresh_process(code: str) -> None:
+    """Run `code` in a new interpreter: a long test process's allocator may serve a 64 MiB block from memory it
+    kept from earlier tests, so the resident set would not grow and there would be nothing to measure."""
+    import subprocess
+    import sys
+    import textwrap
+
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_peak_memory_sees_a_temporary_allocation_on_cpu():
-    with PeakMemory("cpu") as peak:
-        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-        del block
-    assert peak.method in ("cpu_rss_hwm", "cpu_rss_sampled")
-    assert peak.delta_bytes is not None and peak.delta_bytes >= 48 * 2**20
-    assert peak.to_dict("alignment")["alignment_peak_memory_mb"] >= 48
+    _in_a_fresh_process("""
+        import torch
+        from neuronxa_callback.instrument.memory import PeakMemory
+
+        with PeakMemory("cpu") as peak:
+            block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+            del block
+        assert peak.method in ("cpu_rss_hwm", "cpu_rss_sampled"), peak.method
+        assert peak.delta_bytes is not None and peak.delta_bytes >= 48 * 2**20, peak.delta_bytes
+        assert peak.to_dict("alignment")["alignment_peak_memory_mb"] >= 48
+    """)
 
 
-def test_peak_memory_falls_back_to_sampling_without_clear_refs(monkeypatch):
-    monkeypatch.setattr(memory, "_reset_hwm", lambda: False)
-    import time
+def test_peak_memory_falls_back_to_sampling_without_clear_refs():
+    _in_a_fresh_process("""
+        import time
+        import torch
+        from neuronxa_callback.instrument import memory
 
-    with PeakMemory("cpu") as peak:
-        block = torch.ones(64 * 2**20 // 4)
-        time.sleep(0.05)  # the sampler runs every 5 ms
-        del block
-    assert peak.method == "cpu_rss_sampled"
-    assert peak.delta_bytes >= 48 * 2**20
+        memory._reset_hwm = lambda: False
+        with memory.PeakMemory("cpu") as peak:
+            block = torch.ones(64 * 2**20 // 4)
+            time.sleep(0.05)  # the sampler runs every 5 ms
+            del block
+        assert peak.method == "cpu_rss_sampled", peak.method
+        assert peak.delta_bytes >= 48 * 2**20, peak.delta_bytes
+    """)
