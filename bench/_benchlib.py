@@ -3,6 +3,7 @@
 Not a benchmark itself (the Makefile runs bench/bench_*.py only). Each script adds bench/ to sys.path, so this
 imports the same way whether a script runs as `python bench/bench_x.py` or is loaded by tests/test_bench_smoke.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _OUT = None  # where emit() writes while only_name_value_lines() is active
@@ -26,8 +28,9 @@ def bench_parser(doc: str, *, quick_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_with_quick(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-                     quick: dict[str, Any]) -> argparse.Namespace:
+def parse_with_quick(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any]
+) -> argparse.Namespace:
     """parser.parse_args(argv); with --quick, the `quick` sizes replace whatever was given."""
     options = parser.parse_args(argv)
     if options.quick:
@@ -54,8 +57,13 @@ def only_name_value_lines():
 
 def setup_environment() -> None:
     """Offline flags and the repository on sys.path; called before transformers is imported."""
-    for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
-                        ("WANDB_MODE", "disabled"), ("TOKENIZERS_PARALLELISM", "false")):
+    for name, value in (
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_OFFLINE", "1"),
+        ("HF_DATASETS_OFFLINE", "1"),
+        ("WANDB_MODE", "disabled"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
         os.environ.setdefault(name, value)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))

@@ -24,6 +24,7 @@ two optimizer steps of the runs without the callback (so no per-run start-up cos
 eval_steps that meets each target (alignment <= 5 %, everything <= 10 %). Headline last: the measured overhead
 ratio (median over rounds of with / without).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,15 +36,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick, setup_environment,
+    alternating,
+    bench_model,
+    bench_parser,
+    emit,
+    emit_spread,
+    only_name_value_lines,
+    parse_with_quick,
+    setup_environment,
 )
 
 setup_environment()
 
 ALIGNMENT_TARGET = 0.05
 TOTAL_TARGET = 0.10
-QUICK = dict(steps=4, rounds=1, warmup_steps=1, batch_size=2, seq_len=32, eval_steps=2, num_pairs=8,
-             quality_every=1, max_new_tokens=4, data="bundled")
+QUICK = dict(
+    steps=4,
+    rounds=1,
+    warmup_steps=1,
+    batch_size=2,
+    seq_len=32,
+    eval_steps=2,
+    num_pairs=8,
+    quality_every=1,
+    max_new_tokens=4,
+    data="bundled",
+)
 
 
 def parse_args(argv=None):
@@ -72,8 +90,9 @@ def callback_kwargs(options) -> dict:
     return {name: getattr(options, name) for name in names if getattr(options, name) is not None}
 
 
-def schedule_shares(alignment: float, translation: float, step_seconds: float, eval_steps: int,
-                    quality_every: int) -> tuple[float, float]:
+def schedule_shares(
+    alignment: float, translation: float, step_seconds: float, eval_steps: int, quality_every: int
+) -> tuple[float, float]:
     """(alignment share, callback share) of wall time in a long run that measures every `eval_steps` steps.
 
     One window = eval_steps training steps + one alignment measurement + 1/quality_every of a translation-and-score.
@@ -111,7 +130,13 @@ def _main(argv=None) -> None:
     options = parse_args(argv)
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        PrinterCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from neuronxa_callback import NeuronXACallback
     from neuronxa_callback.data.loaders import load_training_pairs
@@ -123,8 +148,9 @@ def _main(argv=None) -> None:
     model, tokenizer, model_name = bench_model(options)
     load_seconds = time.perf_counter() - started
     model = prepare_for_training(model)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
     # Every run starts from these adapter weights, so both sides train the same steps from the same point.
     initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -161,13 +187,30 @@ def _main(argv=None) -> None:
         run_number[0] += 1
         output_dir = base / f"run{run_number[0]:02d}_{'with' if with_callback else 'without'}"
         clock = StepClock()
-        callbacks = [NeuronXACallback(**{**callback_kwargs(options), **(callback_overrides or {})})] if with_callback else []
+        callbacks = (
+            [NeuronXACallback(**{**callback_kwargs(options), **(callback_overrides or {})})] if with_callback else []
+        )
         callbacks.append(clock)  # after NeuronXACallback: on the "with" side a measurement falls inside an interval
-        args = TrainingArguments(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=options.batch_size,
-                                 learning_rate=1e-3, logging_steps=10, save_strategy="no", report_to=[], use_cpu=True,
-                                 disable_tqdm=True, seed=0)
-        trainer = Trainer(model=model, args=args, train_dataset=Examples(), processing_class=tokenizer,
-                          data_collator=collator, callbacks=callbacks)
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            max_steps=steps,
+            per_device_train_batch_size=options.batch_size,
+            learning_rate=1e-3,
+            logging_steps=10,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=Examples(),
+            processing_class=tokenizer,
+            data_collator=collator,
+            callbacks=callbacks,
+        )
         trainer.remove_callback(PrinterCallback)  # its log dicts would break the `name: value` output
         trainer.train()
         return output_dir, [b - a for a, b in zip(clock.step_ends, clock.step_ends[1:])]
@@ -178,8 +221,9 @@ def _main(argv=None) -> None:
     run(True, options.warmup_steps, {"num_pairs": min(4, settings.num_pairs)})
     warmup_seconds = time.perf_counter() - started
 
-    rounds = alternating({"without": lambda: run(False, options.steps), "with": lambda: run(True, options.steps)},
-                         options.rounds)
+    rounds = alternating(
+        {"without": lambda: run(False, options.steps), "with": lambda: run(True, options.steps)}, options.rounds
+    )
     without = [r["without"][0] for r in rounds]
     with_ = [r["with"][0] for r in rounds]
     ratios = [w / o for w, o in zip(with_, without)]
@@ -199,10 +243,15 @@ def _main(argv=None) -> None:
     emit("torch_threads", torch.get_num_threads())
     emit("load_seconds", load_seconds, 1)
     emit("warmup_seconds", warmup_seconds, 1)
-    emit("callback_settings", f"num_pairs={settings.num_pairs} eval_steps={settings.eval_steps} "
-         f"quality_every={settings.quality_every} representations={','.join(settings.representations)} "
-         f"data={settings.data} languages={','.join(settings.languages)}")
-    emit("callback_at_defaults", "yes" if not callback_kwargs(options) else f"no, overridden: {callback_kwargs(options)}")
+    emit(
+        "callback_settings",
+        f"num_pairs={settings.num_pairs} eval_steps={settings.eval_steps} "
+        f"quality_every={settings.quality_every} representations={','.join(settings.representations)} "
+        f"data={settings.data} languages={','.join(settings.languages)}",
+    )
+    emit(
+        "callback_at_defaults", "yes" if not callback_kwargs(options) else f"no, overridden: {callback_kwargs(options)}"
+    )
     emit("lora", f"r=8 q_proj,v_proj batch {options.batch_size} max {options.seq_len} tokens")
     emit("steps_per_run", options.steps)
     emit("rounds", options.rounds)
@@ -221,8 +270,12 @@ def _main(argv=None) -> None:
 
     # Split of the measured runs, as shares of the with-callback wall time (median over rounds).
     unaccounted = [w - o - (a + g + q) for w, o, a, g, q in zip(with_, without, alignment, generation, quality)]
-    for name, values in (("alignment", alignment), ("generation", generation), ("quality", quality),
-                         ("unaccounted", unaccounted)):
+    for name, values in (
+        ("alignment", alignment),
+        ("generation", generation),
+        ("quality", quality),
+        ("unaccounted", unaccounted),
+    ):
         emit(f"run_share_{name}", statistics.median(v / w for v, w in zip(values, with_)))
     emit("run_share_total", statistics.median((w - o) / w for w, o in zip(with_, without)))
 
@@ -243,8 +296,10 @@ def _main(argv=None) -> None:
     emit("min_eval_steps_for_alignment_5pct", min_eval_steps(a, step_seconds, ALIGNMENT_TARGET))
     # Everything: at the configured quality_every, and (when translation cost was measured) at 1, 2 and 4.
     for k in sorted({q_every} | ({1, 2, 4} if per_translation else set())):
-        emit(f"min_eval_steps_for_total_10pct_quality_every_{k}",
-             min_eval_steps(a + (t / k if k else 0.0), step_seconds, TOTAL_TARGET))
+        emit(
+            f"min_eval_steps_for_total_10pct_quality_every_{k}",
+            min_eval_steps(a + (t / k if k else 0.0), step_seconds, TOTAL_TARGET),
+        )
     emit("overhead_ratio_min", min(ratios), 3)
     emit("overhead_ratio_max", max(ratios), 3)
     emit("overhead_ratio", statistics.median(ratios), 3)  # headline: median over rounds of with / without

@@ -16,6 +16,7 @@ Prints `name: value` lines, the headline (interleaved time ratio) last.
   accumulators, per-layer sums), tracked with a TorchDispatchMode inside the hooks, for batches of 32- and
   256-token sentences. Target ratio (256 / 32) <= 1.2: the capture must not grow with sentence length.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    REPO_ROOT as REPO, alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick,
+    REPO_ROOT as REPO,
+)
+from _benchlib import (
+    alternating,
+    bench_model,
+    bench_parser,
+    emit,
+    emit_spread,
+    only_name_value_lines,
+    parse_with_quick,
     setup_environment,
 )
 
@@ -82,7 +92,9 @@ def plain_forward_seconds(model, tokenizer, sentences: list[str], batch_size: in
     return time.perf_counter() - start
 
 
-def interleaved_seconds(model, tokenizer, sentences: list[str], batch_size: int, max_length: int) -> tuple[float, float]:
+def interleaved_seconds(
+    model, tokenizer, sentences: list[str], batch_size: int, max_length: int
+) -> tuple[float, float]:
     """(plain, captured) seconds summed over batches, each batch run both ways back to back (order alternating).
 
     On a shared machine whose load changes by the minute this pairs like with like, unlike whole-run rounds.
@@ -90,9 +102,11 @@ def interleaved_seconds(model, tokenizer, sentences: list[str], batch_size: int,
     plain = captured = 0.0
     capture = activations.ActivationCapture(model, ("nas", "nav"))
     with torch.no_grad():
-        for number, (input_ids, attention, pooled) in enumerate(padded_batches(tokenizer, sentences, batch_size, max_length)):
+        for number, (input_ids, attention, pooled) in enumerate(
+            padded_batches(tokenizer, sentences, batch_size, max_length)
+        ):
             weights = activations.pooling_weights(pooled)
-            for hooked in ((False, True) if number % 2 == 0 else (True, False)):
+            for hooked in (False, True) if number % 2 == 0 else (True, False):
                 start = time.perf_counter()
                 if hooked:
                     with capture:  # registering 36 hooks per batch costs microseconds
@@ -119,7 +133,9 @@ class _LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        inputs = {
+            t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
+        }
         for tensor in tree_flatten(result)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in inputs:
                 nbytes = tensor.untyped_storage().nbytes()
@@ -133,6 +149,7 @@ def capture_peak_bytes(model, tokenizer, sentences: list[str], tokens: int, batc
     """Peak live bytes created by the capture's hooks while encoding `sentences` cut to `tokens` tokens."""
     counter = _LiveBytes()
     original = activations.ActivationCapture._pooled
+
     # Only the hook's own work runs under the counter; results it keeps (per-layer sums) stay counted until freed.
     def counted(self, tensor, transforms):
         with counter:
@@ -181,8 +198,13 @@ def _main(argv=None) -> None:
         encode(model, tokenizer, sentences, batch_size=args.batch_size)
         return time.perf_counter() - started
 
-    rounds = alternating({"plain": lambda: plain_forward_seconds(model, tokenizer, sentences, args.batch_size, 256),
-                          "encode": encoded_seconds}, args.rounds)
+    rounds = alternating(
+        {
+            "plain": lambda: plain_forward_seconds(model, tokenizer, sentences, args.batch_size, 256),
+            "encode": encoded_seconds,
+        },
+        args.rounds,
+    )
     # Each side's own clock (plain times its forward passes only, not the padding done before them).
     plain_runs = [r["plain"][1] for r in rounds]
     encode_runs = [r["encode"][1] for r in rounds]

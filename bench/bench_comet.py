@@ -9,6 +9,7 @@ two paths run alternately, after one warm-up call each, and the median of --repe
 runs on --threads threads (default 1): on a loaded 2-core machine two threads of tiny matmuls were up to 10x
 slower than one, which swamps any difference between the two paths.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import emit, only_name_value_lines  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

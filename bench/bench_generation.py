@@ -12,6 +12,7 @@ same way on both sides: the tokens of the returned one-line translations.
 Prints `name: value` lines: seconds and tokens/s per side (min/median/max over rounds), identical outputs, chrF, and
 last the headline: the median over rounds of the per-round throughput ratio (batched / one at a time).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402
-    REPO_ROOT, alternating, bench_model, bench_parser, emit, emit_spread, only_name_value_lines, parse_with_quick,
+    REPO_ROOT,
+    alternating,
+    bench_model,
+    bench_parser,
+    emit,
+    emit_spread,
+    only_name_value_lines,
+    parse_with_quick,
     setup_environment,
 )
 
@@ -83,8 +91,13 @@ def _main(argv=None) -> None:
     start = time.perf_counter()
     model, tokenizer, model_name = bench_model(options)
     load_seconds = time.perf_counter() - start
-    settings = dict(source_lang="deu_Latn", target_lang="eng_Latn", prompt="fewshot", examples=examples,
-                    max_new_tokens=options.max_new_tokens)
+    settings = dict(
+        source_lang="deu_Latn",
+        target_lang="eng_Latn",
+        prompt="fewshot",
+        examples=examples,
+        max_new_tokens=options.max_new_tokens,
+    )
 
     def side(batch_size: int, texts: list[str]) -> list[str]:
         return translate(model, tokenizer, texts, batch_size=batch_size, **settings)
@@ -97,8 +110,10 @@ def _main(argv=None) -> None:
     side(1, warmup)
     warmup_seconds = time.perf_counter() - start
 
-    rounds = alternating({"batched": lambda: side(options.batch_size, sources), "one_at_a_time": lambda: side(1, sources)},
-                         options.rounds)
+    rounds = alternating(
+        {"batched": lambda: side(options.batch_size, sources), "one_at_a_time": lambda: side(1, sources)},
+        options.rounds,
+    )
     seconds = {name: [r[name][0] for r in rounds] for name in ("batched", "one_at_a_time")}
     outputs = {name: [r[name][1] for r in rounds] for name in ("batched", "one_at_a_time")}
     tokens = {name: [count_tokens(texts) for texts in outputs[name]] for name in outputs}

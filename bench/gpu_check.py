@@ -28,6 +28,7 @@ QLoRA: 4-bit weights move scores further; the tiny-model nf4 matrix (tests/test_
 scores by up to 4 of 32 sentences. The 0.20 per layer / 0.10 mean bound is PROVISIONAL until the first GPU run
 measures Gemma in 4-bit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,9 @@ def _load(path: Path, kind: str, device: str):
         from transformers import BitsAndBytesConfig
 
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, quantization_config=config,
-                                                     device_map={"": device})
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.bfloat16, quantization_config=config, device_map={"": device}
+        )
     prepare_for_training(model)
     return model, tokenizer
 
@@ -136,18 +138,39 @@ def _train(model, tokenizer, args, kind: str, device: str, comet_dir: Path, outp
     from neuronxa_callback.hosts.trainer import NeuronXACallback
 
     callback = NeuronXACallback(
-        data="bundled", languages=["isl_Latn"], num_pairs=args.num_pairs, eval_steps=args.steps, quality_every=1,
-        quality_num_pairs=args.quality_pairs, max_new_tokens=args.max_new_tokens, comet_model=str(comet_dir),
-        comet_device=device, report_to="none", strict=True,
+        data="bundled",
+        languages=["isl_Latn"],
+        num_pairs=args.num_pairs,
+        eval_steps=args.steps,
+        quality_every=1,
+        quality_num_pairs=args.quality_pairs,
+        max_new_tokens=args.max_new_tokens,
+        comet_model=str(comet_dir),
+        comet_device=device,
+        report_to="none",
+        strict=True,
     )
     training = TrainingArguments(
-        output_dir=str(output_dir), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        learning_rate=1e-4, bf16=True, report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
-        use_cpu=device == "cpu", seed=0,
+        output_dir=str(output_dir),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=1e-4,
+        bf16=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        seed=0,
     )
-    trainer = Trainer(model=model, args=training, train_dataset=_Examples(tokenizer, args.batch_size * args.steps),
-                      processing_class=tokenizer, callbacks=[callback],
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+    trainer = Trainer(
+        model=model,
+        args=training,
+        train_dataset=_Examples(tokenizer, args.batch_size * args.steps),
+        processing_class=tokenizer,
+        callbacks=[callback],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
     result = trainer.train()
     return trainer, float(result.metrics["train_runtime"])
 
@@ -191,8 +214,11 @@ def _compare(record: dict, reference: dict, kind: str, checks: Checks) -> None:
         emit(f"{kind}_{metric}_max_layer_diff_vs_cpu_fp32", layer_diff)
         emit(f"{kind}_{metric}_mean_diff_vs_cpu_fp32", mean_diff)
         worst_layer, worst_mean = max(worst_layer, layer_diff), max(worst_mean, mean_diff)
-    checks.record(f"{kind}_scores_vs_cpu_fp32", worst_layer <= per_layer_bound and worst_mean <= mean_bound,
-                  f"max layer diff {worst_layer:.3f} <= {per_layer_bound}, mean diff {worst_mean:.3f} <= {mean_bound}")
+    checks.record(
+        f"{kind}_scores_vs_cpu_fp32",
+        worst_layer <= per_layer_bound and worst_mean <= mean_bound,
+        f"max layer diff {worst_layer:.3f} <= {per_layer_bound}, mean diff {worst_mean:.3f} <= {mean_bound}",
+    )
 
 
 def run(args) -> int:
@@ -236,8 +262,11 @@ def run(args) -> int:
             records = read_jsonl(workdir / f"run-{kind}" / "neuronxa" / "metrics.jsonl")
             steps = [r["step"] for r in records]
             quality = [r.get("quality", {}).get(PAIR, {}) for r in records]
-            complete = (steps == [0, args.steps] and all("navca" in r["pairs"][PAIR] for r in records)
-                        and all(q.get("chrf") is not None and q.get("comet") is not None for q in quality))
+            complete = (
+                steps == [0, args.steps]
+                and all("navca" in r["pairs"][PAIR] for r in records)
+                and all(q.get("chrf") is not None and q.get("comet") is not None for q in quality)
+            )
             checks.record(f"{kind}_run", complete, f"measured steps {steps}, chrF and COMET at each")
             if not records:
                 continue
@@ -245,8 +274,10 @@ def run(args) -> int:
             for step, q in zip(steps, quality):
                 emit(f"{kind}_step{step}_chrf", q.get("chrf") if q.get("chrf") is not None else "n/a")
                 emit(f"{kind}_step{step}_comet", q.get("comet") if q.get("comet") is not None else "n/a")
-            timing = {key: sum(r["timing"].get(key, 0.0) or 0.0 for r in records)
-                      for key in ("alignment_seconds", "generation_seconds", "quality_seconds")}
+            timing = {
+                key: sum(r["timing"].get(key, 0.0) or 0.0 for r in records)
+                for key in ("alignment_seconds", "generation_seconds", "quality_seconds")
+            }
             callback_seconds = sum(timing.values())
             emit(f"{kind}_train_runtime_seconds", runtime, 1)
             emit(f"{kind}_callback_seconds", callback_seconds, 1)
@@ -259,8 +290,11 @@ def run(args) -> int:
                 measurement, step = _peak_memory(trainer.model, tokenizer, data, device, args.batch_size)
                 emit(f"{kind}_peak_mib_measurement", measurement, 1)
                 emit(f"{kind}_peak_mib_training_step", step, 1)
-                checks.record(f"{kind}_measurement_memory", measurement <= step,
-                              f"{measurement:.0f} MiB measurement <= {step:.0f} MiB training step")
+                checks.record(
+                    f"{kind}_measurement_memory",
+                    measurement <= step,
+                    f"{measurement:.0f} MiB measurement <= {step:.0f} MiB training step",
+                )
             else:
                 checks.record(f"{kind}_measurement_memory", None, "no CUDA: torch.cuda.max_memory_allocated n/a")
             del trainer, model
@@ -290,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available() and not args.allow_cpu:
-        print(f"gpu_check: SKIP: no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False); "
-              "run it on a GPU machine, or pass --allow-cpu for a dry run of the same checks on the CPU", flush=True)
+        print(
+            f"gpu_check: SKIP: no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False); "
+            "run it on a GPU machine, or pass --allow-cpu for a dry run of the same checks on the CPU",
+            flush=True,
+        )
         return 0
     with only_name_value_lines():
         return run(args)

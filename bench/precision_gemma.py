@@ -11,6 +11,7 @@ the pooled representations' relative error (max over layers of ||bf16 - fp32||_F
 largest |difference| of one pooled entry (gate values near 0 flip sign); the headline (largest layer-mean
 difference) last. Not a timing benchmark (the Makefile's `make bench` runs bench_*.py only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ def compare_precisions(model, tokenizer, data, *, batch_size: int = 16, max_leng
 
     import torch
 
-    from neuronxa_callback.instrument.activations import encode
     from neuronxa_callback.alignment.report import parallel_sentences, score_encoded
+    from neuronxa_callback.instrument.activations import encode
 
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError("compare_precisions: pass the model in float32 (it is the reference)")
@@ -49,13 +50,16 @@ def compare_precisions(model, tokenizer, data, *, batch_size: int = 16, max_leng
     encoded = {}
     for name in ("fp32", "bf16"):
         subject = model if name == "fp32" else copy.deepcopy(model).to(torch.bfloat16)
-        encoded[name] = encode(subject, tokenizer, sentences, representations=tuple(METRICS),
-                               batch_size=batch_size, max_length=max_length)
+        encoded[name] = encode(
+            subject, tokenizer, sentences, representations=tuple(METRICS), batch_size=batch_size, max_length=max_length
+        )
         del subject
         report = score_encoded(encoded[name], data, batch_size=batch_size, max_length=max_length)
         out[name] = {metric: [float(v) for v in report.score(metric, pair).per_layer] for metric in METRICS.values()}
         out[f"{name}_mean"] = {metric: float(report.mean(metric, pair)) for metric in METRICS.values()}
-    out["max_layer_diff"] = {m: max(abs(a - b) for a, b in zip(out["fp32"][m], out["bf16"][m])) for m in METRICS.values()}
+    out["max_layer_diff"] = {
+        m: max(abs(a - b) for a, b in zip(out["fp32"][m], out["bf16"][m])) for m in METRICS.values()
+    }
     out["mean_diff"] = {m: abs(out["fp32_mean"][m] - out["bf16_mean"][m]) for m in METRICS.values()}
     out["rel_error"] = {}
     for representation, metric in METRICS.items():

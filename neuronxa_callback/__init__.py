@@ -10,6 +10,7 @@ are each other's nearest neighbours (NASCA / NAVCA).
 
 Public names are imported lazily so that `import neuronxa_callback` stays cheap (no torch / transformers at import).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -108,27 +109,66 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from neuronxa_callback.instrument.activations import ActivationCapture, Encoded, encode
     from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment, score_encoded
-    from neuronxa_callback.instrument.architectures import UnsupportedArchitectureError, activation_modules, register_architecture
+    from neuronxa_callback.alignment.scoring import (
+        PairScore,
+        chance_probability,
+        cosine_matrices,
+        retrieval_accuracy,
+        weak_alignment,
+    )
+    from neuronxa_callback.alignment.similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
+    from neuronxa_callback.data.loaders import (
+        ParallelDataError,
+        ParallelSet,
+        load_file_pair,
+        load_parallel,
+        load_training_pairs,
+        normalize_language,
+    )
     from neuronxa_callback.hosts.trainer import MeasurementError, NeuronXACallback
-    from neuronxa_callback.monitor import AlignmentMonitor, Schedule
+    from neuronxa_callback.instrument.activations import ActivationCapture, Encoded, encode
+    from neuronxa_callback.instrument.architectures import (
+        UnsupportedArchitectureError,
+        activation_modules,
+        register_architecture,
+    )
     from neuronxa_callback.instrument.memory import PeakMemory
-    from neuronxa_callback.parallel.sharding import ShardedMeasurementError, encode_sharded, sharding_engine, translate_sharded
-    from neuronxa_callback.quality.copies import CopyReport, find_copies, mask_copies
-    from neuronxa_callback.quality.fewshot import FewShotError, FewShotExamples, load_fewshot_examples, select_fewshot_examples
-    from neuronxa_callback.settings import CallbackSettings, SettingsError
-    from neuronxa_callback.data.loaders import ParallelDataError, ParallelSet, load_file_pair, load_parallel, load_training_pairs, normalize_language
-    from neuronxa_callback.quality.generation import Translation, make_translations, translate
-    from neuronxa_callback.sinks.jsonl import JsonlLogger
-    from neuronxa_callback.sinks.trackers import WandbLogger
     from neuronxa_callback.instrument.models import load_model_and_tokenizer, prepare_for_training
-    from neuronxa_callback.quality.metrics import BLEUScorer, ChrFScorer, CometKiwiScorer, CometScorer, QualityScore, make_scorers
-    from neuronxa_callback.quality.prompts import training_example
+    from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
+    from neuronxa_callback.monitor import AlignmentMonitor, Schedule
+    from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
+    from neuronxa_callback.offline.correlation import (
+        CorrelationInputError,
+        correlate_benchmarks,
+        load_alignment_scores,
+        load_benchmarks,
+    )
     from neuronxa_callback.offline.report import write_report
     from neuronxa_callback.offline.run_summary import alignment_change, summary_lines
-    from neuronxa_callback.alignment.scoring import PairScore, chance_probability, cosine_matrices, retrieval_accuracy, weak_alignment
-    from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
-    from neuronxa_callback.alignment.similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
-    from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
-    from neuronxa_callback.offline.correlation import CorrelationInputError, correlate_benchmarks, load_alignment_scores, load_benchmarks
+    from neuronxa_callback.parallel.sharding import (
+        ShardedMeasurementError,
+        encode_sharded,
+        sharding_engine,
+        translate_sharded,
+    )
+    from neuronxa_callback.quality.copies import CopyReport, find_copies, mask_copies
+    from neuronxa_callback.quality.fewshot import (
+        FewShotError,
+        FewShotExamples,
+        load_fewshot_examples,
+        select_fewshot_examples,
+    )
+    from neuronxa_callback.quality.generation import Translation, make_translations, translate
+    from neuronxa_callback.quality.metrics import (
+        BLEUScorer,
+        ChrFScorer,
+        CometKiwiScorer,
+        CometScorer,
+        QualityScore,
+        make_scorers,
+    )
+    from neuronxa_callback.quality.prompts import training_example
+    from neuronxa_callback.settings import CallbackSettings, SettingsError
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
+    from neuronxa_callback.sinks.trackers import WandbLogger

@@ -1,12 +1,13 @@
 """The `neuronxa` command line: score any model outside training, translate, and report on a run.
 
-    neuronxa score --model gemma-3-270m --data ntrex --languages isl_Latn,deu_Latn --output result.json --plot layers.png
-    neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --source-lang eng_Latn --target-lang isl_Latn
-    neuronxa translate --model gemma-3-270m --data ntrex --languages ita --direction x2en --output translations.json
-    neuronxa report runs/demo
-    neuronxa score runs/demo --languages isl_Latn --quality      # every checkpoint-N of a run -> its metrics.jsonl
-    neuronxa correlate llama=llama.json qwen=qwen.json --benchmarks results.csv --measures nasca,mexa
+neuronxa score --model gemma-3-270m --data ntrex --languages isl_Latn,deu_Latn --output result.json --plot layers.png
+neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --source-lang eng_Latn --target-lang isl_Latn
+neuronxa translate --model gemma-3-270m --data ntrex --languages ita --direction x2en --output translations.json
+neuronxa report runs/demo
+neuronxa score runs/demo --languages isl_Latn --quality      # every checkpoint-N of a run -> its metrics.jsonl
+neuronxa correlate llama=llama.json qwen=qwen.json --benchmarks results.csv --measures nasca,mexa
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 logger = logging.getLogger("neuronxa")
 
@@ -69,14 +70,22 @@ def _layer_range(value: str) -> tuple[int, int]:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="gemma-3-270m",
-                       help="local directory, hub id (online), or the embedded default 'gemma-3-270m' (default) / 'smollm2-135m'")
+    group.add_argument(
+        "--model",
+        default="gemma-3-270m",
+        help="local directory, hub id (online), or the embedded default 'gemma-3-270m' (default) / 'smollm2-135m'",
+    )
     group.add_argument("--gguf-file", default=None, help="GGUF file name inside --model's directory")
     group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype")
     group.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    group.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code (off by default)")
-    group.add_argument("--hf-token", default=None,
-                       help="Hugging Face token for gated models/data (default: $HF_TOKEN); never written to any output")
+    group.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model repository's own code (off by default)"
+    )
+    group.add_argument(
+        "--hf-token",
+        default=None,
+        help="Hugging Face token for gated models/data (default: $HF_TOKEN); never written to any output",
+    )
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,17 +94,29 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--target-file", type=Path)
     group.add_argument("--source-lang", default="eng_Latn", help="language of --source-file (default eng_Latn)")
     group.add_argument("--target-lang", default=None, help="language of --target-file (required with --target-file)")
-    group.add_argument("--data", default=None,
-                       help="'ntrex' (default: the packaged NTREX-128 subset), 'bundled', 'flores' (hub, gated), a "
-                            "FLORES-200 or NTREX-128 directory, a .tsv or .jsonl file")
+    group.add_argument(
+        "--data",
+        default=None,
+        help="'ntrex' (default: the packaged NTREX-128 subset), 'bundled', 'flores' (hub, gated), a "
+        "FLORES-200 or NTREX-128 directory, a .tsv or .jsonl file",
+    )
     group.add_argument("--pivot", default="eng_Latn", help="pivot language for --data (default eng_Latn)")
-    group.add_argument("--languages", type=_comma_list, default=None, help="comma-separated target languages for --data")
+    group.add_argument(
+        "--languages", type=_comma_list, default=None, help="comma-separated target languages for --data"
+    )
     group.add_argument("--split", default="devtest", help="FLORES split (default devtest)")
-    group.add_argument("--num-pairs", type=_pair_count, default=None,
-                       help="number of parallel pairs, or 'all' (default: 100 with --data, every line with "
-                            "--source-file)")
-    group.add_argument("--sample", choices=["first", "random"], default="first",
-                       help="first N pairs (default) or a seeded random sample")
+    group.add_argument(
+        "--num-pairs",
+        type=_pair_count,
+        default=None,
+        help="number of parallel pairs, or 'all' (default: 100 with --data, every line with --source-file)",
+    )
+    group.add_argument(
+        "--sample",
+        choices=["first", "random"],
+        default="first",
+        help="first N pairs (default) or a seeded random sample",
+    )
     group.add_argument("--seed", type=int, default=0)
 
 
@@ -115,95 +136,167 @@ def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
     before the subcommand.
     """
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS if in_subcommand else False,
-                         help="no progress bars or info messages on stderr")
+    options.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS if in_subcommand else False,
+        help="no progress bars or info messages on stderr",
+    )
     return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuronxa", description=__doc__.split("\n\n")[0],
-                                     parents=[_global_options(in_subcommand=False)])
+    parser = argparse.ArgumentParser(
+        prog="neuronxa", description=__doc__.split("\n\n")[0], parents=[_global_options(in_subcommand=False)]
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     shared = [_global_options(in_subcommand=True)]
 
-    score = commands.add_parser("score", parents=shared,
-                                help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences")
-    score.add_argument("run_dir", type=Path, nargs="?", default=None,
-                       help="a training output directory: score each of its checkpoint-N folders into the callback's "
-                            "JSONL (--output, default RUN_DIR/neuronxa/metrics.jsonl); --model is then not used")
+    score = commands.add_parser(
+        "score", parents=shared, help="layer-wise NASCA / NAVCA / MEXA of a model on parallel sentences"
+    )
+    score.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="a training output directory: score each of its checkpoint-N folders into the callback's "
+        "JSONL (--output, default RUN_DIR/neuronxa/metrics.jsonl); --model is then not used",
+    )
     _add_model_arguments(score)
     _add_data_arguments(score)
     runs = score.add_argument_group("checkpoints of a run (with RUN_DIR)")
-    runs.add_argument("--base-model", default=None,
-                      help="the model the run started from: the base of PEFT adapter checkpoints (default: "
-                           "adapter_config.json's base_model_name_or_path), and the step-0 baseline of full "
-                           "fine-tuning checkpoints (whose config.json names none under transformers 5)")
-    runs.add_argument("--include-base", action=argparse.BooleanOptionalAction, default=None,
-                      help="score the base model as step 0, the baseline before fine-tuning (default: when it is "
-                           "known; --include-base makes an unknown base an error)")
-    runs.add_argument("--rescore", action="store_true",
-                      help="score checkpoints already in the JSONL again (their records are replaced)")
-    runs.add_argument("--watch", type=float, default=None, metavar="SECONDS",
-                      help="keep polling for new checkpoints every SECONDS (Ctrl-C to stop)")
+    runs.add_argument(
+        "--base-model",
+        default=None,
+        help="the model the run started from: the base of PEFT adapter checkpoints (default: "
+        "adapter_config.json's base_model_name_or_path), and the step-0 baseline of full "
+        "fine-tuning checkpoints (whose config.json names none under transformers 5)",
+    )
+    runs.add_argument(
+        "--include-base",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score the base model as step 0, the baseline before fine-tuning (default: when it is "
+        "known; --include-base makes an unknown base an error)",
+    )
+    runs.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score checkpoints already in the JSONL again (their records are replaced)",
+    )
+    runs.add_argument(
+        "--watch",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep polling for new checkpoints every SECONDS (Ctrl-C to stop)",
+    )
     runs.add_argument("--quality", action="store_true", help="translate and score (chrF, ...) at every checkpoint")
-    runs.add_argument("--quality-num-pairs", type=_pair_count, default=None,
-                      help="sentences translated, or 'all' (default all)")
+    runs.add_argument(
+        "--quality-num-pairs", type=_pair_count, default=None, help="sentences translated, or 'all' (default all)"
+    )
     runs.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en")
     runs.add_argument("--quality-metrics", type=_comma_list, default=["chrf"], help="chrf[,bleu] (default chrf)")
     runs.add_argument("--comet-model", default=None, help="COMET model name or local directory")
     runs.add_argument("--max-new-tokens", type=_positive_int, default=64)
     runs.add_argument("--num-fewshot", type=int, default=3)
     group = score.add_argument_group("scoring")
-    group.add_argument("--representation", choices=sorted(_REPRESENTATIONS), default="all",
-                       help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)")
-    group.add_argument("--measures", type=_comma_list, default=None,
-                       help="instead of --representation: any of nasca,navca,mexa,cka,svcca,anc (CKA/SVCCA/ANC on the "
-                            "hidden-state embedding; 'anc:nas' etc. for another representation). Appendix C.2 baselines")
-    group.add_argument("--svcca-directions", type=_positive_int, default=10,
-                       help="SVD directions kept per side for SVCCA (default 10; must be < n-1)")
+    group.add_argument(
+        "--representation",
+        choices=sorted(_REPRESENTATIONS),
+        default="all",
+        help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)",
+    )
+    group.add_argument(
+        "--measures",
+        type=_comma_list,
+        default=None,
+        help="instead of --representation: any of nasca,navca,mexa,cka,svcca,anc (CKA/SVCCA/ANC on the "
+        "hidden-state embedding; 'anc:nas' etc. for another representation). Appendix C.2 baselines",
+    )
+    group.add_argument(
+        "--svcca-directions",
+        type=_positive_int,
+        default=10,
+        help="SVD directions kept per side for SVCCA (default 10; must be < n-1)",
+    )
     group.add_argument("--pooling", choices=["weighted", "mean", "last"], default="weighted")
     group.add_argument("--batch-size", type=_positive_int, default=16)
-    group.add_argument("--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)")
+    group.add_argument(
+        "--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)"
+    )
     group.add_argument("--layers", type=_layer_range, default=None, help="layer range START:STOP for the layer mean")
-    group.add_argument("--center", action="store_true",
-                       help="BEYOND THE PAPER: subtract each language's mean representation before the cosine")
+    group.add_argument(
+        "--center",
+        action="store_true",
+        help="BEYOND THE PAPER: subtract each language's mean representation before the cosine",
+    )
     group.add_argument("--output", type=Path, default=None, help="write the result JSON here (default: stdout)")
     group.add_argument("--plot", type=Path, default=None, help="write the layer profile per pair as a PNG")
 
-    translate = commands.add_parser("translate", parents=shared,
-                                    help="the model's own translations of the parallel pairs, scored")
+    translate = commands.add_parser(
+        "translate", parents=shared, help="the model's own translations of the parallel pairs, scored"
+    )
     _add_model_arguments(translate)
     _add_data_arguments(translate)
     group = translate.add_argument_group("translation")
-    group.add_argument("--direction", choices=["x2en", "en2x", "both"], default="x2en",
-                       help="x2en: target languages into the pivot (default); en2x: pivot into them")
+    group.add_argument(
+        "--direction",
+        choices=["x2en", "en2x", "both"],
+        default="x2en",
+        help="x2en: target languages into the pivot (default); en2x: pivot into them",
+    )
     group.add_argument("--prompt", default="auto", help="'auto', 'fewshot', 'chat' or a template with {source} etc.")
-    group.add_argument("--num-fewshot", type=int, default=3,
-                       help="few-shot examples: unscored lines of the --data source (NTREX lines after the scored ones, "
-                            "FLORES dev for devtest), else the bundled pool; 0 = zero-shot")
+    group.add_argument(
+        "--num-fewshot",
+        type=int,
+        default=3,
+        help="few-shot examples: unscored lines of the --data source (NTREX lines after the scored ones, "
+        "FLORES dev for devtest), else the bundled pool; 0 = zero-shot",
+    )
     group.add_argument("--batch-size", type=_positive_int, default=16)
     group.add_argument("--max-new-tokens", type=_positive_int, default=128)
     group.add_argument("--metrics", type=_comma_list, default=["chrf", "bleu"], help="chrf,bleu[,comet,cometkiwi]")
     group.add_argument("--comet-model", default=None, help="COMET model name or local directory (enables COMET)")
-    group.add_argument("--cometkiwi-model", default=None, help="CometKiwi model name or local directory (enables CometKiwi)")
-    group.add_argument("--output", type=Path, default=None, help="write hypotheses and scores as JSON (default: stdout)")
+    group.add_argument(
+        "--cometkiwi-model", default=None, help="CometKiwi model name or local directory (enables CometKiwi)"
+    )
+    group.add_argument(
+        "--output", type=Path, default=None, help="write hypotheses and scores as JSON (default: stdout)"
+    )
 
-    correlate = commands.add_parser("correlate", parents=shared,
-                                    help="Pearson/Spearman r across languages of alignment vs benchmarks")
-    correlate.add_argument("scores", nargs="+", help="score files (neuronxa score JSON or metrics.jsonl), as PATH or "
-                                                     "MODEL=PATH")
-    correlate.add_argument("--benchmarks", type=Path, required=True, help="CSV with columns model,language,benchmark,score")
-    correlate.add_argument("--measures", type=_comma_list, default=["nasca"],
-                           help="nasca (default), navca, mexa, or similarity keys such as cka, svcca, anc")
+    correlate = commands.add_parser(
+        "correlate", parents=shared, help="Pearson/Spearman r across languages of alignment vs benchmarks"
+    )
+    correlate.add_argument(
+        "scores", nargs="+", help="score files (neuronxa score JSON or metrics.jsonl), as PATH or MODEL=PATH"
+    )
+    correlate.add_argument(
+        "--benchmarks", type=Path, required=True, help="CSV with columns model,language,benchmark,score"
+    )
+    correlate.add_argument(
+        "--measures",
+        type=_comma_list,
+        default=["nasca"],
+        help="nasca (default), navca, mexa, or similarity keys such as cka, svcca, anc",
+    )
     correlate.add_argument("--output-csv", type=Path, default=None, help="write the table as CSV")
     correlate.add_argument("--output-json", type=Path, default=None, help="write the table (and the data) as JSON")
-    correlate.add_argument("--plot-dir", type=Path, default=None, help="write one scatter PNG per benchmark and measure")
+    correlate.add_argument(
+        "--plot-dir", type=Path, default=None, help="write one scatter PNG per benchmark and measure"
+    )
 
-    report = commands.add_parser("report", parents=shared,
-                                 help="figures and a Markdown summary from a run's metrics.jsonl")
-    report.add_argument("run_dir", type=Path, help="the Trainer output_dir (holding neuronxa/metrics.jsonl) or a .jsonl file")
-    report.add_argument("--output-dir", type=Path, default=None, help="where to write (default: <run_dir>/neuronxa/report)")
+    report = commands.add_parser(
+        "report", parents=shared, help="figures and a Markdown summary from a run's metrics.jsonl"
+    )
+    report.add_argument(
+        "run_dir", type=Path, help="the Trainer output_dir (holding neuronxa/metrics.jsonl) or a .jsonl file"
+    )
+    report.add_argument(
+        "--output-dir", type=Path, default=None, help="where to write (default: <run_dir>/neuronxa/report)"
+    )
     return parser
 
 
@@ -217,13 +310,27 @@ def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
             parser.error("--source-file and --target-file go together")
         if not args.target_lang:
             parser.error("--target-file needs --target-lang (e.g. isl_Latn)")
-        return load_file_pair(args.source_file, args.target_file, args.source_lang, args.target_lang,
-                              num_pairs=_pairs_or_none(args.num_pairs, None), sample=args.sample, seed=args.seed)
+        return load_file_pair(
+            args.source_file,
+            args.target_file,
+            args.source_lang,
+            args.target_lang,
+            num_pairs=_pairs_or_none(args.num_pairs, None),
+            sample=args.sample,
+            seed=args.seed,
+        )
     # Without --data or files: the packaged NTREX-128 subset (lines 1-100, 121 languages), offline.
     args.data = args.data or "ntrex"
-    return load_parallel(args.data, pivot=args.pivot, languages=tuple(args.languages or ("isl_Latn",)),
-                         num_pairs=_pairs_or_none(args.num_pairs, 100), sample=args.sample, seed=args.seed,
-                         split=args.split, token=_token(args))
+    return load_parallel(
+        args.data,
+        pivot=args.pivot,
+        languages=tuple(args.languages or ("isl_Latn",)),
+        num_pairs=_pairs_or_none(args.num_pairs, 100),
+        sample=args.sample,
+        seed=args.seed,
+        split=args.split,
+        token=_token(args),
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -237,8 +344,14 @@ def _load_model(args: argparse.Namespace):
 
     dtype = getattr(torch, args.dtype) if args.dtype else None
     started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(args.model, gguf_file=args.gguf_file, dtype=dtype, device=args.device,
-                                                trust_remote_code=args.trust_remote_code, token=_token(args))
+    model, tokenizer = load_model_and_tokenizer(
+        args.model,
+        gguf_file=args.gguf_file,
+        dtype=dtype,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        token=_token(args),
+    )
     return model, tokenizer, time.perf_counter() - started
 
 
@@ -261,29 +374,54 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.source_file or args.target_file:
         parser.error("with RUN_DIR give --data/--languages (the callback's data options), not --source-file")
     if args.num_pairs == ALL_PAIRS:
-        parser.error("--num-pairs all is not available with RUN_DIR: the callback's settings measure a fixed number "
-                     "of pairs (give a number)")
+        parser.error(
+            "--num-pairs all is not available with RUN_DIR: the callback's settings measure a fixed number "
+            "of pairs (give a number)"
+        )
     representations, similarity = _split_measures(args, parser)
-    kwargs = dict(pivot=args.pivot, num_pairs=args.num_pairs or 100, sample=args.sample, seed=args.seed,
-                  representations=representations, pooling=args.pooling, batch_size=args.batch_size,
-                  max_length=args.max_length, quality_num_pairs=_pairs_or_none(args.quality_num_pairs, None),
-                  direction=args.direction,
-                  quality_metrics=tuple(args.quality_metrics), comet_model=args.comet_model,
-                  max_new_tokens=args.max_new_tokens, num_fewshot=args.num_fewshot)
+    kwargs = dict(
+        pivot=args.pivot,
+        num_pairs=args.num_pairs or 100,
+        sample=args.sample,
+        seed=args.seed,
+        representations=representations,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        quality_num_pairs=_pairs_or_none(args.quality_num_pairs, None),
+        direction=args.direction,
+        quality_metrics=tuple(args.quality_metrics),
+        comet_model=args.comet_model,
+        max_new_tokens=args.max_new_tokens,
+        num_fewshot=args.num_fewshot,
+    )
     if args.data:  # otherwise the callback's defaults, so `score RUN_DIR` measures what the callback would have
         kwargs["data"] = args.data
     if args.languages:
         kwargs["languages"] = tuple(args.languages)
+
     def announce(record: dict) -> None:
-        means = ", ".join(f"{pair} nasca {scores.get('nasca_mean', float('nan')):.3f}"
-                          for pair, scores in record["pairs"].items())
+        means = ", ".join(
+            f"{pair} nasca {scores.get('nasca_mean', float('nan')):.3f}" for pair, scores in record["pairs"].items()
+        )
         logger.info("step %d (%s): %s", record["step"], record.get("checkpoint"), means)
 
-    written = score_checkpoints(args.run_dir, output=args.output, base_model=args.base_model, quality=args.quality,
-                                similarity=similarity, svcca_directions=args.svcca_directions,
-                                include_base=args.include_base, rescore=args.rescore, watch=args.watch,
-                                dtype=getattr(torch, args.dtype) if args.dtype else None, device=args.device,
-                                token=_token(args), on_record=announce, **kwargs)
+    written = score_checkpoints(
+        args.run_dir,
+        output=args.output,
+        base_model=args.base_model,
+        quality=args.quality,
+        similarity=similarity,
+        svcca_directions=args.svcca_directions,
+        include_base=args.include_base,
+        rescore=args.rescore,
+        watch=args.watch,
+        dtype=getattr(torch, args.dtype) if args.dtype else None,
+        device=args.device,
+        token=_token(args),
+        on_record=announce,
+        **kwargs,
+    )
     logger.info("%d checkpoint(s) scored", len(written))
     return 0
 
@@ -296,11 +434,21 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     representations, similarity = _split_measures(args, parser)
     data = _load_data(args, parser)  # data errors surface before the (slow) model load
     model, tokenizer, load_seconds = _load_model(args)
-    report = measure_alignment(model, tokenizer, data, representations=representations,
-                               pooling=args.pooling, batch_size=args.batch_size, max_length=args.max_length,
-                               layers=args.layers, center=args.center, model_name=args.model,
-                               progress=not args.quiet, similarity=similarity,
-                               svcca_directions=args.svcca_directions)
+    report = measure_alignment(
+        model,
+        tokenizer,
+        data,
+        representations=representations,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        layers=args.layers,
+        center=args.center,
+        model_name=args.model,
+        progress=not args.quiet,
+        similarity=similarity,
+        svcca_directions=args.svcca_directions,
+    )
     payload = report.to_dict()
     payload["timing"]["load_seconds"] = round(load_seconds, 3)
     _write_json(payload, args.output)
@@ -317,7 +465,9 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _metrics_in(payload: dict, pair: str) -> list[str]:
     entry = payload["pairs"][pair]
-    return [metric for metric in ("nasca", "navca", "mexa") if f"{metric}_mean" in entry] + list(entry.get("similarity", {}))
+    return [metric for metric in ("nasca", "navca", "mexa") if f"{metric}_mean" in entry] + list(
+        entry.get("similarity", {})
+    )
 
 
 def _split_measures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[tuple[str, ...], list[str]]:
@@ -357,48 +507,90 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         metrics.append("cometkiwi")
     scorers = make_scorers(metrics, comet_model=args.comet_model, cometkiwi_model=args.cometkiwi_model)
     model, tokenizer, load_seconds = _load_model(args)
-    directions = {"x2en": [(lang, data.pivot) for lang in data.targets],
-                  "en2x": [(data.pivot, lang) for lang in data.targets],
-                  "both": [(lang, data.pivot) for lang in data.targets] + [(data.pivot, lang) for lang in data.targets]}
+    directions = {
+        "x2en": [(lang, data.pivot) for lang in data.targets],
+        "en2x": [(data.pivot, lang) for lang in data.targets],
+        "both": [(lang, data.pivot) for lang in data.targets] + [(data.pivot, lang) for lang in data.targets],
+    }
     results = {}
     started = time.perf_counter()
     for source_lang, target_lang in directions[args.direction]:
         sources, references = list(data.sentences(source_lang)), list(data.sentences(target_lang))
         # Examples from the scored pairs' own source, never a scored line (two plain files: the bundled pool).
-        chosen = select_fewshot_examples(args.data or "bundled", source_lang, target_lang, k=args.num_fewshot,
-                                         scored=data, split=args.split, token=_token(args))
+        chosen = select_fewshot_examples(
+            args.data or "bundled",
+            source_lang,
+            target_lang,
+            k=args.num_fewshot,
+            scored=data,
+            split=args.split,
+            token=_token(args),
+        )
         examples = list(chosen.pairs)
-        hypotheses = translate(model, tokenizer, sources, source_lang=source_lang, target_lang=target_lang,
-                               prompt=args.prompt, examples=examples, batch_size=args.batch_size,
-                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+        hypotheses = translate(
+            model,
+            tokenizer,
+            sources,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            prompt=args.prompt,
+            examples=examples,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            progress=not args.quiet,
+        )
         # Keyed by the metric names asked for ("chrf", "comet"), as in the callback's JSONL, not the display names.
         # A hypothesis that copies a prompt example or echoes its source is scored as empty (copies.py); the rate sits
         # next to the scores.
         scored_hypotheses, copies = mask_copies(hypotheses, examples, sources=sources)
-        scores = {name: scorer.score(sources, scored_hypotheses, references).to_dict()
-                  for name, scorer in zip(metrics, scorers)}
+        scores = {
+            name: scorer.score(sources, scored_hypotheses, references).to_dict()
+            for name, scorer in zip(metrics, scorers)
+        }
         results[f"{source_lang}->{target_lang}"] = {
             "scores": scores,
             **copies.to_dict(ids=data.ids),
             "fewshot": chosen.to_dict(),
-            "translations": [{"id": sid, "source": s, "hypothesis": h, "reference": r}
-                             for sid, s, h, r in zip(data.ids, sources, hypotheses, references)],
+            "translations": [
+                {"id": sid, "source": s, "hypothesis": h, "reference": r}
+                for sid, s, h, r in zip(data.ids, sources, hypotheses, references)
+            ],
         }
-        logger.info("%s->%s: %s; %d of %d hypotheses copy a prompt example (scored as empty)", source_lang,
-                    target_lang, ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()),
-                    copies.count, len(hypotheses))
-    payload = {"model": args.model, "data": {"origin": data.origin, "ids": list(data.ids)},
-               "settings": {"direction": args.direction, "prompt": args.prompt, "num_fewshot": args.num_fewshot,
-                            "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size},
-               "timing": {"load_seconds": round(load_seconds, 3),
-                          "translate_and_score_seconds": round(time.perf_counter() - started, 3)},
-               "directions": results}
+        logger.info(
+            "%s->%s: %s; %d of %d hypotheses copy a prompt example (scored as empty)",
+            source_lang,
+            target_lang,
+            ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()),
+            copies.count,
+            len(hypotheses),
+        )
+    payload = {
+        "model": args.model,
+        "data": {"origin": data.origin, "ids": list(data.ids)},
+        "settings": {
+            "direction": args.direction,
+            "prompt": args.prompt,
+            "num_fewshot": args.num_fewshot,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+        },
+        "timing": {
+            "load_seconds": round(load_seconds, 3),
+            "translate_and_score_seconds": round(time.perf_counter() - started, 3),
+        },
+        "directions": results,
+    }
     _write_json(payload, args.output)
     return 0
 
 
 def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from neuronxa_callback.offline.correlation import correlate_benchmarks, load_alignment_scores, load_benchmarks, plot_correlations
+    from neuronxa_callback.offline.correlation import (
+        correlate_benchmarks,
+        load_alignment_scores,
+        load_benchmarks,
+        plot_correlations,
+    )
 
     rows = load_benchmarks(args.benchmarks)
     tables = []
@@ -408,7 +600,7 @@ def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print(f"# {measure}: r across languages per model; AVG = plain mean of the models' r (as in the paper)")
         print(table.format())
         if args.plot_dir:
-            for benchmark, path in plot_correlations(table, args.plot_dir / measure).items():
+            for _benchmark, path in plot_correlations(table, args.plot_dir / measure).items():
                 logger.info("wrote %s", path)
     if args.output_csv:
         import csv
@@ -485,8 +677,11 @@ def _cannot_create_in(directory: Path) -> str | None:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     _one_handler_per_record(args.command)
     if args.quiet:
         _silence_libraries(args.command)

@@ -25,23 +25,32 @@ Guarantees: a step is measured at most once; a measurement leaves the model, tok
 failed measurement is logged and the run goes on unless strict=True; a monitor that cannot start raises in begin()
 unless strict=False (then it measures nothing and says so in end()).
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from neuronxa_callback.sinks import routing as _sinks
 from neuronxa_callback.instrument.isolation import left_as_found
 from neuronxa_callback.measure.measurement import check_without_model, prepare_inputs, run_measurement, translate_all
-from neuronxa_callback.sinks.console import say
 from neuronxa_callback.measure.quality_step import score_quality
+from neuronxa_callback.measure.record import (
+    add_to_history,
+    eval_metrics,
+    measurement_record,
+    new_history,
+    new_plateau,
+    rebuild_from_records,
+)
 from neuronxa_callback.parallel.agreement import MeasurementError, agree, attempt, report_failure
-from neuronxa_callback.measure.record import add_to_history, eval_metrics, measurement_record, new_history, new_plateau, rebuild_from_records
 from neuronxa_callback.parallel.collectives import broadcast_object, rank_and_world
 from neuronxa_callback.settings import CallbackSettings
+from neuronxa_callback.sinks import routing as _sinks
+from neuronxa_callback.sinks.console import say
 from neuronxa_callback.sinks.trackers import summary_line
 
 logger = logging.getLogger("neuronxa_callback")  # the name users configure for the callback's messages
@@ -151,8 +160,9 @@ class AlignmentMonitor:
         """Whether the schedule (every eval_steps optimizer steps) measures at `step`."""
         return self.schedule.measures_at(step) and step != self.last_measured_step
 
-    def begin(self, model: Any, tokenizer: Any, *, output_dir: str | Path, step: int = 0,
-              sinks: SinkFactory | None = None) -> None:
+    def begin(
+        self, model: Any, tokenizer: Any, *, output_dir: str | Path, step: int = 0, sinks: SinkFactory | None = None
+    ) -> None:
         """Check what needs the model, open the JSONL (and the host's sinks), and bring the history to `step` when
         resuming. Collective. Raises MeasurementError when that fails, unless strict=False."""
         self._ready = True
@@ -164,9 +174,17 @@ class AlignmentMonitor:
         local_error = attempt(lambda: self._begin_local(model, tokenizer, step, sinks, rank))[1]
         # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).
         last = self._last_record
-        shared = agree(local_error, {"index": self.measurement_index, "last": self.last_measured_step,
-                                     "last_ok": last is not None, "last_quality": last is not None and "quality" in last}
-                       if rank == 0 else None)
+        shared = agree(
+            local_error,
+            {
+                "index": self.measurement_index,
+                "last": self.last_measured_step,
+                "last_ok": last is not None,
+                "last_quality": last is not None and "quality" in last,
+            }
+            if rank == 0
+            else None,
+        )
         self.measurement_index, self.last_measured_step = shared["index"], shared["last"]
         self._last_ok, self._last_quality = bool(shared.get("last_ok")), bool(shared.get("last_quality"))
         error = shared["error"]
@@ -204,8 +222,16 @@ class AlignmentMonitor:
             self.measurement_index = max(self.measurement_index, len(records))
         logger.info("NeuronXACallback: resuming at step %d with %d earlier measurement(s)", step, len(records))
 
-    def measure(self, model: Any, tokenizer: Any, *, step: int, epoch: float | None = None, trigger: str = "step",
-                final: bool = False) -> bool:
+    def measure(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        step: int,
+        epoch: float | None = None,
+        trigger: str = "step",
+        final: bool = False,
+    ) -> bool:
         """Measure at `step` (collective); True when a measurement was taken and succeeded. The final measurement
         (final=True, or trigger "train_end") always scores quality when quality is on; so does every
         quality_every-th one. A step already measured, or a monitor that did not begin, measures nothing."""
@@ -218,9 +244,13 @@ class AlignmentMonitor:
             say(self._announcement(trigger, step, with_quality))
         with left_as_found(model, tokenizer, rng=True):
             outcome = run_measurement(
-                self._inputs, model, tokenizer, with_quality=with_quality,
-                record=lambda report, translations, timing: self._record(trigger, step, epoch, report, translations,
-                                                                         timing),
+                self._inputs,
+                model,
+                tokenizer,
+                with_quality=with_quality,
+                record=lambda report, translations, timing: self._record(
+                    trigger, step, epoch, report, translations, timing
+                ),
             )
         # The step counts as measured even when it failed: retrying the same step would fail the same way.
         self.last_measured_step = step
@@ -228,8 +258,9 @@ class AlignmentMonitor:
         self._last_ok, self._last_quality = outcome["error"] is None, with_quality
         if outcome["error"] is not None:
             self._failures.append(f"step {step}: {outcome['error']}")
-            report_failure(f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}",
-                           settings.strict)
+            report_failure(
+                f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}", settings.strict
+            )
             return False
         self._measured_this_run += 1
         self.last_eval_metrics = (step, outcome["eval_metrics"])
@@ -259,8 +290,14 @@ class AlignmentMonitor:
         time-budget callback, an evaluation at the last step): that record is completed with translations and their
         scores in place (same step, same index, one JSONL line), so every run's last measurement carries quality.
         """
-        if (not self.settings.quality_every or self._disabled is not None or not self._ready
-                or step != self.last_measured_step or not self._last_ok or self._last_quality):
+        if (
+            not self.settings.quality_every
+            or self._disabled is not None
+            or not self._ready
+            or step != self.last_measured_step
+            or not self._last_ok
+            or self._last_quality
+        ):
             return
         with left_as_found(model, tokenizer, rng=True):
             translations, error, seconds = translate_all(self._inputs, model, tokenizer)
@@ -271,12 +308,14 @@ class AlignmentMonitor:
         self._last_quality = True  # tried: a failure would fail the same way again
         if outcome["error"] is not None:
             self._failures.append(f"final quality at step {step}: {outcome['error']}")
-            report_failure(f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}",
-                           self.settings.strict)
+            report_failure(
+                f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}", self.settings.strict
+            )
 
     # ----- rank 0: scores, history, early stopping, sinks --------------------------------------------------------------
-    def _record(self, trigger: str, step: int, epoch: float | None, report, translations,
-                timing: dict[str, float]) -> dict:
+    def _record(
+        self, trigger: str, step: int, epoch: float | None, report, translations, timing: dict[str, float]
+    ) -> dict:
         settings, inputs = self.settings, self._inputs
         report_dict = report.to_dict()
         quality = None
@@ -285,15 +324,29 @@ class AlignmentMonitor:
             quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
         timing["quality_seconds"] = time.perf_counter() - start if translations is not None else 0.0
         record, decision = measurement_record(
-            trigger, step, epoch, index=self.measurement_index, report_dict=report_dict, quality=quality,
-            timing=timing, settings=settings, data=inputs.data, history=self.history, plateau=self.plateau)
+            trigger,
+            step,
+            epoch,
+            index=self.measurement_index,
+            report_dict=report_dict,
+            quality=quality,
+            timing=timing,
+            settings=settings,
+            data=inputs.data,
+            history=self.history,
+            plateau=self.plateau,
+        )
         should_stop, reason = (decision.should_stop, decision.reason) if decision is not None else (False, None)
         if should_stop:
             pair = record["early_stopping"]["pair"]
             say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
         self._write(record)
-        return {"error": None, "eval_metrics": eval_metrics(report_dict["pairs"]), "should_stop": should_stop,
-                "reason": reason}
+        return {
+            "error": None,
+            "eval_metrics": eval_metrics(report_dict["pairs"]),
+            "should_stop": should_stop,
+            "reason": reason,
+        }
 
     def _add_quality(self, translations: dict, generation_seconds: float) -> None:
         """Rank 0: score `translations` and write the last record again with them (its JSONL line is replaced; the
@@ -327,23 +380,34 @@ class AlignmentMonitor:
         """What is about to be measured, so a long silent wait has an explanation."""
         data, settings = self._inputs.data, self.settings
         what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
-        text = f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
+        text = (
+            f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
+        )
         if with_quality:
             from neuronxa_callback.measure.quality_step import directions, quality_slice
 
-            sentences = sum(len(quality_slice(data.sentences(source), settings))
-                            for source, _ in directions(data, settings))
+            sentences = sum(
+                len(quality_slice(data.sentences(source), settings)) for source, _ in directions(data, settings)
+            )
             text += f", then translating {sentences} sentence(s)"
         return text + " ..."
 
     def _report_outcome(self, step: int) -> None:
         """Rank 0, at the end: what this run measured, in the log and in summary.json next to the JSONL. A run that
         measured nothing says so loudly: it must not pass for a measured one."""
-        summary = _sinks.run_summary(self._output_dir, self._jsonl, step=step, measured=self._measured_this_run,
-                                     failures=self._failures, stop_reason=self.stop_reason)
+        summary = _sinks.run_summary(
+            self._output_dir,
+            self._jsonl,
+            step=step,
+            measured=self._measured_this_run,
+            failures=self._failures,
+            stop_reason=self.stop_reason,
+        )
         if self._measured_this_run == 0:
-            logger.error("NeuronXACallback measured NOTHING in this run (%s): it has no alignment results",
-                         "; ".join(self._failures) or "no measurement was scheduled")
+            logger.error(
+                "NeuronXACallback measured NOTHING in this run (%s): it has no alignment results",
+                "; ".join(self._failures) or "no measurement was scheduled",
+            )
             return
         failed = f", {len(self._failures)} failed" if self._failures else ""
         stop = f"; stopped early: {self.stop_reason}" if self.stop_reason else ""

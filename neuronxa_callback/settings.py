@@ -13,6 +13,7 @@ callback is built, not hours into training. The checks that read files or langua
 missing data file) are _measurement.check_without_model's, also at construction; what needs the model (unsupported
 architecture, a COMET model that will not load) is checked at on_train_begin.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -144,8 +145,12 @@ class CallbackSettings:
 
     def encode_options(self) -> dict[str, Any]:
         """The keyword arguments of activations.encode / sharding.encode_sharded these settings fix."""
-        return {"representations": self.representations, "pooling": self.pooling, "batch_size": self.batch_size,
-                "max_length": self.max_length}
+        return {
+            "representations": self.representations,
+            "pooling": self.pooling,
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+        }
 
     def translate_options(self) -> dict[str, Any]:
         """The keyword arguments of generation.translate / sharding.translate_sharded these settings fix."""
@@ -211,7 +216,9 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     for name in ("comet_model", "cometkiwi_model", "comet_device", "early_stopping_pair", "wandb_project"):
         out[name] = _optional_string(name, raw[name])
     if out["quality_every"] and not (out["quality_metrics"] or out["comet_model"] or out["cometkiwi_model"]):
-        raise _fail("quality_metrics", raw["quality_metrics"], "at least one metric (or comet_model) when quality_every > 0")
+        raise _fail(
+            "quality_metrics", raw["quality_metrics"], "at least one metric (or comet_model) when quality_every > 0"
+        )
     out["num_fewshot"] = _int("num_fewshot", raw["num_fewshot"], minimum=0)
     out["max_new_tokens"] = _int("max_new_tokens", raw["max_new_tokens"], minimum=1)
     if not isinstance(raw["prompt"], str) or not raw["prompt"].strip():
@@ -232,7 +239,9 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     stop_metric = out["early_stopping_metric"]
     needed = {"nasca": "nas", "navca": "nav"}[stop_metric]
     if out["early_stopping_patience"] is not None and needed not in out["representations"]:
-        raise _fail("early_stopping_metric", stop_metric, f"a metric that is measured: add {needed!r} to representations")
+        raise _fail(
+            "early_stopping_metric", stop_metric, f"a metric that is measured: add {needed!r} to representations"
+        )
     if out["early_stopping_pair"] is not None and "-" not in out["early_stopping_pair"]:
         raise _fail("early_stopping_pair", raw["early_stopping_pair"], "a pair name such as 'eng_Latn-isl_Latn'")
     report_to = raw["report_to"]

@@ -5,13 +5,15 @@ guard and the end-of-run summary table. Kept small on purpose: each recipe still
 
 Recipes import this module as a sibling (``sys.path`` holds the script's own directory when run as a script).
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from neuronxa_callback.quality.prompts import training_example
 
@@ -56,8 +58,14 @@ class TokenizedTexts:
     max_length. Examples are strings or (prompt, completion) pairs; completion_only=True masks the prompt's tokens
     out of the loss (supervised fine-tuning as in LLaMA-Factory), False trains on the whole sequence."""
 
-    def __init__(self, tokenizer: Any, examples: Sequence[str | tuple[str, str]], *, max_length: int,
-                 completion_only: bool = False) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        examples: Sequence[str | tuple[str, str]],
+        *,
+        max_length: int,
+        completion_only: bool = False,
+    ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
         eos = tokenizer.eos_token_id
@@ -87,8 +95,9 @@ class TokenizedTexts:
         return self
 
 
-def length_bucketed_order(lengths: Sequence[int], *, batch_size: int, bucket_batches: int = 8,
-                          seed: int = 0) -> list[int]:
+def length_bucketed_order(
+    lengths: Sequence[int], *, batch_size: int, bucket_batches: int = 8, seed: int = 0
+) -> list[int]:
     """An order of the examples for sequential batching with little padding and no bias: shuffle, cut into buckets of
     `bucket_batches` batches, sort each bucket by length, cut it into batches, shuffle the batches. Each batch holds
     examples of similar length, and the first k batches are still a random sample of the data. (transformers'
@@ -101,8 +110,8 @@ def length_bucketed_order(lengths: Sequence[int], *, batch_size: int, bucket_bat
     bucket = batch_size * bucket_batches
     batches = []
     for start in range(0, len(order), bucket):
-        members = sorted(order[start:start + bucket], key=lambda i: lengths[i])
-        batches.extend(members[i:i + batch_size] for i in range(0, len(members), batch_size))
+        members = sorted(order[start : start + bucket], key=lambda i: lengths[i])
+        batches.extend(members[i : i + batch_size] for i in range(0, len(members), batch_size))
     rng.shuffle(batches)
     return [index for batch in batches for index in batch]
 
@@ -124,7 +133,7 @@ class PackedBlocks:
             count = min(count, max_blocks)
         if count == 0:
             raise ValueError(f"the text gives {len(stream)} tokens, fewer than one block of {block_size}")
-        self.rows = [stream[i * block_size:(i + 1) * block_size] for i in range(count)]
+        self.rows = [stream[i * block_size : (i + 1) * block_size] for i in range(count)]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -155,14 +164,17 @@ class CausalLMCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def apply_lora(model: Any, *, rank: int, alpha: float, dropout: float = 0.0, target_modules: str | Sequence[str] = "all-linear"):
+def apply_lora(
+    model: Any, *, rank: int, alpha: float, dropout: float = 0.0, target_modules: str | Sequence[str] = "all-linear"
+):
     """Wrap `model` with a PEFT LoRA adapter (all linear layers but the LM head by default) and return it."""
     from peft import LoraConfig, get_peft_model
 
     if isinstance(target_modules, str) and target_modules != "all-linear":
         target_modules = [name.strip() for name in target_modules.split(",") if name.strip()]
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
+    )
     return get_peft_model(model, config)
 
 
@@ -187,8 +199,9 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
-def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, neuronxa: Any = None,
-                              jsonl_path: str | Path | None = None):
+def make_time_budget_callback(
+    deadline: float, *, final_reserve_seconds: float, neuronxa: Any = None, jsonl_path: str | Path | None = None
+):
     """A TrainerCallback that stops training early enough that the final measurement and the report still finish
     before `deadline` (a time.monotonic() value). List it AFTER NeuronXACallback: its on_train_begin then runs after
     the baseline measurement, whose duration it takes as the cost of a measurement that translates. With `neuronxa`
@@ -255,8 +268,12 @@ def make_time_budget_callback(deadline: float, *, final_reserve_seconds: float, 
             if left < need + self._next_step_cost(state.global_step, state.max_steps):
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
-                logger.warning("time budget: stopping at step %d (%.0f s left, the final measurement needs ~%.0f s)",
-                               state.global_step, left, need)
+                logger.warning(
+                    "time budget: stopping at step %d (%.0f s left, the final measurement needs ~%.0f s)",
+                    state.global_step,
+                    left,
+                    need,
+                )
             return control
 
     return TimeBudgetCallback()

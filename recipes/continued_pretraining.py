@@ -15,6 +15,7 @@ no padding is wasted. NeuronXACallback measures NASCA/NAVCA of (pivot, --languag
 --eval-steps steps (and, with --quality-every, chrF of the model's own translations). Whether monolingual text alone
 raises cross-lingual alignment is exactly what this run can show: compare its curve with a parallel-data run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,25 +32,33 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     apply_lora,
     count_parameters,
 )
+
 from neuronxa_callback.offline.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local directory or hub id")
     parser.add_argument("--hf-token", default=None, help="hub token (default: $HF_TOKEN); never written to outputs")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/continued-pretraining"))
     parser.add_argument("--language", default="isl_Latn", help="the new language (FLORES-200 code)")
     parser.add_argument("--pivot", default="eng_Latn")
-    parser.add_argument("--text-data", default="bundled",
-                        help="'bundled' (Icelandic side of the bundled pairs), a text file or directory of .txt files, "
-                             "or a hub dataset id (with --hub-config)")
+    parser.add_argument(
+        "--text-data",
+        default="bundled",
+        help="'bundled' (Icelandic side of the bundled pairs), a text file or directory of .txt files, "
+        "or a hub dataset id (with --hub-config)",
+    )
     parser.add_argument("--hub-config", default=None, help="dataset config, e.g. 20231101.is for wikimedia/wikipedia")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--max-documents", type=int, default=None)
-    parser.add_argument("--eval-data", default="ntrex",
-                        help="parallel data for NeuronXA (ntrex = packaged NTREX-128 lines 1-100, bundled, flores, dir, file)")
+    parser.add_argument(
+        "--eval-data",
+        default="ntrex",
+        help="parallel data for NeuronXA (ntrex = packaged NTREX-128 lines 1-100, bundled, flores, dir, file)",
+    )
     parser.add_argument("--num-eval-pairs", type=int, default=100)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--lora-rank", type=int, default=16)
@@ -92,8 +101,10 @@ def load_texts(args) -> list[str]:
         stream = load_dataset(args.text_data, args.hub_config, split="train", streaming=True, token=args.hf_token)
         return [record[args.text_field] for record in itertools.islice(stream, args.max_documents or 100_000)]
     except Exception as error:
-        raise SystemExit(f"--text-data {args.text_data!r} is not a local path and the hub did not provide it "
-                         f"({type(error).__name__}: {error}). Offline? Pass a text file or 'bundled'.") from error
+        raise SystemExit(
+            f"--text-data {args.text_data!r} is not a local path and the hub did not provide it "
+            f"({type(error).__name__}: {error}). Offline? Pass a text file or 'bundled'."
+        ) from error
 
 
 def main(argv=None) -> int:
@@ -107,8 +118,8 @@ def main(argv=None) -> int:
 
     from neuronxa_callback import NeuronXACallback, write_report
     from neuronxa_callback.data.loaders import normalize_language
-    from neuronxa_callback.sinks.jsonl import read_jsonl
     from neuronxa_callback.instrument.models import load_model_and_tokenizer, prepare_for_training
+    from neuronxa_callback.sinks.jsonl import read_jsonl
 
     set_seed(args.seed)
     args.language, args.pivot = normalize_language(args.language), normalize_language(args.pivot)
@@ -122,9 +133,12 @@ def main(argv=None) -> int:
     else:
         model = apply_lora(model, rank=args.lora_rank, alpha=args.lora_alpha, target_modules=args.lora_targets)
     trainable, total = count_parameters(model)
-    print(f"[cpt] {args.model}: {'full' if args.full else f'LoRA r={args.lora_rank}'}, {trainable / 1e6:.2f} M of "
-          f"{total / 1e6:.1f} M parameters trainable; {len(texts)} documents -> {len(blocks)} blocks of "
-          f"{args.block_size} tokens", flush=True)
+    print(
+        f"[cpt] {args.model}: {'full' if args.full else f'LoRA r={args.lora_rank}'}, {trainable / 1e6:.2f} M of "
+        f"{total / 1e6:.1f} M parameters trainable; {len(texts)} documents -> {len(blocks)} blocks of "
+        f"{args.block_size} tokens",
+        flush=True,
+    )
 
     training_args = TrainingArguments(
         output_dir=str(output_dir),
@@ -153,8 +167,14 @@ def main(argv=None) -> int:
         seed=args.seed,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(model=model, args=training_args, train_dataset=blocks, data_collator=CausalLMCollator(pad_id),
-                      processing_class=tokenizer, callbacks=[neuronxa])
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks,
+        data_collator=CausalLMCollator(pad_id),
+        processing_class=tokenizer,
+        callbacks=[neuronxa],
+    )
     trainer.train()
     trainer.save_model(str(output_dir / ("model" if args.full else "adapter")))
 

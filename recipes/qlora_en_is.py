@@ -17,6 +17,7 @@ Training data: "nllb" (allenai/nllb via datasets, streaming), "bundled" (the pac
 an NTREX-128 directory. Evaluation data: "flores" (FLORES+ devtest from the hub, gated: --hf-token), "bundled", or a path.
 The token is passed to the hub only and never written to any output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,19 @@ from _common import (  # noqa: E402 - after the sys.path line on purpose
     find_wandb_run_dir,
     translation_examples,
 )
+
 from neuronxa_callback.offline.run_summary import summary_lines  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", default="meta-llama/Llama-3.1-8B",
-                        help="hub id, local directory, or an embedded name (gemma-3-270m, smollm2-135m)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        default="meta-llama/Llama-3.1-8B",
+        help="hub id, local directory, or an embedded name (gemma-3-270m, smollm2-135m)",
+    )
     parser.add_argument("--hf-token", default=None, help="hub token for gated models/data (default: $HF_TOKEN)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/qlora-en-is"))
     parser.add_argument("--source-lang", default="eng_Latn")
@@ -53,8 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-data", default="flores", help="flores | bundled | a FLORES-200/NTREX dir | .tsv/.jsonl")
     parser.add_argument("--num-eval-pairs", type=int, default=100)
     parser.add_argument("--directions", choices=["both", "src2tgt", "tgt2src"], default="both")
-    parser.add_argument("--no-4bit", dest="four_bit", action="store_false",
-                        help="load the model unquantized (CPU runs without bitsandbytes, embedded GGUF models)")
+    parser.add_argument(
+        "--no-4bit",
+        dest="four_bit",
+        action="store_false",
+        help="load the model unquantized (CPU runs without bitsandbytes, embedded GGUF models)",
+    )
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--lora-alpha", type=float, default=32.0)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
@@ -68,18 +78,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-steps", type=int, default=100, help="NeuronXA measurement every k steps")
     parser.add_argument("--quality-every", type=int, default=1, help="translate + COMET every k-th measurement")
     parser.add_argument("--comet-model", default="Unbabel/wmt22-comet-da", help="name or local dir; 'none' = off")
-    parser.add_argument("--cometkiwi-model", default="Unbabel/wmt22-cometkiwi-da", help="name or local dir; 'none' = off")
+    parser.add_argument(
+        "--cometkiwi-model", default="Unbabel/wmt22-cometkiwi-da", help="name or local dir; 'none' = off"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--patience", type=int, default=5, help="plateau early stopping on NASCA (0 = off)")
     parser.add_argument("--min-delta", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-wandb", action="store_true")
-    parser.add_argument("--deepspeed", default=None, metavar="JSON",
-                        help="DeepSpeed config file (e.g. ZeRO-3), passed to TrainingArguments(deepspeed=...)")
-    parser.add_argument("--fsdp", default="", help='FSDP options for TrainingArguments(fsdp=...), e.g. "full_shard auto_wrap"')
+    parser.add_argument(
+        "--deepspeed",
+        default=None,
+        metavar="JSON",
+        help="DeepSpeed config file (e.g. ZeRO-3), passed to TrainingArguments(deepspeed=...)",
+    )
+    parser.add_argument(
+        "--fsdp", default="", help='FSDP options for TrainingArguments(fsdp=...), e.g. "full_shard auto_wrap"'
+    )
     parser.add_argument("--wandb-project", default="neuronxa-qlora")
-    parser.add_argument("--tiny", action="store_true",
-                        help="CPU smoke configuration: bundled data, 2 steps, 8 eval pairs, no COMET (add --no-4bit to skip bitsandbytes)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="CPU smoke configuration: bundled data, 2 steps, 8 eval pairs, no COMET (add --no-4bit to skip bitsandbytes)",
+    )
     args = parser.parse_args(argv)
     if args.tiny:  # 4-bit stays as asked: bitsandbytes 4-bit works on CPU too (slowly); --no-4bit turns it off
         for name, value in (("train_data", "bundled"), ("eval_data", "bundled")):
@@ -108,8 +129,10 @@ def nllb_pairs(dataset: str, source_lang: str, target_lang: str, limit: int | No
             texts = record.get("translation", record)
             pairs.append((texts[source_lang], texts[target_lang]))
     except Exception as error:
-        raise SystemExit(f"could not stream {dataset} ({config}): {type(error).__name__}: {error}. Offline? Pass "
-                         f"--train-data FILE.tsv (or 'bundled' for en-is).") from error
+        raise SystemExit(
+            f"could not stream {dataset} ({config}): {type(error).__name__}: {error}. Offline? Pass "
+            f"--train-data FILE.tsv (or 'bundled' for en-is)."
+        ) from error
     return pairs
 
 
@@ -133,17 +156,22 @@ def load_model(args):
     # Sharded training (FSDP / ZeRO-3) flattens and splits the 4-bit weights: they must be stored in a float dtype, and
     # the engine, not device_map, places them. DDP: each rank loads the model onto its own GPU.
     sharded = bool(args.deepspeed or args.fsdp)
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.bfloat16,
-                                      bnb_4bit_quant_storage=torch.bfloat16 if sharded else torch.uint8)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_quant_storage=torch.bfloat16 if sharded else torch.uint8,
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.model, token=args.hf_token)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else {"": "cpu"}
     if sharded:
         device_map = None
-    model = AutoModelForCausalLM.from_pretrained(args.model, quantization_config=quantization, dtype=torch.bfloat16,
-                                                 device_map=device_map, token=args.hf_token)
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, quantization_config=quantization, dtype=torch.bfloat16, device_map=device_map, token=args.hf_token
+    )
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=torch.cuda.is_available())
     return model, tokenizer
 
@@ -170,15 +198,20 @@ def main(argv=None) -> int:
         pairs = load_training_pairs(args.train_data, source_lang, target_lang)[: args.num_train_pairs]
 
     model, tokenizer = load_model(args)
-    examples = translation_examples(pairs, source_lang=source_lang, target_lang=target_lang,
-                                    directions=args.directions, seed=args.seed)
+    examples = translation_examples(
+        pairs, source_lang=source_lang, target_lang=target_lang, directions=args.directions, seed=args.seed
+    )
     train_dataset = TokenizedTexts(tokenizer, examples, max_length=args.max_length, completion_only=True)
-    model = apply_lora(model, rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                       target_modules=args.lora_targets)
+    model = apply_lora(
+        model, rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=args.lora_targets
+    )
     trainable, total = count_parameters(model)
-    print(f"[qlora] {args.model}: {'4-bit nf4 ' if args.four_bit else ''}LoRA r={args.lora_rank}, "
-          f"{trainable / 1e6:.2f} M of {total / 1e6:.1f} M parameters trainable; {len(pairs)} pairs -> "
-          f"{len(train_dataset)} examples ({args.directions})", flush=True)
+    print(
+        f"[qlora] {args.model}: {'4-bit nf4 ' if args.four_bit else ''}LoRA r={args.lora_rank}, "
+        f"{trainable / 1e6:.2f} M of {total / 1e6:.1f} M parameters trainable; {len(pairs)} pairs -> "
+        f"{len(train_dataset)} examples ({args.directions})",
+        flush=True,
+    )
 
     on_gpu = torch.cuda.is_available()
     training_args = TrainingArguments(
@@ -221,9 +254,14 @@ def main(argv=None) -> int:
         seed=args.seed,
         strict=args.tiny,  # a smoke run must fail loudly
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset,
-                      data_collator=CausalLMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                      callbacks=[neuronxa])
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=CausalLMCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[neuronxa],
+    )
     trainer.train()
     trainer.save_model(str(output_dir / "adapter"))
 

@@ -19,6 +19,7 @@ status 3 ("run again"), so the heavy work can run in chunks, e.g. on a shared ma
 When every unit is cached, it writes docs/worked_example.md (the table), docs/worked_example.png (one scatter per
 measure) and replaces the README section between the worked-example markers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,20 +37,61 @@ logger = logging.getLogger("neuronxa.worked_example")
 
 # 16 languages: high (spa por ita deu fra nld rus jpn), mid (hin tur pol fin), low (isl swh
 # amh yor) resource for a small model's pre-training mix.
-LANGUAGES = ("spa_Latn", "por_Latn", "ita_Latn", "deu_Latn", "fra_Latn", "nld_Latn", "rus_Cyrl", "hin_Deva",
-             "tur_Latn", "jpn_Jpan", "pol_Latn", "fin_Latn", "isl_Latn", "swh_Latn", "amh_Ethi", "yor_Latn")
+LANGUAGES = (
+    "spa_Latn",
+    "por_Latn",
+    "ita_Latn",
+    "deu_Latn",
+    "fra_Latn",
+    "nld_Latn",
+    "rus_Cyrl",
+    "hin_Deva",
+    "tur_Latn",
+    "jpn_Jpan",
+    "pol_Latn",
+    "fin_Latn",
+    "isl_Latn",
+    "swh_Latn",
+    "amh_Ethi",
+    "yor_Latn",
+)
 GROUP_SIZE = 4
 # Alignment is computed per group of GROUP_SIZE languages (one forward chunk each). Units run group by group (align
 # the group, then translate its languages), and the groups after the first mix resource levels, so an interrupted
 # run's --partial table already spans high to low resource.
-GROUP_ORDER = ("spa_Latn", "por_Latn", "ita_Latn", "deu_Latn", "fra_Latn", "hin_Deva", "isl_Latn", "amh_Ethi",
-               "rus_Cyrl", "tur_Latn", "swh_Latn", "yor_Latn", "nld_Latn", "jpn_Jpan", "pol_Latn", "fin_Latn")
+GROUP_ORDER = (
+    "spa_Latn",
+    "por_Latn",
+    "ita_Latn",
+    "deu_Latn",
+    "fra_Latn",
+    "hin_Deva",
+    "isl_Latn",
+    "amh_Ethi",
+    "rus_Cyrl",
+    "tur_Latn",
+    "swh_Latn",
+    "yor_Latn",
+    "nld_Latn",
+    "jpn_Jpan",
+    "pol_Latn",
+    "fin_Latn",
+)
 NUM_PAIRS = 100
 FEWSHOT_LINES = (1994, 1995, 1996)  # 0-based NTREX lines 1995-1997: outside the 100 scored lines
 SIMILARITY = ("cka", "svcca", "anc", "cka:nas", "svcca:nas", "anc:nas")
 # Table columns: (key in the cache, heading)
-MEASURES = (("nasca", "NASCA"), ("navca", "NAVCA"), ("mexa", "MEXA"), ("cka", "CKA"), ("svcca", "SVCCA"),
-            ("anc", "ANC"), ("cka:nas", "CKA (NAS)"), ("svcca:nas", "SVCCA (NAS)"), ("anc:nas", "ANC (NAS)"))
+MEASURES = (
+    ("nasca", "NASCA"),
+    ("navca", "NAVCA"),
+    ("mexa", "MEXA"),
+    ("cka", "CKA"),
+    ("svcca", "SVCCA"),
+    ("anc", "ANC"),
+    ("cka:nas", "CKA (NAS)"),
+    ("svcca:nas", "SVCCA (NAS)"),
+    ("anc:nas", "ANC (NAS)"),
+)
 BEGIN, END = "<!-- worked-example:begin -->", "<!-- worked-example:end -->"
 
 
@@ -97,8 +139,9 @@ def _align_group(loaded: _Model, group: list[str]) -> dict:
     data = load_parallel(str(_ntrex_dir()), languages=tuple(group), num_pairs=NUM_PAIRS)
     model, tokenizer = loaded.get()
     started = time.perf_counter()
-    report = measure_alignment(model, tokenizer, data, representations="all", similarity=SIMILARITY,
-                               model_name="gemma-3-270m")
+    report = measure_alignment(
+        model, tokenizer, data, representations="all", similarity=SIMILARITY, model_name="gemma-3-270m"
+    )
     seconds = time.perf_counter() - started
     out = {}
     for language in group:
@@ -123,27 +166,42 @@ def _translate(loaded: _Model, language: str, num: int, max_new_tokens: int) -> 
     examples = [(pool.sentences(language)[i], pool.sentences("eng_Latn")[i]) for i in FEWSHOT_LINES]
     model, tokenizer = loaded.get()
     started = time.perf_counter()
-    hypotheses = translate(model, tokenizer, sources, source_lang=language, target_lang="eng_Latn", prompt="fewshot",
-                           examples=examples, batch_size=16, max_new_tokens=max_new_tokens)
+    hypotheses = translate(
+        model,
+        tokenizer,
+        sources,
+        source_lang=language,
+        target_lang="eng_Latn",
+        prompt="fewshot",
+        examples=examples,
+        batch_size=16,
+        max_new_tokens=max_new_tokens,
+    )
     seconds = time.perf_counter() - started
     score = ChrFScorer().score(sources, hypotheses, references)
     logger.info("translated %s (%d sentences) in %.0f s: chrF++ %.1f", language, num, seconds, score.system)
-    return {"chrf": score.system, "signature": score.signature, "seconds": seconds, "n": num,
-            "hypotheses": hypotheses}
+    return {"chrf": score.system, "signature": score.signature, "seconds": seconds, "n": num, "hypotheses": hypotheses}
 
 
 def run_units(cache_path: Path, budget: float | None, num_translate: int, max_new_tokens: int) -> bool:
     """Do the uncached units until the budget is spent; True when everything is cached."""
     cache = _load_cache(cache_path)
-    settings = {"num_pairs": NUM_PAIRS, "translate_pairs": num_translate, "max_new_tokens": max_new_tokens,
-                "similarity": list(SIMILARITY), "fewshot_lines": [i + 1 for i in FEWSHOT_LINES]}
+    settings = {
+        "num_pairs": NUM_PAIRS,
+        "translate_pairs": num_translate,
+        "max_new_tokens": max_new_tokens,
+        "similarity": list(SIMILARITY),
+        "fewshot_lines": [i + 1 for i in FEWSHOT_LINES],
+    }
     if cache.get("settings") and cache["settings"] != settings:
         raise SystemExit(f"{cache_path} was made with other settings {cache['settings']}; delete it or match them")
     cache["settings"] = settings
     loaded = _Model()
     started = time.perf_counter()
-    order = [lang for lang in GROUP_ORDER if lang in LANGUAGES] + [lang for lang in LANGUAGES if lang not in GROUP_ORDER]
-    groups = [order[i:i + GROUP_SIZE] for i in range(0, len(order), GROUP_SIZE)]
+    order = [lang for lang in GROUP_ORDER if lang in LANGUAGES] + [
+        lang for lang in LANGUAGES if lang not in GROUP_ORDER
+    ]
+    groups = [order[i : i + GROUP_SIZE] for i in range(0, len(order), GROUP_SIZE)]
     units = []
     for group in groups:
         units += [("alignment", ",".join(group))] + [("translation", lang) for lang in group]
@@ -169,8 +227,10 @@ def results_table(cache: dict) -> tuple[list[dict], dict]:
 
     rows = []
     for language in LANGUAGES:
-        scores = next((group["languages"][language] for group in cache["alignment"].values()
-                       if language in group["languages"]), None)
+        scores = next(
+            (group["languages"][language] for group in cache["alignment"].values() if language in group["languages"]),
+            None,
+        )
         if scores is None or language not in cache["translation"]:
             continue  # only with --partial: a unit not done yet
         rows.append({"language": language, **scores, "chrf": cache["translation"][language]["chrf"]})
@@ -199,21 +259,32 @@ def write_outputs(cache: dict, table_path: Path, figure_path: Path, readme: Path
         cells = [f"{language_name(row['language'])} ({row['language'][:3]})"]
         cells += [_fmt(row[key]) for key, _ in MEASURES] + [f"{row['chrf']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"| r with chrF++ (n = {len(rows)}) | " + " | ".join(name for _, name in MEASURES) + " |",
-              "|---|" + "---|" * len(MEASURES)]
-    for label, key in (("Pearson r", "pearson"), ("p", "pearson_pvalue"), ("Spearman ρ", "spearman"),
-                       ("p", "spearman_pvalue")):
+    lines += [
+        "",
+        f"| r with chrF++ (n = {len(rows)}) | " + " | ".join(name for _, name in MEASURES) + " |",
+        "|---|" + "---|" * len(MEASURES),
+    ]
+    for label, key in (
+        ("Pearson r", "pearson"),
+        ("p", "pearson_pvalue"),
+        ("Spearman ρ", "spearman"),
+        ("p", "spearman_pvalue"),
+    ):
         format_ = _p if key.endswith("pvalue") else _fmt
         lines.append(f"| {label} | " + " | ".join(format_(stats[m][key]) for m, _ in MEASURES) + " |")
-    note = (f"Gemma 3 270M, NTREX-128 lines 1–{settings['num_pairs']} (alignment), chrF++ of the model's own "
-            f"3-shot X→English translations of lines 1–{settings['translate_pairs']} (greedy, ≤ "
-            f"{settings['max_new_tokens']} new tokens). CKA/SVCCA/ANC on the hidden states unless marked (NAS); SVCCA "
-            f"keeps 10 directions. Forward passes {seconds_align:.0f} s, translation {seconds_translate:.0f} s "
-            "(2-core CPU shared with other jobs). Regenerate: `.venv/bin/python recipes/worked_example.py`.")
+    note = (
+        f"Gemma 3 270M, NTREX-128 lines 1–{settings['num_pairs']} (alignment), chrF++ of the model's own "
+        f"3-shot X→English translations of lines 1–{settings['translate_pairs']} (greedy, ≤ "
+        f"{settings['max_new_tokens']} new tokens). CKA/SVCCA/ANC on the hidden states unless marked (NAS); SVCCA "
+        f"keeps 10 directions. Forward passes {seconds_align:.0f} s, translation {seconds_translate:.0f} s "
+        "(2-core CPU shared with other jobs). Regenerate: `.venv/bin/python recipes/worked_example.py`."
+    )
     if len(rows) < len(LANGUAGES):
         missing = [language for language in LANGUAGES if language not in {r["language"] for r in rows}]
-        note += (f" PARTIAL: {len(rows)} of {len(LANGUAGES)} languages; not yet measured: {', '.join(missing)} "
-                 "(run the command again to finish).")
+        note += (
+            f" PARTIAL: {len(rows)} of {len(LANGUAGES)} languages; not yet measured: {', '.join(missing)} "
+            "(run the command again to finish)."
+        )
     table = "\n".join(lines) + "\n\n" + note + "\n"
     table_path.parent.mkdir(parents=True, exist_ok=True)
     table_path.write_text(table, encoding="utf-8")
@@ -255,16 +326,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=ROOT / "docs" / "worked_example.json")
     parser.add_argument("--budget", type=float, default=None, help="stop starting new units after SECONDS (exit 3)")
-    parser.add_argument("--translate-pairs", type=int, default=20,
-                        help="sentences translated per language (default 20: what the shared 2-core CPU allowed; "
-                             "use 100 where you can — chrF on 20 sentences is noisy)")
+    parser.add_argument(
+        "--translate-pairs",
+        type=int,
+        default=20,
+        help="sentences translated per language (default 20: what the shared 2-core CPU allowed; "
+        "use 100 where you can — chrF on 20 sentences is noisy)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--table", type=Path, default=ROOT / "docs" / "worked_example.md")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "worked_example.png")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true")
-    parser.add_argument("--partial", action="store_true",
-                        help="write the table and figure from the cached units only (no model), marked PARTIAL")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the table and figure from the cached units only (no model), marked PARTIAL",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.partial:

@@ -9,6 +9,7 @@ at step 0 and 2) and rank 0 writes OUTPUT_DIR/neuronxa/metrics.jsonl. Each rank 
 with what it saw (world size, global step, whether training was stopped) so the test can check all ranks finished,
 and what measure_alignment(..., shard=(rank, world)) returned there after training.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests._runs import FAST, make_trainer  # noqa: E402
-
 from neuronxa_callback.hosts.trainer import NeuronXACallback  # noqa: E402
+from tests._runs import FAST, make_trainer  # noqa: E402
 
 
 def main() -> None:
     output_dir = Path(sys.argv[1])
     # data="bundled": the single-process comparison in test_ddp.py loads the bundled sample (the default is NTREX).
-    callback = NeuronXACallback(data="bundled", eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True,
-                                **FAST)
+    callback = NeuronXACallback(
+        data="bundled", eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True, **FAST
+    )
     # learning_rate=0: alignment stays constant, so the plateau rule fires at step 1 on rank 0 and every rank
     # must stop there too (the decision is broadcast).
     trainer = make_trainer(output_dir, [callback], max_steps=4, learning_rate=0.0, ddp_backend="gloo")
@@ -45,11 +46,24 @@ def main() -> None:
     # measure_alignment's shard= route after training (learning_rate=0: the weights are the step-0 ones): the same
     # engine and gather as the callback, so the same scores; rank 0 alone gets the report.
     data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=FAST["num_pairs"])
-    report = measure_alignment(trainer.model, trainer.processing_class, data, batch_size=FAST["batch_size"],
-                               max_length=FAST["max_length"], shard=(rank, world))
-    (output_dir / f"rank-{rank}.json").write_text(json.dumps(
-        {"world": world, "global_step": trainer.state.global_step, "measured": callback.measurement_index,
-         "measure_alignment": None if report is None else report.to_dict()["pairs"]}))
+    report = measure_alignment(
+        trainer.model,
+        trainer.processing_class,
+        data,
+        batch_size=FAST["batch_size"],
+        max_length=FAST["max_length"],
+        shard=(rank, world),
+    )
+    (output_dir / f"rank-{rank}.json").write_text(
+        json.dumps(
+            {
+                "world": world,
+                "global_step": trainer.state.global_step,
+                "measured": callback.measurement_index,
+                "measure_alignment": None if report is None else report.to_dict()["pairs"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ script removes such incomplete checkpoints first, then resumes from the newest c
 complete checkpoint is at max_steps has finished training (its final record is written before that checkpoint is
 saved) and is not started again: transformers 5 resuming at global_step == max_steps trains one step more.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MAX_STEPS = 12
 SAVE_STEPS = 2
 EVAL_STEPS = 3
-CALLBACK = dict(eval_steps=EVAL_STEPS, quality_every=2, num_pairs=8, batch_size=8, max_length=48, max_new_tokens=4,
-                num_fewshot=1, quality_num_pairs=4)
+CALLBACK = dict(
+    eval_steps=EVAL_STEPS,
+    quality_every=2,
+    num_pairs=8,
+    batch_size=8,
+    max_length=48,
+    max_new_tokens=4,
+    num_fewshot=1,
+    quality_num_pairs=4,
+)
 
 
 def _die() -> None:
@@ -141,13 +150,26 @@ def main(output_dir: str) -> None:
     model.train()
     items = [{"input_ids": tokenizer(s, truncation=True, max_length=24)["input_ids"]} for s in corpus_sentences()] * 2
     args = TrainingArguments(
-        output_dir=str(out), max_steps=MAX_STEPS, per_device_train_batch_size=4, learning_rate=5e-3, report_to=[],
-        save_strategy="steps", save_steps=SAVE_STEPS, logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=MAX_STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=SAVE_STEPS,
+        logging_steps=1,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
     )
     torch.manual_seed(0)
     trainer = FaultyTrainer(
-        model=model, args=args, train_dataset=items, processing_class=tokenizer,
-        callbacks=[NeuronXACallback(**CALLBACK), Announce()], data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        model=model,
+        args=args,
+        train_dataset=items,
+        processing_class=tokenizer,
+        callbacks=[NeuronXACallback(**CALLBACK), Announce()],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     trainer.train(resume_from_checkpoint=True if resume else None)
     print(f"DONE step={trainer.state.global_step} resumed={resume}", flush=True)

@@ -8,6 +8,7 @@ Usage::
 learning_rate=0 keeps the alignment constant, so the plateau rule fires at step 1 on rank 0 and both ranks must stop
 there (the decision is broadcast). Each rank writes OUTPUT_DIR/rank-<r>.json with what it saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,30 @@ from tests._runs import FAST  # noqa: E402
 
 def main() -> None:
     output_dir = Path(sys.argv[1])
-    callback = NeuronXALightningCallback(data="bundled", eval_steps=1, quality_every=2, early_stopping_patience=1,
-                                         strict=True, **FAST)
-    trainer, _ = fit(output_dir, [callback], max_steps=4, learning_rate=0.0, strategy="ddp", devices=2,
-                     loggers=[pl.loggers.CSVLogger(output_dir, name="csv")])
+    callback = NeuronXALightningCallback(
+        data="bundled", eval_steps=1, quality_every=2, early_stopping_patience=1, strict=True, **FAST
+    )
+    trainer, _ = fit(
+        output_dir,
+        [callback],
+        max_steps=4,
+        learning_rate=0.0,
+        strategy="ddp",
+        devices=2,
+        loggers=[pl.loggers.CSVLogger(output_dir, name="csv")],
+    )
     import torch.distributed as dist
 
-    (output_dir / f"rank-{dist.get_rank()}.json").write_text(json.dumps(
-        {"world": dist.get_world_size(), "global_step": trainer.global_step, "should_stop": trainer.should_stop,
-         "measured": callback.monitor.measurement_index}))
+    (output_dir / f"rank-{dist.get_rank()}.json").write_text(
+        json.dumps(
+            {
+                "world": dist.get_world_size(),
+                "global_step": trainer.global_step,
+                "should_stop": trainer.should_stop,
+                "measured": callback.monitor.measurement_index,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

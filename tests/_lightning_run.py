@@ -10,6 +10,7 @@ The LightningModule holds the tiny Llama of neuronxa_callback/testing/tiny.py as
 ``self.tokenizer``, the layout the callback expects by default. Data: the tiny corpus, in order (no shuffling), so
 two runs from the same seed train identically and a resumed run continues exactly where a checkpoint left off.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,15 +51,33 @@ def loader(tokenizer, repeat: int = 2, batch_size: int = 4) -> DataLoader:
     return DataLoader(corpus_sentences() * repeat, batch_size=batch_size, shuffle=False, collate_fn=collate)
 
 
-def fit(root: Path, callbacks, *, max_steps: int = 4, learning_rate: float = 5e-3, loggers=None, ckpt_path=None,
-        with_validation: bool = False, module: TinyCausalLM | None = None, **trainer_args):
+def fit(
+    root: Path,
+    callbacks,
+    *,
+    max_steps: int = 4,
+    learning_rate: float = 5e-3,
+    loggers=None,
+    ckpt_path=None,
+    with_validation: bool = False,
+    module: TinyCausalLM | None = None,
+    **trainer_args,
+):
     """Train a fresh (seeded) TinyCausalLM with `callbacks`; returns (trainer, module)."""
     pl.seed_everything(0, verbose=False)
     module = module or TinyCausalLM(learning_rate=learning_rate)
     defaults = dict(
-        default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=loggers or False,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, deterministic=True,
+        default_root_dir=str(root),
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=loggers or False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        deterministic=True,
     )
     defaults.update(trainer_args)
     if not with_validation:

@@ -13,6 +13,7 @@ Usage::
 and uncast. Used by tests/test_precision_matrix.py and by the measurement that set its tolerances
 (tests/_precision_measure.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,17 +53,23 @@ def _lora(model):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(1)  # the adapter's random init: the same adapter for the cell and its reference
-    return get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
+    return get_peft_model(
+        model, LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False)
+    )
 
 
 def _checkpoint(model_type: str, seed: int, workdir: Path) -> Path:
     path = Path(workdir) / f"{model_type}-s{seed}"
     if not (path / "config.json").exists():
-        tiny_model(model_type, tokenizer=tiny_tokenizer(), num_layers=NUM_LAYERS, seed=seed, hidden_size=HIDDEN).save_pretrained(path)
+        tiny_model(
+            model_type, tokenizer=tiny_tokenizer(), num_layers=NUM_LAYERS, seed=seed, hidden_size=HIDDEN
+        ).save_pretrained(path)
     return path
 
 
-def build_cell(model_type: str, dtype: str, wrapper: str, *, seed: int = 0, workdir: Path | None = None) -> tuple[Any, Any]:
+def build_cell(
+    model_type: str, dtype: str, wrapper: str, *, seed: int = 0, workdir: Path | None = None
+) -> tuple[Any, Any]:
     """(model in this cell's precision and wrapper, its float32 reference); quantized cells need `workdir`."""
     tokenizer = tiny_tokenizer()
     reference = tiny_model(model_type, tokenizer=tokenizer, num_layers=NUM_LAYERS, seed=seed, hidden_size=HIDDEN)
@@ -118,8 +125,8 @@ def model_state(model, tokenizer) -> dict:
 def encode_cell(model, tokenizer, representation, pairs: tuple[list[str], list[str]], batch_size: int = 8) -> dict:
     """{"pooled": source + target sentences [L, 2n, d], "scores": per-layer weak alignment} for one representation
     name; for a tuple of names, {name: that dict} from a single encode() call."""
-    from neuronxa_callback.instrument.activations import encode
     from neuronxa_callback.alignment.scoring import cosine_matrices, weak_alignment
+    from neuronxa_callback.instrument.activations import encode
 
     names = (representation,) if isinstance(representation, str) else tuple(representation)
     source, target = pairs
@@ -145,19 +152,31 @@ def compare(cell: dict, reference: dict) -> dict[str, float]:
     }
 
 
-def make_trainer(output_dir, model, tokenizer, callbacks=(), *, max_steps: int = 3, learning_rate: float = 5e-3,
-                 **training_args):
+def make_trainer(
+    output_dir, model, tokenizer, callbacks=(), *, max_steps: int = 3, learning_rate: float = 5e-3, **training_args
+):
     """A tiny CPU Trainer (seeded; no saving, no reporting) on the tiny corpus; training_args override the defaults,
     e.g. bf16=True (CPU autocast) or gradient_checkpointing=True."""
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     defaults = dict(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=learning_rate,
-        report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        learning_rate=learning_rate,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
     )
     defaults.update(training_args)
     return Trainer(
-        model=model, args=TrainingArguments(**defaults), train_dataset=CorpusDataset(tokenizer),
-        processing_class=tokenizer, callbacks=list(callbacks),
+        model=model,
+        args=TrainingArguments(**defaults),
+        train_dataset=CorpusDataset(tokenizer),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )

@@ -1,4 +1,5 @@
 """Hand-made measurement records (the JSONL schema) and a reader of W&B offline run files, shared by the tests."""
+
 from __future__ import annotations
 
 import json
@@ -12,24 +13,48 @@ PAIR = "eng_Latn-isl_Latn"
 def make_record(step: int, nasca: list[float], *, chrf: float | None = None, index: int = 0) -> dict:
     """A record in the schema of docs/DESIGN.md ("JSONL record"), with synthetic numbers."""
     record = {
-        "schema": 1, "event": "measurement", "step": step, "epoch": step / 100, "trigger": "step",
-        "time": "2026-11-22T01:00:00+00:00", "measurement_index": index,
-        "pairs": {PAIR: {"num_layers": len(nasca), "nasca": nasca, "nasca_mean": sum(nasca) / len(nasca),
-                         "nasca_pvalue": 0.01, "navca": [v / 2 for v in nasca],
-                         "navca_mean": sum(nasca) / len(nasca) / 2}},
+        "schema": 1,
+        "event": "measurement",
+        "step": step,
+        "epoch": step / 100,
+        "trigger": "step",
+        "time": "2026-11-22T01:00:00+00:00",
+        "measurement_index": index,
+        "pairs": {
+            PAIR: {
+                "num_layers": len(nasca),
+                "nasca": nasca,
+                "nasca_mean": sum(nasca) / len(nasca),
+                "nasca_pvalue": 0.01,
+                "navca": [v / 2 for v in nasca],
+                "navca_mean": sum(nasca) / len(nasca) / 2,
+            }
+        },
         "timing": {"alignment_seconds": 1.5},
         "data": {"origin": "synthetic", "ids": [f"s{i}" for i in range(10)]},
     }
     if chrf is not None:
-        record["quality"] = {PAIR: {"direction": "isl_Latn->eng_Latn", "chrf": chrf, "bleu": chrf / 2, "comet": None,
-                                    "cometkiwi": None, "signatures": {"chrf": "chrF2|test"},
-                                    "translations": [{"id": "s0", "source": "Halló heimur", "hypothesis": "Hello world",
-                                                      "reference": "Hello, world"}]}}
+        record["quality"] = {
+            PAIR: {
+                "direction": "isl_Latn->eng_Latn",
+                "chrf": chrf,
+                "bleu": chrf / 2,
+                "comet": None,
+                "cometkiwi": None,
+                "signatures": {"chrf": "chrF2|test"},
+                "translations": [
+                    {"id": "s0", "source": "Halló heimur", "hypothesis": "Hello world", "reference": "Hello, world"}
+                ],
+            }
+        }
     return record
 
 
-RECORDS = [make_record(0, [0.1, 0.2, 0.1], chrf=19.0), make_record(50, [0.1, 0.3, 0.2], chrf=19.5, index=1),
-           make_record(100, [0.2, 0.4, 0.2], chrf=20.5, index=2)]
+RECORDS = [
+    make_record(0, [0.1, 0.2, 0.1], chrf=19.0),
+    make_record(50, [0.1, 0.3, 0.2], chrf=19.5, index=1),
+    make_record(100, [0.2, 0.4, 0.2], chrf=20.5, index=2),
+]
 
 
 def read_wandb_records(run_file: Path):
@@ -46,9 +71,9 @@ def read_wandb_records(run_file: Path):
         if block - position % block < 7:  # block trailer too small for a header: padding
             position += block - position % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
         position += 7
-        chunk = data[position:position + length]
+        chunk = data[position : position + length]
         position += length
         if kind == 0:
             continue

@@ -1,4 +1,5 @@
 """Tiny Hugging Face Trainer runs for the tests: a seeded tiny Llama on the tiny corpus, and the records it leaves."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,17 @@ PAIR = "eng_Latn-isl_Latn"
 FAST = dict(num_pairs=8, batch_size=8, max_length=48, max_new_tokens=4, num_fewshot=1)
 
 
-def make_trainer(output_dir: Path, callbacks=(), *, max_steps: int = 4, learning_rate: float = 5e-3, dropout: float = 0.0,
-                 with_eval: bool = False, model=None, **training_args):
+def make_trainer(
+    output_dir: Path,
+    callbacks=(),
+    *,
+    max_steps: int = 4,
+    learning_rate: float = 5e-3,
+    dropout: float = 0.0,
+    with_eval: bool = False,
+    model=None,
+    **training_args,
+):
     """A Trainer on a fresh tiny Llama (seeded, so two calls give identical runs)."""
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -23,15 +33,27 @@ def make_trainer(output_dir: Path, callbacks=(), *, max_steps: int = 4, learning
             layer.self_attn.attention_dropout = dropout
         model.train()
     defaults = dict(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=learning_rate,
-        report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        learning_rate=learning_rate,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
     )
     defaults.update(training_args)
     args = TrainingArguments(**defaults)
     dataset = CorpusDataset(tokenizer)
     return Trainer(
-        model=model, args=args, train_dataset=dataset, eval_dataset=CorpusDataset(tokenizer, 1) if with_eval else None,
-        processing_class=tokenizer, callbacks=list(callbacks),
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=CorpusDataset(tokenizer, 1) if with_eval else None,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
 

@@ -11,6 +11,7 @@ fsdp2: the model comes from from_pretrained(MODEL_DIR, distributed_config=Distri
 own FSDP2), trained with use_cpu=True. fully_shard: the tiny Llama sharded with torch's fully_shard directly. The callback measures at steps 0, 1, 2 with translations each time; rank 0
 writes OUTPUT_DIR/neuronxa/metrics.jsonl and every rank OUTPUT_DIR/rank-<r>.json.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -62,7 +63,9 @@ def main() -> None:
     callback = NeuronXACallback(eval_steps=1, quality_every=1, strict=True, **SETTINGS)
     if engine == "zero3":
         trainer = make_trainer(output_dir, [callback, Probe()], max_steps=MAX_STEPS, use_cpu=False, deepspeed=ZERO3)
-    elif engine == "fully_shard":  # raw FSDP2 on the Trainer's model (any world size; the default test uses one process)
+    elif (
+        engine == "fully_shard"
+    ):  # raw FSDP2 on the Trainer's model (any world size; the default test uses one process)
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
@@ -81,18 +84,26 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
         from transformers.distributed import DistributedConfig
 
-        model = AutoModelForCausalLM.from_pretrained(sys.argv[3], distributed_config=DistributedConfig(fsdp_size=2),
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            sys.argv[3], distributed_config=DistributedConfig(fsdp_size=2), dtype=torch.float32
+        )
         model.train()
         trainer = make_trainer(output_dir, [callback, Probe()], max_steps=MAX_STEPS, model=model)
     else:
         raise SystemExit(f"unknown engine {engine!r}")
     trainer.train()
     rank, world = dist.get_rank(), dist.get_world_size()
-    (output_dir / f"rank-{rank}.json").write_text(json.dumps({
-        "world": world, "global_step": trainer.state.global_step, "measured": callback.measurement_index, **seen,
-        "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
-    }))
+    (output_dir / f"rank-{rank}.json").write_text(
+        json.dumps(
+            {
+                "world": world,
+                "global_step": trainer.state.global_step,
+                "measured": callback.measurement_index,
+                **seen,
+                "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
+            }
+        )
+    )
     dist.barrier()
 
 

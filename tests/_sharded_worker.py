@@ -9,6 +9,7 @@ score on rank 0, translate -> gather, release) is called on the wrapped model wi
 generate calls per rank, then one SGD step on a fixed batch shows the ranks are still in step. Each rank writes
 OUTPUT_DIR/rank-<r>.json; rank 0 adds the scores and the gathered translations.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,10 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The settings the test repeats in one process: keep them in one place.
-NUM_PAIRS = 9          # 18 sentences -> 5 encode batches of 4: rank 0 runs 3 forwards, rank 1 runs 2 (+1 dummy)
+NUM_PAIRS = 9  # 18 sentences -> 5 encode batches of 4: rank 0 runs 3 forwards, rank 1 runs 2 (+1 dummy)
 BATCH_SIZE = 4
 MAX_LENGTH = 48
-NUM_TRANSLATE = 5      # rank 0 translates 3 sentences (2 generate calls of 2), rank 1 translates 2 (1 call + 1 dummy)
+NUM_TRANSLATE = 5  # rank 0 translates 3 sentences (2 generate calls of 2), rank 1 translates 2 (1 call + 1 dummy)
 TRANSLATE_BATCH = 2
 MAX_NEW_TOKENS = 6
 LEARNING_RATE = 0.5
@@ -41,8 +42,12 @@ def wrap(model, engine: str):
         from torch.distributed.fsdp import FullyShardedDataParallel
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-        return FullyShardedDataParallel(model, use_orig_params=True, device_id=torch.device("cpu"),
-                                        auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}))
+        return FullyShardedDataParallel(
+            model,
+            use_orig_params=True,
+            device_id=torch.device("cpu"),
+            auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
+        )
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -121,9 +126,11 @@ def zero3(output_dir: Path) -> None:
     from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    config = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
-              "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}},
-              "train_micro_batch_size_per_gpu": 1}
+    config = {
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}},
+        "train_micro_batch_size_per_gpu": 1,
+    }
     engine, _, _, _ = deepspeed.initialize(model=tiny_model("llama", tokenizer=tokenizer, seed=0), config=config)
     module = engine.module
     input_ids, attention_mask, labels = training_batch(tokenizer)
@@ -168,8 +175,12 @@ def main() -> None:
     model = wrap(tiny_model("llama", tokenizer=tokenizer, seed=0), engine)
     model.train()  # as the Trainer leaves it between steps
     measurement = engine_for(model, timeout=TIMEOUT_S)  # what the callback asks once per measurement
-    out: dict = {"rank": rank, "world": world, "engine": sharding_engine(model),
-                 "engine_class": type(measurement).__name__}
+    out: dict = {
+        "rank": rank,
+        "world": world,
+        "engine": sharding_engine(model),
+        "engine_class": type(measurement).__name__,
+    }
 
     data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=NUM_PAIRS)
     sentences = parallel_sentences(data)
@@ -181,8 +192,14 @@ def main() -> None:
         torch.save(merged.representations, output_dir / "representations.pt")
 
     sources = data.sentences("isl_Latn")[:NUM_TRANSLATE]
-    rows = measurement.translate(tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn",
-                                 batch_size=TRANSLATE_BATCH, max_new_tokens=MAX_NEW_TOKENS)
+    rows = measurement.translate(
+        tokenizer,
+        sources,
+        source_lang="isl_Latn",
+        target_lang="eng_Latn",
+        batch_size=TRANSLATE_BATCH,
+        max_new_tokens=MAX_NEW_TOKENS,
+    )
     out["translated_rows"] = [i for i, _ in rows]
     gathered = gather_objects(rows)
     if rank == 0:

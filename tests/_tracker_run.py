@@ -7,6 +7,7 @@ Usage (a separate process: trackio reads $TRACKIO_DIR when it is first imported)
 
 Prints the Trainer's console output (PrinterCallback) and one line ``LOG_HISTORY {"log_history": [...]}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,26 @@ def main(argv=None) -> None:
     from neuronxa_callback import NeuronXACallback
     from tests._runs import make_trainer
 
-    callback = NeuronXACallback(eval_steps=args.eval_steps, quality_every=1, early_stopping_patience=50,
-                                num_pairs=args.num_pairs, batch_size=8, max_length=48, max_new_tokens=4, num_fewshot=1)
+    callback = NeuronXACallback(
+        eval_steps=args.eval_steps,
+        quality_every=1,
+        early_stopping_patience=50,
+        num_pairs=args.num_pairs,
+        batch_size=8,
+        max_length=48,
+        max_new_tokens=4,
+        num_fewshot=1,
+    )
     report_to = [name for name in args.report_to.split(",") if name]
-    trainer = make_trainer(Path(args.output_dir), [callback] if args.unattached else [], max_steps=args.steps,
-                           report_to=report_to, logging_steps=1, run_name="tiny", project=args.project)
+    trainer = make_trainer(
+        Path(args.output_dir),
+        [callback] if args.unattached else [],
+        max_steps=args.steps,
+        report_to=report_to,
+        logging_steps=1,
+        run_name="tiny",
+        project=args.project,
+    )
     if not args.unattached:
         callback.attach(trainer)
     trainer.train()

@@ -8,6 +8,7 @@ Usage::
         text = load_page(f"{base_url}/?project=neuronxa-test&x_axis=train/global_step",
                          screenshot=Path("dashboard.png"))                     # the rendered DOM's text
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--disable-dev-shm-usage")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+)
 
 
 def chromium_path() -> str | None:
@@ -48,11 +58,14 @@ def serve_dashboard(trackio_dir: Path, project: str, *, timeout: float = 90.0):
     """`trackio.show(project, server_port=...)` in a child process (trackio reads TRACKIO_DIR at import), without
     opening a browser; yields the base URL once it answers, and stops exactly that process afterwards."""
     port = free_port()
-    code = ("import time, trackio; trackio.show(project=%r, open_browser=False, block_thread=False, "
-            "server_port=%d, host='127.0.0.1'); print('READY', flush=True); time.sleep(3600)" % (project, port))
+    code = (
+        f"import time, trackio; trackio.show(project={project!r}, open_browser=False, block_thread=False, "
+        f"server_port={port}, host='127.0.0.1'); print('READY', flush=True); time.sleep(3600)"
+    )
     env = {**os.environ, "TRACKIO_DIR": str(trackio_dir), "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -78,22 +91,34 @@ def serve_dashboard(trackio_dir: Path, project: str, *, timeout: float = 90.0):
             process.wait(timeout=20)
 
 
-def load_page(url: str, *, screenshot: Path | None = None, window: str = "1400,2000",
-              budget_ms: int = 25000, timeout: float = 180.0) -> str:
+def load_page(
+    url: str,
+    *,
+    screenshot: Path | None = None,
+    window: str = "1400,2000",
+    budget_ms: int = 25000,
+    timeout: float = 180.0,
+) -> str:
     """The page's text after its scripts ran (chromium --dump-dom), and optionally a PNG screenshot of it."""
     chromium = chromium_path()
     if chromium is None:
         raise RuntimeError("chromium is not installed")
     with tempfile.TemporaryDirectory(prefix="neuronxa-chromium-") as profile:
-        common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={window}",
-                  f"--virtual-time-budget={budget_ms}"]
+        common = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={window}",
+            f"--virtual-time-budget={budget_ms}",
+        ]
         dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
         if dom.returncode != 0:
             raise RuntimeError(f"chromium --dump-dom failed ({dom.returncode}): {dom.stderr[-2000:]}")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            shot = subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, text=True,
-                                  timeout=timeout)
+            shot = subprocess.run(
+                [*common, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=timeout
+            )
             if shot.returncode != 0 or not screenshot.is_file():
                 raise RuntimeError(f"chromium --screenshot failed ({shot.returncode}): {shot.stderr[-2000:]}")
     return page_text(dom.stdout)

@@ -1,4 +1,5 @@
 """Shared fixtures. Tests never touch the hub: offline flags are set before anything imports transformers."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Streaming capture and encode(): pooling, special tokens, padding, sharding, hook hygiene, PEFT and 4-bit models."""
+
 from __future__ import annotations
 
 import pytest
@@ -106,7 +107,9 @@ def test_embedding_is_the_pooled_layer_output(llama, tokenizer):
     store: dict[int, torch.Tensor] = {}
     layers = decoder_layers(llama)
     handles = [
-        layer.register_forward_hook(lambda m, i, o, k=k: store.__setitem__(k, (o[0] if isinstance(o, tuple) else o).clone()))
+        layer.register_forward_hook(
+            lambda m, i, o, k=k: store.__setitem__(k, (o[0] if isinstance(o, tuple) else o).clone())
+        )
         for k, layer in enumerate(layers)
     ]
     try:
@@ -132,7 +135,9 @@ def test_padding_side_and_batch_size_do_not_change_nav(model_type, tokenizer):
         results.append(encode(model, local, SENTENCES, representations=("nav", "embedding"), batch_size=batch_size))
     for other in results[1:]:
         for name in ("nav", "embedding"):
-            torch.testing.assert_close(other.representations[name], results[0].representations[name], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                other.representations[name], results[0].representations[name], rtol=1e-5, atol=1e-5
+            )
 
 
 def test_long_activations_are_read_in_slices(llama, tokenizer, monkeypatch):
@@ -151,7 +156,10 @@ def test_same_weights_give_identical_scores_twice(llama, tokenizer):
 
 def test_shards_union_equals_unsharded_bit_for_bit(llama, tokenizer):
     full = encode(llama, tokenizer, SENTENCES, batch_size=2, representations=("nas", "nav", "embedding"))
-    parts = [encode(llama, tokenizer, SENTENCES, batch_size=2, shard=(rank, 3), representations=("nas", "nav", "embedding")) for rank in range(3)]
+    parts = [
+        encode(llama, tokenizer, SENTENCES, batch_size=2, shard=(rank, 3), representations=("nas", "nav", "embedding"))
+        for rank in range(3)
+    ]
     indices = [i for part in parts for i in part.indices]
     assert sorted(indices) == list(range(len(SENTENCES))) and len(set(indices)) == len(indices)
     assert all(part.indices == sorted(part.indices) for part in parts)

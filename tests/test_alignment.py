@@ -1,4 +1,5 @@
 """measure_alignment / score_encoded / AlignmentReport with a tiny random model (no hub, a few seconds)."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import json
 import pytest
 import torch
 
-from neuronxa_callback.instrument.activations import encode
 from neuronxa_callback.alignment.report import (
     AlignmentError,
     AlignmentReport,
@@ -15,6 +15,7 @@ from neuronxa_callback.alignment.report import (
     score_encoded,
 )
 from neuronxa_callback.alignment.scoring import chance_probability, cosine_matrices, weak_alignment
+from neuronxa_callback.instrument.activations import encode
 from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 N = 8

@@ -1,4 +1,5 @@
 """The architecture table: each supported model type hooks the real MLP activation act(gate(x)), one per layer."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,7 +32,9 @@ def tokenizer():
 
 
 def _batch(tokenizer):
-    return tokenizer(["The river runs slowly.", "Fljótið rennur hægt í gegnum dalinn."], padding=True, return_tensors="pt")
+    return tokenizer(
+        ["The river runs slowly.", "Fljótið rennur hægt í gegnum dalinn."], padding=True, return_tensors="pt"
+    )
 
 
 def test_table_covers_every_tiny_model_type():
@@ -96,8 +99,14 @@ def _tiny_opt(tokenizer):
     from transformers import OPTConfig, OPTForCausalLM
 
     config = OPTConfig(
-        vocab_size=len(tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-        word_embed_proj_dim=32, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return OPTForCausalLM(config).eval()
 

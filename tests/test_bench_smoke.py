@@ -3,6 +3,7 @@
 Each script's main(["--quick"]) runs in-process (imports are already paid by the session) and must print only
 `name: value` lines with its headline last. The schedule arithmetic of bench_callback.py is checked exactly.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -72,7 +73,9 @@ def test_bench_callback_quick(capsys, tmp_path):
         assert math.isfinite(float(values[f"run_share_{part}"]))
     assert 0 < float(values["computed_share_alignment_eval_steps_2"]) < 1
     assert int(values["min_eval_steps_for_alignment_5pct"]) >= 1
-    assert {"min_eval_steps_for_total_10pct_quality_every_1", "min_eval_steps_for_total_10pct_quality_every_2"} <= set(names)
+    assert {"min_eval_steps_for_total_10pct_quality_every_1", "min_eval_steps_for_total_10pct_quality_every_2"} <= set(
+        names
+    )
 
 
 def test_bench_generation_quick(capsys):
@@ -84,7 +87,11 @@ def test_bench_generation_quick(capsys):
     # as alone, so a count below the total means padding leaked into a translation.
     assert values["identical_outputs"] == "6/6"
     for side in ("batched", "one_at_a_time"):
-        assert float(values[f"{side}_seconds_min"]) <= float(values[f"{side}_seconds_median"]) <= float(values[f"{side}_seconds_max"])
+        assert (
+            float(values[f"{side}_seconds_min"])
+            <= float(values[f"{side}_seconds_median"])
+            <= float(values[f"{side}_seconds_max"])
+        )
 
 
 def test_bench_capture_quick(capsys):

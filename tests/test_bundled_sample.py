@@ -5,6 +5,7 @@ makes: a broken line, a missing or empty language, a duplicated sentence, a numb
 Chinese line left in English, an Icelandic line typed without its letters, a truncated or doubled translation.
 Pure file reading: no model, no tokenizer, well under a second.
 """
+
 from __future__ import annotations
 
 import json

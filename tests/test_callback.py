@@ -1,4 +1,5 @@
 """NeuronXACallback without a Trainer: settings validation, ExportableState round trip, distributed helpers."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import json
 import pytest
 import torch
 
-from neuronxa_callback.measure.record import eval_metrics as _eval_metrics
 from neuronxa_callback.hosts.trainer import NeuronXACallback
+from neuronxa_callback.measure.record import eval_metrics as _eval_metrics
 from neuronxa_callback.parallel.collectives import gather_encoded, merge_encoded, rank_and_world
 from neuronxa_callback.settings import CallbackSettings, SettingsError
 from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
@@ -58,8 +59,9 @@ def test_settings_are_keyword_only_and_unknown_names_are_rejected():
 
 
 def test_settings_normalise_comma_strings_and_none():
-    settings = NeuronXACallback(languages="isl_Latn, deu_Latn", eval_steps=None, quality_every=None,
-                                report_to=["wandb"]).settings
+    settings = NeuronXACallback(
+        languages="isl_Latn, deu_Latn", eval_steps=None, quality_every=None, report_to=["wandb"]
+    ).settings
     assert settings.languages == ("isl_Latn", "deu_Latn")
     assert settings.eval_steps == 0 and settings.quality_every == 0 and settings.report_to == "wandb"
     assert CallbackSettings.from_kwargs(direction="both").pairs_direction == ("x2en", "en2x")
@@ -69,7 +71,9 @@ def test_state_is_json_and_rebuilds_the_callback_like_the_trainer_does():
     callback = NeuronXACallback(languages=["isl_Latn", "deu_Latn"], eval_steps=10, early_stopping_patience=2)
     per_layer = {"eng_Latn-isl_Latn": [0.1, 0.3]}
     for step, value in ((0, 0.2), (10, 0.25), (20, 0.22)):
-        callback.history.append(step, {"eng_Latn-isl_Latn": value}, per_layer, {"eng_Latn-isl_Latn": {"chrf": value * 100}})
+        callback.history.append(
+            step, {"eng_Latn-isl_Latn": value}, per_layer, {"eng_Latn-isl_Latn": {"chrf": value * 100}}
+        )
         callback.plateau.update(step, value)
     callback.measurement_index, callback.last_measured_step = 3, 20
 
@@ -88,8 +92,10 @@ def test_state_is_json_and_rebuilds_the_callback_like_the_trainer_does():
 
 
 def test_eval_metrics_are_means_over_pairs_of_the_layer_means():
-    pairs = {"eng_Latn-isl_Latn": {"nasca_mean": 0.1, "navca_mean": 0.05},
-             "eng_Latn-deu_Latn": {"nasca_mean": 0.5, "navca_mean": 0.35}}
+    pairs = {
+        "eng_Latn-isl_Latn": {"nasca_mean": 0.1, "navca_mean": 0.05},
+        "eng_Latn-deu_Latn": {"nasca_mean": 0.5, "navca_mean": 0.35},
+    }
     metrics = _eval_metrics(pairs)
     assert metrics["eval_neuronxa_nasca"] == pytest.approx(0.3)
     assert metrics["eval_neuronxa_navca"] == pytest.approx(0.2)

@@ -1,5 +1,6 @@
 """Defects found in review, each pinned by a test that failed before its fix: early stopping on NAVCA,
 the final quality point after any kind of stop, and a failed measurement that must not fail the Trainer."""
+
 from __future__ import annotations
 
 import logging
@@ -79,7 +80,10 @@ def test_stop_by_another_callback_between_measurements_ends_with_a_quality_point
     trainer.train()
     records = records_of(tmp_path)
     assert [(r["step"], r["trigger"], "quality" in r) for r in records] == [
-        (0, "train_begin", True), (2, "step", False), (3, "train_end", True)]
+        (0, "train_begin", True),
+        (2, "step", False),
+        (3, "train_end", True),
+    ]
 
 
 class BrokenEncode:
@@ -98,14 +102,22 @@ class BrokenEncode:
 
 
 @pytest.mark.parametrize("fail_from", [1, 2], ids=["every-measurement-fails", "later-measurements-fail"])
-def test_failed_measurement_with_metric_for_best_model_does_not_fail_the_trainer(tmp_path, monkeypatch, caplog,
-                                                                                 fail_from):
+def test_failed_measurement_with_metric_for_best_model_does_not_fail_the_trainer(
+    tmp_path, monkeypatch, caplog, fail_from
+):
     import neuronxa_callback.measure.measurement as measurement
 
     monkeypatch.setattr(measurement, "encode_all", BrokenEncode(fail_from))
     trainer = make_trainer(
-        tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=4, with_eval=True, eval_strategy="steps",
-        eval_steps=2, save_strategy="steps", save_steps=2, metric_for_best_model="eval_neuronxa_nasca",
+        tmp_path,
+        [NeuronXACallback(eval_steps=0, **FAST)],
+        max_steps=4,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        metric_for_best_model="eval_neuronxa_nasca",
         load_best_model_at_end=True,
     )
     with caplog.at_level(logging.WARNING, logger="neuronxa_callback"):
@@ -121,8 +133,13 @@ def test_setup_failure_with_metric_for_best_model_does_not_fail_the_trainer(tmp_
     # strict=False: the user chose to train on when the callback cannot start (a folder in the way of its output).
     (tmp_path / "neuronxa").write_text("not a folder")
     trainer = make_trainer(
-        tmp_path, [NeuronXACallback(eval_steps=0, strict=False, **FAST)], max_steps=2,
-        with_eval=True, eval_strategy="steps", eval_steps=1, metric_for_best_model="neuronxa_nasca",
+        tmp_path,
+        [NeuronXACallback(eval_steps=0, strict=False, **FAST)],
+        max_steps=2,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=1,
+        metric_for_best_model="neuronxa_nasca",
     )
     trainer.train()
     assert trainer.state.global_step == 2
@@ -134,8 +151,13 @@ def test_strict_failure_still_raises(tmp_path, monkeypatch):
 
     monkeypatch.setattr(measurement, "encode_all", BrokenEncode(2))
     trainer = make_trainer(
-        tmp_path, [NeuronXACallback(eval_steps=0, strict=True, **FAST)], max_steps=2, with_eval=True,
-        eval_strategy="steps", eval_steps=1, metric_for_best_model="eval_neuronxa_nasca",
+        tmp_path,
+        [NeuronXACallback(eval_steps=0, strict=True, **FAST)],
+        max_steps=2,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=1,
+        metric_for_best_model="eval_neuronxa_nasca",
     )
     with pytest.raises(MeasurementError, match="simulated failure"):
         trainer.train()
@@ -152,6 +174,9 @@ def test_resume_from_a_checkpoint_off_the_schedule_adds_no_measurement(tmp_path)
     resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-4"))
     expected = records_of(tmp_path / "straight")
     records = records_of(tmp_path / "resumed")
-    assert [(r["step"], r["trigger"]) for r in records] == [(r["step"], r["trigger"]) for r in expected] == [
-        (0, "train_begin"), (3, "step"), (6, "step")]
+    assert (
+        [(r["step"], r["trigger"]) for r in records]
+        == [(r["step"], r["trigger"]) for r in expected]
+        == [(0, "train_begin"), (3, "step"), (6, "step")]
+    )
     assert [r["pairs"][PAIR]["nasca"] for r in records] == [r["pairs"][PAIR]["nasca"] for r in expected]

@@ -1,5 +1,6 @@
 """A new user's first runs: bad settings fail where the callback is built, a run that cannot measure does not train
 (unless strict=False says so), an earlier run's records are kept, and the console says what is happening."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,21 @@ import pytest
 
 from neuronxa_callback import NeuronXACallback
 from neuronxa_callback.hosts.trainer import MeasurementError
-from neuronxa_callback.sinks.jsonl import read_jsonl
 from neuronxa_callback.settings import SettingsError
+from neuronxa_callback.sinks.jsonl import read_jsonl
 from tests._runs import FAST, PAIR, make_trainer, records_of
 
 
-@pytest.mark.parametrize("kwargs, named", [
-    (dict(languages=["klingon"]), "klingon"),
-    (dict(pivot="xx_Nope"), "pivot"),
-    (dict(data="/no/such/file.tsv"), "/no/such/file.tsv"),
-    (dict(quality_every=1, comet_model="./no/such/comet"), "comet_model"),
-    (dict(early_stopping_patience=2, early_stopping_pair="eng_Latn-deu_Latn"), "early_stopping_pair"),
-])
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        (dict(languages=["klingon"]), "klingon"),
+        (dict(pivot="xx_Nope"), "pivot"),
+        (dict(data="/no/such/file.tsv"), "/no/such/file.tsv"),
+        (dict(quality_every=1, comet_model="./no/such/comet"), "comet_model"),
+        (dict(early_stopping_patience=2, early_stopping_pair="eng_Latn-deu_Latn"), "early_stopping_pair"),
+    ],
+)
 def test_settings_that_need_no_model_fail_at_construction(kwargs, named):
     start = time.perf_counter()
     with pytest.raises(SettingsError, match="NeuronXACallback") as raised:
@@ -43,8 +47,14 @@ def _bert_without_supported_mlp():
 
     from neuronxa_callback.testing.tiny import tiny_tokenizer
 
-    config = BertConfig(vocab_size=len(tiny_tokenizer()), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=64, is_decoder=True)
+    config = BertConfig(
+        vocab_size=len(tiny_tokenizer()),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        is_decoder=True,
+    )
     return BertLMHeadModel(config)
 
 
@@ -99,10 +109,17 @@ def test_each_measurement_is_announced_on_the_console_without_logging_configured
     make_trainer(tmp_path, [callback], max_steps=2).train()
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("NeuronXA ")]
-    assert any(line.startswith("NeuronXA measuring step 0 (baseline, before training): 8 pairs x 1 language(s), "
-                               "then translating 2 sentence(s)") for line in lines), err
-    assert [line.split(":")[0] for line in lines if line.startswith("NeuronXA step")] == ["NeuronXA step 0",
-                                                                                          "NeuronXA step 2"]
+    assert any(
+        line.startswith(
+            "NeuronXA measuring step 0 (baseline, before training): 8 pairs x 1 language(s), "
+            "then translating 2 sentence(s)"
+        )
+        for line in lines
+    ), err
+    assert [line.split(":")[0] for line in lines if line.startswith("NeuronXA step")] == [
+        "NeuronXA step 0",
+        "NeuronXA step 2",
+    ]
     assert lines[-1].startswith("NeuronXA done: 2 measurement(s)")
     assert len(lines) == len(set(lines))
     assert "2/2 [" in err and "sentence" in err  # the translation bar of a measurement moves per sentence
@@ -130,15 +147,15 @@ def test_a_plateau_stop_says_why_in_words(tmp_path, capsys):
 def test_final_quality_of_an_early_stopped_run_reaches_the_attached_trackers(tmp_path):
     # The plateau stop lands on an alignment-only measurement; its quality is added afterwards and must reach the
     # Trainer's trackers (here: log_history, which every report_to backend is fed from), not only the JSONL.
-    callback = NeuronXACallback(eval_steps=2, quality_every=10, quality_num_pairs=2, early_stopping_patience=1,
-                                **FAST)
+    callback = NeuronXACallback(eval_steps=2, quality_every=10, quality_num_pairs=2, early_stopping_patience=1, **FAST)
     trainer = make_trainer(tmp_path, [], max_steps=10, learning_rate=0.0)
     callback.attach(trainer)
     trainer.train()
     records = records_of(tmp_path)
     assert [r["step"] for r in records] == [0, 2] and "quality" in records[1]
-    quality_logged = [entry for entry in trainer.state.log_history
-                      if entry.get("step") == 2 and f"eval_neuronxa/{PAIR}/chrf" in entry]
+    quality_logged = [
+        entry for entry in trainer.state.log_history if entry.get("step") == 2 and f"eval_neuronxa/{PAIR}/chrf" in entry
+    ]
     assert len(quality_logged) == 1
     assert quality_logged[0][f"eval_neuronxa/{PAIR}/chrf"] == pytest.approx(records[1]["quality"][PAIR]["chrf"])
 
@@ -148,5 +165,7 @@ def test_no_pin_memory_warning_on_a_machine_without_accelerator(tmp_path, recwar
 
     if torch.cuda.is_available():
         pytest.skip("the warning only exists without an accelerator")
-    make_trainer(tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=1, dataloader_pin_memory=True, use_cpu=False).train()
+    make_trainer(
+        tmp_path, [NeuronXACallback(eval_steps=0, **FAST)], max_steps=1, dataloader_pin_memory=True, use_cpu=False
+    ).train()
     assert not [w for w in recwarn if "pin_memory" in str(w.message)]

@@ -1,18 +1,26 @@
 """The callback's quality step: examples from the scored pairs' own source, copies scored as empty, a
 control pair measured for alignment only (quality_languages)."""
+
 from __future__ import annotations
 
 import pytest
 
-from neuronxa_callback.measure import quality_step
 from neuronxa_callback.data.loaders import load_parallel
+from neuronxa_callback.measure import quality_step
 from neuronxa_callback.quality.metrics import make_scorers
 from neuronxa_callback.settings import CallbackSettings, SettingsError
 
 
 def _setup(**overrides):
-    kwargs = dict(data="ntrex", languages=["isl_Latn", "deu_Latn"], num_pairs=10, quality_every=1,
-                  quality_num_pairs=4, quality_languages=["isl"], num_fewshot=2)
+    kwargs = dict(
+        data="ntrex",
+        languages=["isl_Latn", "deu_Latn"],
+        num_pairs=10,
+        quality_every=1,
+        quality_num_pairs=4,
+        quality_languages=["isl"],
+        num_fewshot=2,
+    )
     kwargs.update(overrides)
     settings = CallbackSettings.from_kwargs(**kwargs)
     data = load_parallel(settings.data, languages=settings.languages, num_pairs=settings.num_pairs)
@@ -53,8 +61,10 @@ def test_both_directions_sum_their_copies():
     settings, data = _setup(direction="both")
     examples = quality_step.fewshot_examples(data, settings)
     x2en, en2x = examples[("isl_Latn", "eng_Latn")].pairs, examples[("eng_Latn", "isl_Latn")].pairs
-    translations = {("isl_Latn", "eng_Latn"): [x2en[0][1], "a", "b", "c"],
-                    ("eng_Latn", "isl_Latn"): [en2x[1][1], en2x[0][0], "d", "e"]}
+    translations = {
+        ("isl_Latn", "eng_Latn"): [x2en[0][1], "a", "b", "c"],
+        ("eng_Latn", "isl_Latn"): [en2x[1][1], en2x[0][0], "d", "e"],
+    }
     scorers = [("chrf", make_scorers(["chrf"])[0])]
     entry = quality_step.score_quality(translations, data, scorers, settings, examples)["eng_Latn-isl_Latn"]
     assert entry["direction"] == "both" and entry["copies"] == 3 and entry["copy_rate"] == pytest.approx(3 / 8)
@@ -70,13 +80,25 @@ def test_report_lists_the_copies_next_to_the_quality_trend(tmp_path):
     path = tmp_path / "neuronxa" / "metrics.jsonl"
     path.parent.mkdir(parents=True)
     with open(path, "w", encoding="utf-8") as handle:
-        for step, layers, chrf, copies in ((0, [0.05, 0.1], 18.0, 0), (10, [0.06, 0.12], 12.0, 25), (20, [0.1, 0.2], 14.0, 13)):
-            record = {"schema": 1, "event": "measurement", "step": step, "trigger": "step",
-                      "pairs": {pair: {"num_layers": 2, "nasca": layers, "nasca_mean": sum(layers) / 2,
-                                       "nasca_pvalue": 0.01}},
-                      "quality": {pair: {"chrf": chrf, "copies": copies, "copy_rate": copies / 40}},
-                      "data": {"origin": "NTREX-128", "ids": [str(i) for i in range(100)]}}
+        for step, layers, chrf, copies in (
+            (0, [0.05, 0.1], 18.0, 0),
+            (10, [0.06, 0.12], 12.0, 25),
+            (20, [0.1, 0.2], 14.0, 13),
+        ):
+            record = {
+                "schema": 1,
+                "event": "measurement",
+                "step": step,
+                "trigger": "step",
+                "pairs": {
+                    pair: {"num_layers": 2, "nasca": layers, "nasca_mean": sum(layers) / 2, "nasca_pvalue": 0.01}
+                },
+                "quality": {pair: {"chrf": chrf, "copies": copies, "copy_rate": copies / 40}},
+                "data": {"origin": "NTREX-128", "ids": [str(i) for i in range(100)]},
+            }
             handle.write(json.dumps(record) + "\n")
     summary = write_report(tmp_path)["summary"].read_text(encoding="utf-8")
-    assert "Copies of a prompt example (scored as empty): step 0: 0 (0 %); step 10: 25 (62 %); step 20: 13 (32 %)." \
+    assert (
+        "Copies of a prompt example (scored as empty): step 0: 0 (0 %); step 10: 25 (62 %); step 20: 13 (32 %)."
         in summary
+    )

@@ -1,5 +1,6 @@
 """NeuronXACallback inside real (tiny) Hugging Face Trainer runs: schedule, JSONL, eval metrics, early stopping,
 resume, strictness, W&B, and the guarantee that training is bitwise the same with and without the callback."""
+
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,9 @@ import pytest
 import torch
 
 from neuronxa_callback.hosts.trainer import MeasurementError, NeuronXACallback
-from tests._runs import FAST, PAIR, make_trainer, records_of
 from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
+from tests._runs import FAST, PAIR, make_trainer, records_of
+
 
 def test_schedule_baseline_every_eval_steps_on_evaluate_and_at_end_without_duplicates(tmp_path):
     callback = NeuronXACallback(eval_steps=2, **FAST)
@@ -19,7 +21,13 @@ def test_schedule_baseline_every_eval_steps_on_evaluate_and_at_end_without_dupli
     # 6 coincides for eval_steps and evaluation: measured once (by on_step_end, which runs first). The Trainer
     # also evaluates at the last step, so on_train_end finds step 7 measured and skips it.
     assert [(r["step"], r["trigger"]) for r in records] == [
-        (0, "train_begin"), (2, "step"), (3, "evaluate"), (4, "step"), (6, "step"), (7, "evaluate")]
+        (0, "train_begin"),
+        (2, "step"),
+        (3, "evaluate"),
+        (4, "step"),
+        (6, "step"),
+        (7, "evaluate"),
+    ]
     assert [r["measurement_index"] for r in records] == list(range(6))
     # The evaluation metrics carry the alignment (mutated in on_evaluate after the Trainer logged its metrics).
     metrics = trainer.evaluate()
@@ -128,8 +136,13 @@ def test_plateau_early_stopping_fires_at_the_expected_measurement(tmp_path, capl
 @pytest.mark.parametrize("restore_states", [True, False], ids=["trainer-restores-state", "fresh-callback"])
 def test_resume_from_checkpoint_restores_history_and_patience(tmp_path, restore_states):
     settings = dict(eval_steps=2, early_stopping_patience=10, **FAST)
-    common = dict(max_steps=4, learning_rate=0.0, save_strategy="steps", save_steps=2,
-                  restore_callback_states_from_checkpoint=restore_states)
+    common = dict(
+        max_steps=4,
+        learning_rate=0.0,
+        save_strategy="steps",
+        save_steps=2,
+        restore_callback_states_from_checkpoint=restore_states,
+    )
     make_trainer(tmp_path / "straight", [NeuronXACallback(**settings)], **common).train()
     expected = records_of(tmp_path / "straight")
 
@@ -149,11 +162,22 @@ def test_resume_from_checkpoint_restores_history_and_patience(tmp_path, restore_
 def test_eval_metric_drives_best_model_selection(tmp_path):
     callback = NeuronXACallback(eval_steps=0, **FAST)
     trainer = make_trainer(
-        tmp_path, [callback], max_steps=4, learning_rate=5e-2, with_eval=True, eval_strategy="steps", eval_steps=2,
-        save_strategy="steps", save_steps=2, metric_for_best_model="eval_neuronxa_nasca", load_best_model_at_end=True,
+        tmp_path,
+        [callback],
+        max_steps=4,
+        learning_rate=5e-2,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        metric_for_best_model="eval_neuronxa_nasca",
+        load_best_model_at_end=True,
     )
     trainer.train()
-    evaluations = {r["step"]: r["pairs"][PAIR]["nasca_mean"] for r in records_of(tmp_path) if r["trigger"] == "evaluate"}
+    evaluations = {
+        r["step"]: r["pairs"][PAIR]["nasca_mean"] for r in records_of(tmp_path) if r["trigger"] == "evaluate"
+    }
     assert sorted(evaluations) == [2, 4]
     best_step = max(evaluations, key=lambda s: (evaluations[s], -s))  # ties: the first one stays best
     assert trainer.state.best_metric == pytest.approx(evaluations[best_step])
@@ -165,8 +189,17 @@ def test_hf_early_stopping_callback_sees_the_alignment_metric(tmp_path):
 
     callbacks = [NeuronXACallback(eval_steps=0, **FAST), EarlyStoppingCallback(early_stopping_patience=1)]
     trainer = make_trainer(
-        tmp_path, callbacks, max_steps=20, learning_rate=0.0, with_eval=True, eval_strategy="steps", eval_steps=2,
-        save_strategy="steps", save_steps=2, metric_for_best_model="eval_neuronxa_nasca", load_best_model_at_end=True,
+        tmp_path,
+        callbacks,
+        max_steps=20,
+        learning_rate=0.0,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        metric_for_best_model="eval_neuronxa_nasca",
+        load_best_model_at_end=True,
     )
     trainer.train()
     # Constant alignment: evaluation 1 sets the best, evaluation 2 does not improve -> HF stops at step 4.
@@ -187,7 +220,9 @@ def test_a_comet_model_that_does_not_load_stops_the_run_unless_strict_false(tmp_
     assert records[0]["quality"][PAIR]["chrf"] is not None and "comet" not in records[0]["quality"][PAIR]
 
     for strict in (None, True):
-        trainer = make_trainer(tmp_path / f"strict-{strict}", [NeuronXACallback(strict=strict, **settings)], max_steps=2)
+        trainer = make_trainer(
+            tmp_path / f"strict-{strict}", [NeuronXACallback(strict=strict, **settings)], max_steps=2
+        )
         with pytest.raises(MeasurementError, match="comet_model"):
             trainer.train()
         assert trainer.state.global_step == 0
@@ -204,9 +239,17 @@ def test_unsupported_architecture_surfaces_at_train_begin(tmp_path):
     from transformers import BertConfig, BertLMHeadModel
 
     tokenizer = tiny_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=64, is_decoder=True)
-    trainer = make_trainer(tmp_path, [NeuronXACallback(strict=True, **FAST)], max_steps=1, model=BertLMHeadModel(config))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        is_decoder=True,
+    )
+    trainer = make_trainer(
+        tmp_path, [NeuronXACallback(strict=True, **FAST)], max_steps=1, model=BertLMHeadModel(config)
+    )
     with pytest.raises(MeasurementError, match="register_architecture"):
         trainer.train()
 
@@ -224,13 +267,17 @@ def test_wandb_offline_run_has_the_measurements(tmp_path, monkeypatch):
     records = records_of(tmp_path / "out")
     run_files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(run_files) == 1
-    history = [items_to_dict(r.history.item) for r in wait_for_run_file(run_files[0])
-               if r.WhichOneof("record_type") == "history"]
+    history = [
+        items_to_dict(r.history.item)
+        for r in wait_for_run_file(run_files[0])
+        if r.WhichOneof("record_type") == "history"
+    ]
     # The headline under the name the Trainer's W&B integration gives it when the callback is attached.
     measured = [row for row in history if f"eval/neuronxa/{PAIR}/nasca_mean" in row]
     assert [row["train/global_step"] for row in measured] == [r["step"] for r in records] == [0, 2, 4]
     assert [row[f"eval/neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
-        [r["pairs"][PAIR]["nasca_mean"] for r in records])
+        [r["pairs"][PAIR]["nasca_mean"] for r in records]
+    )
     assert any("train/loss" in row or "loss" in row for row in history)  # the Trainer's own run, shared
     # At the end the report's figures (`neuronxa report`) go to the same run; its heatmap is the last live one
     # (neuronxa/<pair>/nasca_heatmap, logged at every measurement), so it is not logged again.
@@ -284,15 +331,33 @@ def test_gemma_lora_run_writes_a_sane_jsonl(tmp_path):
 
     # A private copy (not the session `gemma` fixture): LoRA injects layers into the model it wraps.
     model, tokenizer = load_model_and_tokenizer("gemma-3-270m")
-    model = get_peft_model(prepare_for_training(model),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    examples = [{"input_ids": tokenizer(f"Icelandic: {isl}\nEnglish: {eng}", truncation=True, max_length=32)["input_ids"]}
-                for eng, isl in load_training_pairs("bundled")[:16]]
+    model = get_peft_model(
+        prepare_for_training(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    examples = [
+        {"input_ids": tokenizer(f"Icelandic: {isl}\nEnglish: {eng}", truncation=True, max_length=32)["input_ids"]}
+        for eng, isl in load_training_pairs("bundled")[:16]
+    ]
     callback = NeuronXACallback(eval_steps=2, num_pairs=16, quality_every=2, max_new_tokens=16, batch_size=8)
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3,
-                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, gradient_checkpointing=True)
-    trainer = Trainer(model=model, args=args, train_dataset=examples, processing_class=tokenizer, callbacks=[callback],
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        gradient_checkpointing=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        processing_class=tokenizer,
+        callbacks=[callback],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
     trainer.train()
     records = records_of(tmp_path)
     assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (3, "train_end")]

@@ -1,5 +1,6 @@
 """`neuronxa score RUN_DIR`: checkpoints written by a real tiny Trainer run (full fine-tuning and LoRA) are scored into
 the callback's JSONL schema, incrementally, and `neuronxa report` reads the result."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
 from neuronxa_callback.cli import main
+from neuronxa_callback.offline.checkpoints import CheckpointError, find_checkpoints, score_checkpoints
 
 PAIR = "eng_Latn-isl_Latn"
 
@@ -18,8 +19,12 @@ def _train(model, tokenizer, out: Path, steps: int = 3) -> Path:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    texts = ["Fljótið rennur hægt.", "The river runs slowly.", "Læknar segja að svefn verndi hjartað.",
-             "Doctors say that sleep protects the heart."] * 3
+    texts = [
+        "Fljótið rennur hægt.",
+        "The river runs slowly.",
+        "Læknar segja að svefn verndi hjartað.",
+        "Doctors say that sleep protects the heart.",
+    ] * 3
     rows = [{"input_ids": ids, "labels": ids} for ids in tokenizer(texts)["input_ids"]]
 
     def collate(batch):
@@ -28,9 +33,18 @@ def _train(model, tokenizer, out: Path, steps: int = 3) -> Path:
         labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in batch])
         return {"input_ids": ids, "attention_mask": (labels != -100).long(), "labels": labels}
 
-    args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=4, learning_rate=5e-2,
-                             report_to=[], save_strategy="steps", save_steps=1, disable_tqdm=True,
-                             remove_unused_columns=False, use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        learning_rate=5e-2,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=1,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        use_cpu=True,
+    )
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, processing_class=tokenizer).train()
     return out
 
@@ -51,8 +65,9 @@ def lora_run(model_dir, tmp_path_factory) -> Path:
     from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["gate_proj", "up_proj"], lora_alpha=16,
-                                             init_lora_weights=False))
+    model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["gate_proj", "up_proj"], lora_alpha=16, init_lora_weights=False)
+    )
     model.train()
     return _train(model, tokenizer, tmp_path_factory.mktemp("lora-run"), steps=2)
 
@@ -77,15 +92,36 @@ def test_full_run_scored_matches_direct_measurement_and_rerun_is_incremental(ful
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     shutil.rmtree(run / "checkpoint-3")  # "training still going on": the last checkpoint is not there yet
-    written = score_checkpoints(run, data="bundled", num_pairs=10, quality=True, quality_num_pairs=4, max_new_tokens=6,
-                                similarity=("cka",), svcca_directions=3)
+    written = score_checkpoints(
+        run,
+        data="bundled",
+        num_pairs=10,
+        quality=True,
+        quality_num_pairs=4,
+        max_new_tokens=6,
+        similarity=("cka",),
+        svcca_directions=3,
+    )
     assert [r["step"] for r in written] == [1, 2]
     jsonl = run / "neuronxa" / "metrics.jsonl"
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
     record = lines[0]
-    for key in ("schema", "event", "step", "epoch", "trigger", "time", "measurement_index", "pairs", "quality",
-                "correlation", "timing", "settings", "data"):
+    for key in (
+        "schema",
+        "event",
+        "step",
+        "epoch",
+        "trigger",
+        "time",
+        "measurement_index",
+        "pairs",
+        "quality",
+        "correlation",
+        "timing",
+        "settings",
+        "data",
+    ):
         assert key in record, key
     assert record["trigger"] == "checkpoint" and record["checkpoint"].endswith("checkpoint-1")
     assert record["quality"][PAIR]["direction"] == "isl_Latn->eng_Latn"
@@ -125,8 +161,15 @@ def test_lora_run_applies_adapters_to_the_base_and_scores_the_base_as_step_0(lor
     from neuronxa_callback.instrument.models import load_model_and_tokenizer
 
     out = tmp_path / "lora.jsonl"
-    written = score_checkpoints(lora_run, output=out, data="bundled", num_pairs=10, include_base=True, representations="nav",
-                                similarity=("anc:nav",))
+    written = score_checkpoints(
+        lora_run,
+        output=out,
+        data="bundled",
+        num_pairs=10,
+        include_base=True,
+        representations="nav",
+        similarity=("anc:nav",),
+    )
     assert [r["step"] for r in written] == [0, 1, 2]
     data = load_parallel("bundled", num_pairs=10)
     base, tokenizer = load_model_and_tokenizer(str(model_dir))
@@ -152,11 +195,14 @@ def test_cli_score_run_dir_and_errors(full_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     out = tmp_path / "cli.jsonl"
-    assert main(["--quiet", "score", str(run), "--num-pairs", "8", "--representation", "nas", "--output", str(out)]) == 0
+    assert (
+        main(["--quiet", "score", str(run), "--num-pairs", "8", "--representation", "nas", "--output", str(out)]) == 0
+    )
     steps = [json.loads(line)["step"] for line in out.read_text().splitlines()]
     assert steps == [1, 2, 3]
-    assert main(["--quiet", "score", str(run), "--num-pairs", "8", "--representation", "nas", "--output",
-                 str(out)]) == 0
+    assert (
+        main(["--quiet", "score", str(run), "--num-pairs", "8", "--representation", "nas", "--output", str(out)]) == 0
+    )
     assert len(out.read_text().splitlines()) == 3
     assert main(["--quiet", "score", str(tmp_path / "missing-run")]) == 2
     assert "missing-run" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """What a new user meets in the first hour of `neuronxa`: outputs checked before minutes of work, files that are not
 UTF-8, missing models, log lines printed once, Ctrl-C, --version, global flags after the subcommand, --num-pairs all,
 `score RUN_DIR` that has nothing to do or no step-0 baseline, and a translate progress bar that moves."""
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("restore_library_verbosity")
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Any model load fails the test: the command must have stopped before it."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the command checked its arguments")
 
@@ -61,13 +63,17 @@ def _blocked_path(tmp_path: Path) -> Path:
     return blocker / "out" / "r.json"
 
 
-@pytest.mark.parametrize("command", [
-    ["score", "--data", "bundled", "--num-pairs", "4", "--output", "{blocked}"],
-    ["score", "--data", "bundled", "--num-pairs", "4", "--output", "{ok}", "--plot", "{blocked}"],
-    ["translate", "--data", "bundled", "--num-pairs", "2", "--metrics", "chrf", "--output", "{blocked}"],
-    ["correlate", "a.json", "--benchmarks", "b.csv", "--output-json", "{blocked}"],
-    ["report", "{run}", "--output-dir", "{blocked}"],
-], ids=["score-output", "score-plot", "translate-output", "correlate-output-json", "report-output-dir"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", "--data", "bundled", "--num-pairs", "4", "--output", "{blocked}"],
+        ["score", "--data", "bundled", "--num-pairs", "4", "--output", "{ok}", "--plot", "{blocked}"],
+        ["translate", "--data", "bundled", "--num-pairs", "2", "--metrics", "chrf", "--output", "{blocked}"],
+        ["correlate", "a.json", "--benchmarks", "b.csv", "--output-json", "{blocked}"],
+        ["report", "{run}", "--output-dir", "{blocked}"],
+    ],
+    ids=["score-output", "score-plot", "translate-output", "correlate-output-json", "report-output-dir"],
+)
 def test_unwritable_output_fails_before_any_work(command, model_dir, tmp_path, capsys, no_model_load):
     blocked = _blocked_path(tmp_path)
     argv = [part.format(blocked=blocked, ok=tmp_path / "ok.json", run=tmp_path) for part in command]
@@ -89,8 +95,20 @@ def test_output_into_a_read_only_directory_fails_before_the_model_loads(model_di
     read_only.mkdir()
     read_only.chmod(0o500)
     try:
-        code = main(["--quiet", "score", "--model", str(model_dir), "--data", "bundled", "--num-pairs", "4",
-                     "--output", str(read_only / "r.json")])
+        code = main(
+            [
+                "--quiet",
+                "score",
+                "--model",
+                str(model_dir),
+                "--data",
+                "bundled",
+                "--num-pairs",
+                "4",
+                "--output",
+                str(read_only / "r.json"),
+            ]
+        )
     finally:
         read_only.chmod(0o700)
     assert code == 2
@@ -120,8 +138,20 @@ def test_latin1_target_file_names_the_file_and_line(model_dir, tmp_path, capsys,
     source = tmp_path / "en.txt"
     source.write_text("The river runs.\nThe team won.\nThe museum opened.\n", encoding="utf-8")
     target = _latin1(tmp_path / "is.txt", ["Fljotid rennur.", "Lidid vann.", "Safnið opnaði."])
-    code = main(["--quiet", "score", "--model", str(model_dir), "--source-file", str(source), "--target-file",
-                 str(target), "--target-lang", "isl_Latn"])
+    code = main(
+        [
+            "--quiet",
+            "score",
+            "--model",
+            str(model_dir),
+            "--source-file",
+            str(source),
+            "--target-file",
+            str(target),
+            "--target-lang",
+            "isl_Latn",
+        ]
+    )
     assert code == 2
     line = _one_line(capsys.readouterr().err)
     assert f"{target}:3" in line and "UTF-8" in line, line
@@ -134,8 +164,10 @@ def test_latin1_data_file_names_the_file_and_line(suffix, tmp_path):
     if suffix == ".tsv":
         lines = ["eng_Latn\tisl_Latn", "The river runs.\tFljotid rennur.", "The team won.\tLiðið vann."]
     else:
-        lines = [json.dumps({"eng_Latn": "The river runs.", "isl_Latn": "Fljotid rennur."}),
-                 json.dumps({"eng_Latn": "The team won.", "isl_Latn": "Liðið vann."}, ensure_ascii=False)]
+        lines = [
+            json.dumps({"eng_Latn": "The river runs.", "isl_Latn": "Fljotid rennur."}),
+            json.dumps({"eng_Latn": "The team won.", "isl_Latn": "Liðið vann."}, ensure_ascii=False),
+        ]
     path = _latin1(tmp_path / f"data{suffix}", lines)
     with pytest.raises(ParallelDataError) as error:
         load_parallel(path, languages=("isl_Latn",), num_pairs=None)
@@ -174,10 +206,24 @@ def _closed_port() -> int:
 
 def test_unknown_hub_name_with_the_hub_unreachable_fails_fast_with_one_line(tmp_path):
     """Online mode but no hub (here: an endpoint on a closed local port, never the real hub): no minute of retries."""
-    env = _subprocess_env(HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None, HF_HOME=str(tmp_path / "hf-home"),
-                          HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")
-    command = [sys.executable, "-m", "neuronxa_callback.cli", "score", "--model", "no-such-model-xyz", "--data",
-               "bundled", "--num-pairs", "4"]
+    env = _subprocess_env(
+        HF_HUB_OFFLINE=None,
+        TRANSFORMERS_OFFLINE=None,
+        HF_HOME=str(tmp_path / "hf-home"),
+        HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "neuronxa_callback.cli",
+        "score",
+        "--model",
+        "no-such-model-xyz",
+        "--data",
+        "bundled",
+        "--num-pairs",
+        "4",
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
     except subprocess.TimeoutExpired:
@@ -206,14 +252,21 @@ def test_a_hub_model_in_the_cache_still_loads(hub, model_dir, tmp_path):
     cache = _hub_cache_with(model_dir, tmp_path / "hub-cache", "tiny-org/tiny-model")
     env = _subprocess_env(HF_HUB_CACHE=str(cache))
     if hub == "unreachable":
-        env = _subprocess_env(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None,
-                              HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")
-    script = ("from neuronxa_callback.instrument.models import load_model_and_tokenizer\n"
-              "model, _ = load_model_and_tokenizer('tiny-org/tiny-model')\n"
-              "print(model.config.model_type)")
+        env = _subprocess_env(
+            HF_HUB_CACHE=str(cache),
+            HF_HUB_OFFLINE=None,
+            TRANSFORMERS_OFFLINE=None,
+            HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        )
+    script = (
+        "from neuronxa_callback.instrument.models import load_model_and_tokenizer\n"
+        "model, _ = load_model_and_tokenizer('tiny-org/tiny-model')\n"
+        "print(model.config.model_type)"
+    )
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("llama")
     assert time.perf_counter() - started < 30 and "Retry" not in done.stderr, done.stderr
@@ -235,8 +288,9 @@ def test_a_library_warning_is_printed_once(tmp_path):
         cli._load_model = load
         sys.exit(cli.main(["score", "--model", "x", "--data", "bundled", "--num-pairs", "4"]))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_subprocess_env(),
-                          cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_subprocess_env(), cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("Retrying in 1s [Retry 1/5].") == 1, done.stderr
 
@@ -274,19 +328,42 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"neuronxa {version('neuronxa_callback')}"
 
 
-@pytest.mark.parametrize("argv,quiet", [
-    (["score", "--quiet"], True), (["--quiet", "score"], True), (["score"], False),
-    (["translate", "--quiet"], True), (["report", "run", "--quiet"], True), (["correlate", "a", "--benchmarks", "b",
-                                                                             "--quiet"], True),
-])
+@pytest.mark.parametrize(
+    "argv,quiet",
+    [
+        (["score", "--quiet"], True),
+        (["--quiet", "score"], True),
+        (["score"], False),
+        (["translate", "--quiet"], True),
+        (["report", "run", "--quiet"], True),
+        (["correlate", "a", "--benchmarks", "b", "--quiet"], True),
+    ],
+)
 def test_quiet_works_before_and_after_the_subcommand(argv, quiet):
     assert cli.build_parser().parse_args(argv).quiet is quiet
 
 
 def test_quiet_after_the_subcommand_runs(model_dir, tmp_path):
     out = tmp_path / "r.json"
-    assert main(["score", "--quiet", "--model", str(model_dir), "--data", "bundled", "--num-pairs", "4",
-                 "--representation", "nas", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--quiet",
+                "--model",
+                str(model_dir),
+                "--data",
+                "bundled",
+                "--num-pairs",
+                "4",
+                "--representation",
+                "nas",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(out.read_text(encoding="utf-8"))["data"]["ids"]) == 4
 
 
@@ -295,8 +372,25 @@ def test_num_pairs_all(model_dir, tmp_path):
 
     assert cli.build_parser().parse_args(["score", "--num-pairs", "7"]).num_pairs == 7
     out = tmp_path / "r.json"
-    assert main(["--quiet", "score", "--model", str(model_dir), "--data", "bundled", "--num-pairs", "all",
-                 "--representation", "nas", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "score",
+                "--model",
+                str(model_dir),
+                "--data",
+                "bundled",
+                "--num-pairs",
+                "all",
+                "--representation",
+                "nas",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     every = len(load_parallel("bundled", num_pairs=None))
     assert every > 100  # more than the default of 100 pairs, or "all" would prove nothing
     assert len(json.loads(out.read_text(encoding="utf-8"))["data"]["ids"]) == every
@@ -332,8 +426,9 @@ def _fake_run(run: Path, steps=(1, 2), base: Path | None = None) -> Path:
 
 
 def _score_run(run: Path, *extra: str) -> int:
-    return main(["--quiet", "score", str(run), "--data", "bundled", "--num-pairs", "6", "--representation", "nas",
-                 *extra])
+    return main(
+        ["--quiet", "score", str(run), "--data", "bundled", "--num-pairs", "6", "--representation", "nas", *extra]
+    )
 
 
 def _steps(jsonl: Path) -> list[int]:
@@ -416,11 +511,28 @@ def test_translate_progress_counts_sentences_and_shows_tokens(capfd):
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer)
     sources = corpus_sentences()[:5]
-    quiet = translate(model, tokenizer, sources, source_lang="eng_Latn", target_lang="isl_Latn", prompt="fewshot",
-                      batch_size=2, max_new_tokens=3)
+    quiet = translate(
+        model,
+        tokenizer,
+        sources,
+        source_lang="eng_Latn",
+        target_lang="isl_Latn",
+        prompt="fewshot",
+        batch_size=2,
+        max_new_tokens=3,
+    )
     assert "sentence" not in capfd.readouterr().err  # the library default shows no bar
-    shown = translate(model, tokenizer, sources, source_lang="eng_Latn", target_lang="isl_Latn", prompt="fewshot",
-                      batch_size=2, max_new_tokens=3, progress=True)
+    shown = translate(
+        model,
+        tokenizer,
+        sources,
+        source_lang="eng_Latn",
+        target_lang="isl_Latn",
+        prompt="fewshot",
+        batch_size=2,
+        max_new_tokens=3,
+        progress=True,
+    )
     assert shown == quiet
     err = capfd.readouterr().err
     assert "5/5" in err and "sentence" in err, err  # the total is sentences (3 batches would read 3/3)

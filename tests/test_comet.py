@@ -1,5 +1,6 @@
 """COMET / CometKiwi end to end on tiny random COMET models built offline (neuronxa_callback/testing/comet.py), and the
 unbabel-comet compatibility layer. No mocks of COMET: real comet classes, real checkpoints, real forward passes."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from neuronxa_callback.quality import _comet_compat
-
 from neuronxa_callback.quality import metrics as quality
 from neuronxa_callback.quality.metrics import CometKiwiScorer, CometModelError, CometScorer, make_scorers
 from neuronxa_callback.testing.comet import build_tiny_comet
@@ -195,7 +195,7 @@ def test_missing_model_names_what_was_tried(tmp_path):
         quality.load_comet_model("nobody/no-comet-here")  # HF_HUB_OFFLINE=1: the cache only, no network
     (tmp_path / "empty").mkdir()
     with pytest.raises(CometModelError, match="has no checkpoints/model.ckpt"):
-        CometScorer(model=tmp_path / "empty").model
+        _ = CometScorer(model=tmp_path / "empty").model
 
 
 def _copy_model(source: Path, target: Path) -> Path:

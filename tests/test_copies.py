@@ -1,4 +1,5 @@
 """Copy detection: hypotheses that repeat a prompt example are flagged and scored as empty."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,26 +7,32 @@ import pytest
 from neuronxa_callback.quality.copies import COPY_POLICY, find_copies, mask_copies
 from neuronxa_callback.quality.metrics import make_scorers
 
-EXAMPLES = [("Safnið er lokað á mánudögum og helgidögum.", "The museum is closed on Mondays and public holidays."),
-            ("Lestin fer klukkan sjö.", "The train leaves at seven o'clock.")]
+EXAMPLES = [
+    ("Safnið er lokað á mánudögum og helgidögum.", "The museum is closed on Mondays and public holidays."),
+    ("Lestin fer klukkan sjö.", "The train leaves at seven o'clock."),
+]
 
 
 def test_exact_and_near_exact_copies_of_either_side_are_flagged():
     hypotheses = [
-        "The museum is closed on Mondays and public holidays.",   # verbatim target
-        "the museum is closed on mondays and public holidays",    # case and punctuation only
-        "The museum is closed on Mondays and holidays.",          # one word dropped
-        "Safnið er lokað á mánudögum og helgidögum.",             # the example's source
-        "The train leaves at seven.",                              # shares words, but a different sentence
-        "The minister resigned on Tuesday after the vote.",       # a real answer
-        "Yes.",                                                    # too short to call a copy
+        "The museum is closed on Mondays and public holidays.",  # verbatim target
+        "the museum is closed on mondays and public holidays",  # case and punctuation only
+        "The museum is closed on Mondays and holidays.",  # one word dropped
+        "Safnið er lokað á mánudögum og helgidögum.",  # the example's source
+        "The train leaves at seven.",  # shares words, but a different sentence
+        "The minister resigned on Tuesday after the vote.",  # a real answer
+        "Yes.",  # too short to call a copy
     ]
     report = find_copies(hypotheses, EXAMPLES)
     assert report.flags == (True, True, True, True, False, False, False)
     assert report.matches[0] == "example 1 target" and report.matches[3] == "example 1 source"
     assert report.count == 4 and report.rate == pytest.approx(4 / 7)
-    assert report.to_dict(ids=list("abcdefg")) == {"copies": 4, "copy_rate": pytest.approx(4 / 7),
-                                                   "copy_policy": COPY_POLICY, "copied_ids": ["a", "b", "c", "d"]}
+    assert report.to_dict(ids=list("abcdefg")) == {
+        "copies": 4,
+        "copy_rate": pytest.approx(4 / 7),
+        "copy_policy": COPY_POLICY,
+        "copied_ids": ["a", "b", "c", "d"],
+    }
 
 
 def test_no_examples_means_no_copies_and_bad_input_is_refused():

@@ -4,6 +4,7 @@ tests/data/paper_correlations.csv is transcribed from shared/paper/neuronxa-arxi
 Table 3 (XNLI, BMLAMA-53), Table 4 (m-ARC, m-MMLU, Belebele), Table 8 and Table 9 (Appendix C.2: CKA, SVCCA, ANC,
 MEXA, NASCA, NAVCA). Column `line` is the line of that text file; model "AVG" is the paper's average column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,17 +58,26 @@ def test_second_level_averages_table_10_and_the_headline_0_9556():
     _, averages = _paper_rows()
     multilingual = ("m-ARC", "m-MMLU", "Belebele")
     transfer = ("XNLI", "BMLAMA")
-    table_10 = {"CKA": (0.7596, 0.6804), "SVCCA": (0.9246, 0.8407), "ANC": (0.9313, 0.8537), "MEXA": (0.9091, 0.8058),
-                "NASCA": (0.9541, 0.8597), "NAVCA": (0.9430, 0.8588)}
+    table_10 = {
+        "CKA": (0.7596, 0.6804),
+        "SVCCA": (0.9246, 0.8407),
+        "ANC": (0.9313, 0.8537),
+        "MEXA": (0.9091, 0.8058),
+        "NASCA": (0.9541, 0.8597),
+        "NAVCA": (0.9430, 0.8588),
+    }
     for measure, (multi, trans) in table_10.items():
-        assert mean_over_models(averages[("Table 8", b, "weighted", measure)] for b in multilingual) == \
-            pytest.approx(multi, abs=1e-4)
-        assert mean_over_models(averages[("Table 9", b, "weighted", measure)] for b in transfer) == \
-            pytest.approx(trans, abs=1e-4)
+        assert mean_over_models(averages[("Table 8", b, "weighted", measure)] for b in multilingual) == pytest.approx(
+            multi, abs=1e-4
+        )
+        assert mean_over_models(averages[("Table 9", b, "weighted", measure)] for b in transfer) == pytest.approx(
+            trans, abs=1e-4
+        )
     # Abstract: "NeuronXA achieves a Pearson correlation of 0.9556 with downstream tasks performance" = Table 4,
     # NASCA with weighted pooling, averaged over the three benchmarks.
-    assert mean_over_models(averages[("Table 4", b, "weighted", "NASCA")] for b in multilingual) == \
-        pytest.approx(0.9556, abs=1e-4)
+    assert mean_over_models(averages[("Table 4", b, "weighted", "NASCA")] for b in multilingual) == pytest.approx(
+        0.9556, abs=1e-4
+    )
 
 
 def _series_with_r(r: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +92,20 @@ def _series_with_r(r: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return 0.4 + 0.1 * x, 60 + 15 * y  # alignment-like and benchmark-like scales (affine: r unchanged)
 
 
-LANGS = ["deu_Latn", "fra_Latn", "spa_Latn", "ita_Latn", "por_Latn", "rus_Cyrl", "zho_Hans", "jpn_Jpan", "hin_Deva",
-         "swh_Latn", "isl_Latn", "tur_Latn"]
+LANGS = [
+    "deu_Latn",
+    "fra_Latn",
+    "spa_Latn",
+    "ita_Latn",
+    "por_Latn",
+    "rus_Cyrl",
+    "zho_Hans",
+    "jpn_Jpan",
+    "hin_Deva",
+    "swh_Latn",
+    "isl_Latn",
+    "tur_Latn",
+]
 
 
 def test_correlate_end_to_end_reproduces_paper_table_4_averages(tmp_path):
@@ -119,11 +141,28 @@ def test_correlate_end_to_end_reproduces_paper_table_4_averages(tmp_path):
         assert table.averages[benchmark]["models"] == 9
 
     out_json, out_csv, plots = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "plots"
-    assert main(["--quiet", "correlate", *score_specs, "--benchmarks", str(bench_csv), "--output-json", str(out_json),
-                 "--output-csv", str(out_csv), "--plot-dir", str(plots)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "correlate",
+                *score_specs,
+                "--benchmarks",
+                str(bench_csv),
+                "--output-json",
+                str(out_json),
+                "--output-csv",
+                str(out_csv),
+                "--plot-dir",
+                str(plots),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(out_json.read_text())["tables"][0]
-    assert saved["averages"]["Belebele"]["pearson"] == pytest.approx(averages[("Table 4", "Belebele", "weighted",
-                                                                               "NASCA")], abs=1e-4)
+    assert saved["averages"]["Belebele"]["pearson"] == pytest.approx(
+        averages[("Table 4", "Belebele", "weighted", "NASCA")], abs=1e-4
+    )
     csv_avg = [row for row in csv.DictReader(open(out_csv)) if row["model"] == "AVG"]
     assert [row["benchmark"] for row in csv_avg] == list(benchmarks)
     pngs = sorted(p.name for p in (plots / "nasca").glob("*.png"))
@@ -132,14 +171,24 @@ def test_correlate_end_to_end_reproduces_paper_table_4_averages(tmp_path):
 
 def test_spearman_pvalues_and_a_hand_computed_case(tmp_path):
     scores = tmp_path / "s.json"
-    scores.write_text(json.dumps({"model": "m", "pairs": {
-        "eng_Latn-deu_Latn": {"nasca_mean": 0.5, "similarity": {"cka": {"mean": 0.9}}},
-        "eng_Latn-fra_Latn": {"nasca_mean": 0.4, "similarity": {"cka": {"mean": 0.7}}},
-        "eng_Latn-isl_Latn": {"nasca_mean": 0.1, "similarity": {"cka": {"mean": 0.8}}},
-        "eng_Latn-amh_Ethi": {"nasca_mean": 0.0, "similarity": {"cka": {"mean": 0.1}}}}}))
+    scores.write_text(
+        json.dumps(
+            {
+                "model": "m",
+                "pairs": {
+                    "eng_Latn-deu_Latn": {"nasca_mean": 0.5, "similarity": {"cka": {"mean": 0.9}}},
+                    "eng_Latn-fra_Latn": {"nasca_mean": 0.4, "similarity": {"cka": {"mean": 0.7}}},
+                    "eng_Latn-isl_Latn": {"nasca_mean": 0.1, "similarity": {"cka": {"mean": 0.8}}},
+                    "eng_Latn-amh_Ethi": {"nasca_mean": 0.0, "similarity": {"cka": {"mean": 0.1}}},
+                },
+            }
+        )
+    )
     bench = tmp_path / "b.csv"
-    bench.write_text("model,language,benchmark,score\nm,de,xnli,70\nm,fra,xnli,65\nm,isl_Latn,xnli,40\n"
-                     "m,amh-Ethi,xnli,35\nm,yor,xnli,33\n")  # yor has no alignment score: left out (n = 4)
+    bench.write_text(
+        "model,language,benchmark,score\nm,de,xnli,70\nm,fra,xnli,65\nm,isl_Latn,xnli,40\n"
+        "m,amh-Ethi,xnli,35\nm,yor,xnli,33\n"
+    )  # yor has no alignment score: left out (n = 4)
     rows = load_benchmarks(bench)
     table = correlate_benchmarks(load_alignment_scores([scores]), rows)
     entry = table.per_model["xnli"]["m"]
@@ -154,20 +203,27 @@ def test_spearman_pvalues_and_a_hand_computed_case(tmp_path):
     # A similarity measure from the same file, under a NAME=PATH label.
     cka = correlate_benchmarks(load_alignment_scores([f"m={scores}"], measure="cka"), rows, measure="cka")
     assert cka.per_model["xnli"]["m"]["pearson"] == pytest.approx(
-        float(np.corrcoef([0.1, 0.9, 0.7, 0.8], y)[0, 1]), abs=1e-12)
+        float(np.corrcoef([0.1, 0.9, 0.7, 0.8], y)[0, 1]), abs=1e-12
+    )
     with pytest.raises(CorrelationInputError, match=r"no model is in both the score files \['renamed'\]"):
         correlate_benchmarks(load_alignment_scores([f"renamed={scores}"]), rows)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("model,language,score\nm,deu,1\n", r"b\.csv:1: header lacks column\(s\) \['benchmark'\]"),
-    ("model,language,benchmark,score\nm,deu,x,1\nm,deu,x,abc\n", r"b\.csv:3: score 'abc' is not a number"),
-    ("model,language,benchmark,score\nm,deu,x,1\nm,klingon,x,2\n", r"b\.csv:3: unknown language code 'klingon'"),
-    ("model,language,benchmark,score\nm,deu,x,1\nm,deu_Latn,x,2\n", r"b\.csv:3: m / deu_Latn / x again \(first on line 2\)"),
-    ("model,language,benchmark,score\nm,,x,1\n", r"b\.csv:2: empty language"),
-    ("model,language,benchmark,score\nm,deu\n", r"b\.csv:2: 2 field\(s\)"),
-    ("", r"b\.csv:1: empty file"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model,language,score\nm,deu,1\n", r"b\.csv:1: header lacks column\(s\) \['benchmark'\]"),
+        ("model,language,benchmark,score\nm,deu,x,1\nm,deu,x,abc\n", r"b\.csv:3: score 'abc' is not a number"),
+        ("model,language,benchmark,score\nm,deu,x,1\nm,klingon,x,2\n", r"b\.csv:3: unknown language code 'klingon'"),
+        (
+            "model,language,benchmark,score\nm,deu,x,1\nm,deu_Latn,x,2\n",
+            r"b\.csv:3: m / deu_Latn / x again \(first on line 2\)",
+        ),
+        ("model,language,benchmark,score\nm,,x,1\n", r"b\.csv:2: empty language"),
+        ("model,language,benchmark,score\nm,deu\n", r"b\.csv:2: 2 field\(s\)"),
+        ("", r"b\.csv:1: empty file"),
+    ],
+)
 def test_bad_csv_names_file_and_line(tmp_path, text, message):
     bad = tmp_path / "b.csv"
     bad.write_text(text)
@@ -196,7 +252,9 @@ def test_cli_bad_input_exits_2_with_file_line(tmp_path, capsys):
 def test_jsonl_score_file_uses_the_last_step_and_the_run_name(tmp_path):
     run = tmp_path / "my-run" / "neuronxa"
     run.mkdir(parents=True)
-    records = [{"step": 5, "pairs": {"eng_Latn-deu_Latn": {"nasca_mean": 0.2}}},
-               {"step": 10, "pairs": {"eng_Latn-deu_Latn": {"nasca_mean": 0.3}}}]
+    records = [
+        {"step": 5, "pairs": {"eng_Latn-deu_Latn": {"nasca_mean": 0.2}}},
+        {"step": 10, "pairs": {"eng_Latn-deu_Latn": {"nasca_mean": 0.3}}},
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert load_alignment_scores([run / "metrics.jsonl"]) == {("my-run", "deu_Latn"): 0.3}

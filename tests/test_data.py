@@ -1,4 +1,5 @@
 """Tests for neuronxa_callback.data.loaders and .languages: every loader, every input error, sampling, bundled files."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from neuronxa_callback.data.languages import FLORES200_CODES, NTREX_CODES, LanguageCodeError, language_name
 from neuronxa_callback.data.loaders import (
     BUNDLED_ORIGIN,
     ParallelDataError,
@@ -20,7 +22,6 @@ from neuronxa_callback.data.loaders import (
     load_training_pairs,
     normalize_language,
 )
-from neuronxa_callback.data.languages import FLORES200_CODES, NTREX_CODES, LanguageCodeError, language_name
 
 BUNDLED_LANGUAGES = ("isl_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans")
 
@@ -35,8 +36,12 @@ def write(path: Path, lines: list[str], newline: str = "\n") -> Path:
 
 
 def make_set(n: int = 10) -> ParallelSet:
-    return ParallelSet(("eng_Latn", "isl_Latn"), {"eng_Latn": tuple(EN[:n]), "isl_Latn": tuple(IS[:n])},
-                       ids=tuple(str(i) for i in range(1, n + 1)), origin="test")
+    return ParallelSet(
+        ("eng_Latn", "isl_Latn"),
+        {"eng_Latn": tuple(EN[:n]), "isl_Latn": tuple(IS[:n])},
+        ids=tuple(str(i) for i in range(1, n + 1)),
+        origin="test",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- language codes
@@ -44,10 +49,23 @@ def make_set(n: int = 10) -> ParallelSet:
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("isl_Latn", "isl_Latn"), ("isl", "isl_Latn"), ("is", "isl_Latn"), ("ISL_latn", "isl_Latn"),
-     ("isl-Latn", "isl_Latn"), ("zho-CN", "zho_Hans"), ("zho-TW", "zho_Hant"), ("zho", "zho_Hans"),
-     ("aze-Latn", "azj_Latn"), ("fas", "pes_Arab"), ("deu", "deu_Latn"), ("en", "eng_Latn"),
-     ("tir", "tir_Ethi"), ("xyz_Abcd", "xyz_Abcd"), (" spa ", "spa_Latn")],
+    [
+        ("isl_Latn", "isl_Latn"),
+        ("isl", "isl_Latn"),
+        ("is", "isl_Latn"),
+        ("ISL_latn", "isl_Latn"),
+        ("isl-Latn", "isl_Latn"),
+        ("zho-CN", "zho_Hans"),
+        ("zho-TW", "zho_Hant"),
+        ("zho", "zho_Hans"),
+        ("aze-Latn", "azj_Latn"),
+        ("fas", "pes_Arab"),
+        ("deu", "deu_Latn"),
+        ("en", "eng_Latn"),
+        ("tir", "tir_Ethi"),
+        ("xyz_Abcd", "xyz_Abcd"),
+        (" spa ", "spa_Latn"),
+    ],
 )
 def test_normalize_language(code, expected):
     assert normalize_language(code) == expected
@@ -102,8 +120,12 @@ def test_subset_first_and_random_are_deterministic():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"num_pairs": 11}, "has only 10 pairs but num_pairs=11"), ({"num_pairs": 1}, "at least 2 pairs"),
-     ({"num_pairs": 3, "sample": "shuffle"}, "sample must be one of"), ({"num_pairs": 2.5}, "must be an int")],
+    [
+        ({"num_pairs": 11}, "has only 10 pairs but num_pairs=11"),
+        ({"num_pairs": 1}, "at least 2 pairs"),
+        ({"num_pairs": 3, "sample": "shuffle"}, "sample must be one of"),
+        ({"num_pairs": 2.5}, "must be an int"),
+    ],
 )
 def test_subset_rejects_bad_requests(kwargs, message):
     with pytest.raises(ParallelDataError, match=message):
@@ -166,8 +188,10 @@ def test_duplicate_sentences_warn_with_file_and_lines(tmp_path):
 
 
 def test_tsv_with_header_and_id_column(tmp_path):
-    path = write(tmp_path / "set.tsv", ["id\teng\tisl_Latn\tdeu_Latn"]
-                 + [f"s{i}\t{e}\t{s}\t{d}" for i, (e, s, d) in enumerate(zip(EN, IS, DE))])
+    path = write(
+        tmp_path / "set.tsv",
+        ["id\teng\tisl_Latn\tdeu_Latn"] + [f"s{i}\t{e}\t{s}\t{d}" for i, (e, s, d) in enumerate(zip(EN, IS, DE))],
+    )
     data = load_parallel(path, languages=("deu", "isl"), num_pairs=4)
     assert data.languages == ("eng_Latn", "deu_Latn", "isl_Latn")
     assert data.ids == ("s0", "s1", "s2", "s3") and data.sentences("deu_Latn") == DE[:4]
@@ -185,9 +209,11 @@ def test_tsv_without_header_uses_pivot_and_languages_as_columns(tmp_path):
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [("only one field", r"set\.tsv:4: 1 tab-separated fields, expected 2"),
-     ("English here\t ", r"set\.tsv:4: empty isl_Latn sentence"),
-     ("", r"set\.tsv:4: empty line")],
+    [
+        ("only one field", r"set\.tsv:4: 1 tab-separated fields, expected 2"),
+        ("English here\t ", r"set\.tsv:4: empty isl_Latn sentence"),
+        ("", r"set\.tsv:4: empty line"),
+    ],
 )
 def test_tsv_bad_rows_name_file_and_line(tmp_path, row, message):
     rows = [f"{e}\t{s}" for e, s in zip(EN, IS)]
@@ -217,10 +243,12 @@ def test_jsonl_with_ids_and_extra_keys(tmp_path):
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [('{"eng_Latn": "x", "isl_Latn": ', r"set\.jsonl:3: not valid JSON"),
-     ('{"eng_Latn": "x"}', r"set\.jsonl:3: missing or empty 'isl_Latn' sentence"),
-     ('["eng_Latn", "isl_Latn"]', r"set\.jsonl:3: expected a JSON object"),
-     ("", r"set\.jsonl:3: empty line")],
+    [
+        ('{"eng_Latn": "x", "isl_Latn": ', r"set\.jsonl:3: not valid JSON"),
+        ('{"eng_Latn": "x"}', r"set\.jsonl:3: missing or empty 'isl_Latn' sentence"),
+        ('["eng_Latn", "isl_Latn"]', r"set\.jsonl:3: expected a JSON object"),
+        ("", r"set\.jsonl:3: empty line"),
+    ],
 )
 def test_jsonl_bad_lines_name_file_and_line(tmp_path, line, message):
     lines = [json.dumps({"eng_Latn": e, "isl_Latn": s}) for e, s in zip(EN, IS)]
@@ -318,8 +346,15 @@ def test_flores_plus_offline_fails_fast_with_instructions(monkeypatch):
         load_parallel("flores+", languages=("isl",), token="hf_secret_passed_in")
     assert time.monotonic() - started < 30
     message = str(info.value)
-    for needle in ("openlanguagedata/flores_plus", "accept its licence", "huggingface-cli login", "--hf-token",
-                   "FLORES-200 directory", "NTREX-128", "TSV"):
+    for needle in (
+        "openlanguagedata/flores_plus",
+        "accept its licence",
+        "huggingface-cli login",
+        "--hf-token",
+        "FLORES-200 directory",
+        "NTREX-128",
+        "TSV",
+    ):
         assert needle in message
     assert "hf_secret" not in message
 

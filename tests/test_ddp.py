@@ -1,4 +1,5 @@
 """NeuronXACallback under DDP: 2 CPU processes (gloo) give the same scores as one process, and stop together."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,15 @@ def test_ddp_scores_equal_single_process_and_all_ranks_stop(tmp_path):
     if torchrun is None:
         pytest.skip("torchrun not installed next to the python interpreter")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    command = [torchrun, "--nproc_per_node", "2", "--master_port", "29731", str(REPO_ROOT / "tests" / "_ddp_worker.py"),
-               str(tmp_path)]
+    command = [
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29731",
+        str(REPO_ROOT / "tests" / "_ddp_worker.py"),
+        str(tmp_path),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 

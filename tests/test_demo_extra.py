@@ -1,5 +1,6 @@
 """The embedded demo models are an optional, pinned extra: a plain install pulls no model, and asking for
 an embedded model without its package fails with a message that names the extra."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -2,6 +2,7 @@
 (mid-step, mid-measurement, mid-JSONL-write, mid-checkpoint) and at random moments, and resumed from its last complete
 checkpoint each time. The final JSONL must parse, hold one record per measured step with no gap, and carry exactly
 the scores of an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,14 @@ def _env(fault: str | None = None) -> dict:
 
 
 def _start(output_dir: Path, fault: str | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(output_dir)], cwd=ROOT, env=_env(fault),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(output_dir)],
+        cwd=ROOT,
+        env=_env(fault),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(output_dir: Path) -> str:
@@ -53,9 +60,13 @@ def _scores(record: dict) -> dict:
     """Everything a measurement measured (not when or how fast)."""
     quality = record.get("quality", {}).get(PAIR)
     return {
-        "step": record["step"], "trigger": record["trigger"], "measurement_index": record["measurement_index"],
-        "nasca": record["pairs"][PAIR]["nasca"], "navca": record["pairs"][PAIR]["navca"],
-        "chrf": quality and quality["chrf"], "hypotheses": quality and [t["hypothesis"] for t in quality["translations"]],
+        "step": record["step"],
+        "trigger": record["trigger"],
+        "measurement_index": record["measurement_index"],
+        "nasca": record["pairs"][PAIR]["nasca"],
+        "navca": record["pairs"][PAIR]["navca"],
+        "chrf": quality and quality["chrf"],
+        "hypotheses": quality and [t["hypothesis"] for t in quality["translations"]],
         "correlation": record["correlation"],
     }
 
@@ -188,9 +199,13 @@ def test_replacing_a_record_is_one_atomic_write(tmp_path, monkeypatch):
     logger.log_measurement({"step": 3, "event": "measurement"})
     writes = []
     real = jsonl._atomic_write
-    monkeypatch.setattr(jsonl, "_atomic_write", lambda p, records: (writes.append([r["step"] for r in records]),
-                                                                      real(p, records)))
+    monkeypatch.setattr(
+        jsonl, "_atomic_write", lambda p, records: (writes.append([r["step"] for r in records]), real(p, records))
+    )
     logger.log_measurement({"step": 3, "event": "measurement", "quality": {}})
     assert writes == [[0, 3]]  # one rewrite that already holds the new record (before: [0] then an append)
-    assert [json.loads(line) for line in path.read_text().splitlines()][-1] == {"step": 3, "event": "measurement",
-                                                                                 "quality": {}}
+    assert [json.loads(line) for line in path.read_text().splitlines()][-1] == {
+        "step": 3,
+        "event": "measurement",
+        "quality": {},
+    }

@@ -1,4 +1,5 @@
 """The few-shot pool: drawn from the bundled fewshot split, never from the scored sentences."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,10 @@ def test_examples_come_from_the_fewshot_split_in_order():
 
 def test_excluded_sentences_are_skipped_and_k_bounds_the_count():
     first, second, third = load_fewshot_examples("eng_Latn", "deu_Latn", k=3)
-    assert load_fewshot_examples("eng_Latn", "deu_Latn", k=2, exclude=[first[0], second[1]]) == [third] + \
-        load_fewshot_examples("eng_Latn", "deu_Latn", k=4)[3:4]
+    assert (
+        load_fewshot_examples("eng_Latn", "deu_Latn", k=2, exclude=[first[0], second[1]])
+        == [third] + load_fewshot_examples("eng_Latn", "deu_Latn", k=4)[3:4]
+    )
     assert load_fewshot_examples("eng_Latn", "deu_Latn", k=0) == []
     with pytest.raises(ValueError, match="k must be"):
         load_fewshot_examples("eng_Latn", "deu_Latn", k=-1)

@@ -1,4 +1,5 @@
 """Few-shot examples come from the scored pairs' own source (never a scored line), the bundled pool otherwise."""
+
 from __future__ import annotations
 
 import pytest

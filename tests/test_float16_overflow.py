@@ -1,6 +1,7 @@
 """Float16 overflow: a model whose activations or hidden states leave the float16 range (Gemma 3 does) must never get
 silently wrong scores. encode() recomputes such batches under bfloat16 autocast; layers it cannot rescue are flagged,
 reported with a reason and left out of the layer means. Tiny models with weights scaled (or poisoned) to overflow."""
+
 from __future__ import annotations
 
 import copy
@@ -11,11 +12,11 @@ import math
 import pytest
 import torch
 
-from neuronxa_callback.instrument.activations import ActivationCapture, encode, pooling_weights
 from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment
-from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
 from neuronxa_callback.alignment.scoring import PairScore, score_matrices
 from neuronxa_callback.alignment.similarity import similarity_per_layer
+from neuronxa_callback.instrument.activations import ActivationCapture, encode, pooling_weights
+from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers
 from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 SENTENCES = corpus_sentences()[:12]
@@ -52,9 +53,12 @@ def _parallel(sentences):
     from neuronxa_callback.data.loaders import ParallelSet
 
     half = len(sentences) // 2
-    return ParallelSet(languages=("eng_Latn", "deu_Latn"),
-                       texts={"eng_Latn": tuple(sentences[:half]), "deu_Latn": tuple(sentences[half:])},
-                       ids=tuple(f"t{i}" for i in range(half)), origin="tiny overflow test")
+    return ParallelSet(
+        languages=("eng_Latn", "deu_Latn"),
+        texts={"eng_Latn": tuple(sentences[:half]), "deu_Latn": tuple(sentences[half:])},
+        ids=tuple(f"t{i}" for i in range(half)),
+        origin="tiny overflow test",
+    )
 
 
 def _relative_error(a, b):
@@ -208,8 +212,9 @@ def test_gemma_in_float16_scores_like_float32(gemma, ntrex_dir):
     model, tokenizer = gemma
     data = load_parallel(ntrex_dir, languages=["jpn_Jpan"], num_pairs=16)
     float32 = measure_alignment(model, tokenizer, data, representations=("nas", "nav"), batch_size=8)
-    float16 = measure_alignment(copy.deepcopy(model).to(torch.float16), tokenizer, data,
-                                representations=("nas", "nav"), batch_size=8)
+    float16 = measure_alignment(
+        copy.deepcopy(model).to(torch.float16), tokenizer, data, representations=("nas", "nav"), batch_size=8
+    )
     assert float16.numerics["upcast_batches"] == 4 and 7 in [item["layer"] for item in float16.numerics["overflow"]]
     assert "invalid_layers" not in float16.numerics
     for metric in ("nasca", "navca"):
@@ -223,13 +228,21 @@ def test_a_run_with_an_unscorable_layer_is_recorded_correlated_and_reported(toke
     # The whole path after the measurement: JSONL (no NaN allowed), running correlations, report and figures,
     # and the shards of a DDP encode merged with their reasons.
     from neuronxa_callback import AlignmentMonitor
+    from neuronxa_callback.offline.report import write_report
     from neuronxa_callback.parallel.collectives import merge_encoded
     from neuronxa_callback.sinks.jsonl import read_jsonl
-    from neuronxa_callback.offline.report import write_report
 
     model = _poisoned(tokenizer)
-    monitor = AlignmentMonitor(eval_steps=1, quality_every=1, quality_num_pairs=2, num_pairs=8, batch_size=8,
-                               max_length=48, max_new_tokens=4, num_fewshot=1)
+    monitor = AlignmentMonitor(
+        eval_steps=1,
+        quality_every=1,
+        quality_num_pairs=2,
+        num_pairs=8,
+        batch_size=8,
+        max_length=48,
+        max_new_tokens=4,
+        num_fewshot=1,
+    )
     monitor.begin(model, tokenizer, output_dir=tmp_path)
     for step in range(4):
         assert monitor.measure(model, tokenizer, step=step, trigger="train_begin" if step == 0 else "step")
@@ -243,7 +256,8 @@ def test_a_run_with_an_unscorable_layer_is_recorded_correlated_and_reported(toke
     written = write_report(tmp_path / "neuronxa" / "metrics.jsonl")
     assert written["summary"].read_text().count("| 0 (") >= 1  # the best layer is the one that could be scored
 
-    shards = [encode(model, tokenizer, SENTENCES, representations=("nas",), batch_size=BATCH, shard=(r, 2))
-              for r in range(2)]
+    shards = [
+        encode(model, tokenizer, SENTENCES, representations=("nas",), batch_size=BATCH, shard=(r, 2)) for r in range(2)
+    ]
     merged = merge_encoded(shards, len(SENTENCES))
     assert sorted(merged.invalid_layers) == [1, 2]

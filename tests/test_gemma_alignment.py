@@ -3,18 +3,36 @@
 Reference (measured independently, float32, weighted pooling, <bos> fed but not pooled, strict inequality):
 NASCA layer mean 0.494 and the per-layer profile below; NAVCA layer mean 0.319.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from neuronxa_callback.alignment.report import measure_alignment
-from neuronxa_callback.data.loaders import ParallelSet
 from neuronxa_callback.alignment.scoring import chance_probability
+from neuronxa_callback.data.loaders import ParallelSet
 
 pytestmark = pytest.mark.integration
 
 NASCA_PROFILE_ENG_DEU = [
-    0.02, 0.15, 0.23, 0.42, 0.75, 0.74, 0.87, 0.89, 0.86, 0.88, 0.82, 0.75, 0.49, 0.42, 0.30, 0.15, 0.10, 0.05,
+    0.02,
+    0.15,
+    0.23,
+    0.42,
+    0.75,
+    0.74,
+    0.87,
+    0.89,
+    0.86,
+    0.88,
+    0.82,
+    0.75,
+    0.49,
+    0.42,
+    0.30,
+    0.15,
+    0.10,
+    0.05,
 ]
 NUM_LINES = 100
 

@@ -3,6 +3,7 @@
 The bounds come from one run of bench/precision_gemma.py (MEASURED_RUN below, also the README's "Mixed precision"
 table); each is that run's number with a margin for a different CPU / thread count / library version.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,9 +22,15 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "precision_gemma.py"
 # 0.0034; the largest change of one pooled NAS entry 0.46 (gate values near 0 flipping sign in bf16).
 # Bounds: per-layer 0.05 (five sentences, 2.5x), layer mean 0.005 (~3x the largest), relative error ~2x.
 BOUNDS: dict[str, float] = {
-    "nasca_max_layer_diff": 0.05, "navca_max_layer_diff": 0.05, "mexa_max_layer_diff": 0.05,
-    "nasca_mean_diff": 0.005, "navca_mean_diff": 0.005, "mexa_mean_diff": 0.005,
-    "nasca_rel_error": 0.07, "navca_rel_error": 0.01, "mexa_rel_error": 0.007,
+    "nasca_max_layer_diff": 0.05,
+    "navca_max_layer_diff": 0.05,
+    "mexa_max_layer_diff": 0.05,
+    "nasca_mean_diff": 0.005,
+    "navca_mean_diff": 0.005,
+    "mexa_mean_diff": 0.005,
+    "nasca_rel_error": 0.07,
+    "navca_rel_error": 0.01,
+    "mexa_rel_error": 0.007,
 }
 
 

@@ -4,6 +4,7 @@ Most tests use a "successor" model: a real LlamaForCausalLM whose weights are se
 function of the last one (identity embeddings, zeroed attention/MLP outputs, a permutation-like lm_head). Its output is
 known in advance, so stopping and ordering can be checked exactly without a trained model.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -13,10 +14,35 @@ from neuronxa_callback.quality.generation import Translation, generation_mode, m
 from neuronxa_callback.quality.prompts import PromptError, build_prompt, language_name, resolve_style
 from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
-WORDS = ["one", "eins", "two", "zwei", "drei", "dog", "spin", "loop", "la", "German:", "English:", "user", "assistant", ":"]
+WORDS = [
+    "one",
+    "eins",
+    "two",
+    "zwei",
+    "drei",
+    "dog",
+    "spin",
+    "loop",
+    "la",
+    "German:",
+    "English:",
+    "user",
+    "assistant",
+    ":",
+]
 # next token after each token; anything else is followed by <eos>
-SUCCESSOR = {"one": "eins", "eins": "\n", "\n": "loop", "two": "zwei", "zwei": "drei", "drei": "\n",
-             "dog": "<eos>", "spin": "loop", "loop": "loop", "English:": "one"}
+SUCCESSOR = {
+    "one": "eins",
+    "eins": "\n",
+    "\n": "loop",
+    "two": "zwei",
+    "zwei": "drei",
+    "drei": "\n",
+    "dog": "<eos>",
+    "spin": "loop",
+    "loop": "loop",
+    "English:": "one",
+}
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{{ m['role'] }} : {{ m['content'] }}"
@@ -50,9 +76,18 @@ def successor_model(tokenizer):
     vocab = tokenizer.get_vocab()
     size = len(vocab)
     config = LlamaConfig(
-        vocab_size=size, hidden_size=size, intermediate_size=4, num_hidden_layers=2, num_attention_heads=1,
-        num_key_value_heads=1, head_dim=size, tie_word_embeddings=False, max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=size,
+        hidden_size=size,
+        intermediate_size=4,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=size,
+        tie_word_embeddings=False,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
@@ -96,7 +131,12 @@ def test_fewshot_prompt_format():
 
 def test_language_names():
     assert [language_name(c) for c in ("eng_Latn", "isl_Latn", "deu_Latn", "fra_Latn", "spa_Latn")] == [
-        "English", "Icelandic", "German", "French", "Spanish"]
+        "English",
+        "Icelandic",
+        "German",
+        "French",
+        "Spanish",
+    ]
     assert language_name("zho_Hans").startswith("Chinese")
     assert language_name("qqq_Latn") == "qqq_Latn"
     assert language_name("not a code") == "not a code"
@@ -104,12 +144,21 @@ def test_language_names():
 
 def test_chat_template_prompt_and_auto_style():
     tokenizer = word_tokenizer(CHAT_TEMPLATE)
-    text = build_prompt("zwei", source_lang="deu_Latn", target_lang="eng_Latn", prompt="chat",
-                        examples=[("eins", "one")], tokenizer=tokenizer)
-    instruction = "Translate the following German text into English. Reply with the English translation only, on one line.\n\n"
+    text = build_prompt(
+        "zwei",
+        source_lang="deu_Latn",
+        target_lang="eng_Latn",
+        prompt="chat",
+        examples=[("eins", "one")],
+        tokenizer=tokenizer,
+    )
+    instruction = (
+        "Translate the following German text into English. Reply with the English translation only, on one line.\n\n"
+    )
     assert text == f"<bos>user : {instruction}eins \nassistant : one \nuser : {instruction}zwei"
     assert build_prompt("zwei", source_lang="deu_Latn", target_lang="eng_Latn", prompt="auto", tokenizer=tokenizer) == (
-        build_prompt("zwei", source_lang="deu_Latn", target_lang="eng_Latn", prompt="chat", tokenizer=tokenizer))
+        build_prompt("zwei", source_lang="deu_Latn", target_lang="eng_Latn", prompt="chat", tokenizer=tokenizer)
+    )
     assert resolve_style("auto", tokenizer) == "chat"
     assert resolve_style("auto", word_tokenizer()) == "fewshot"
     with pytest.raises(PromptError, match="chat_template"):
@@ -118,8 +167,9 @@ def test_chat_template_prompt_and_auto_style():
 
 def test_custom_template():
     template = "{examples}Translate from {source_lang} to {target_lang}: {source} =>"
-    text = build_prompt("Hallo", source_lang="deu_Latn", target_lang="isl_Latn", prompt=template,
-                        examples=[("Ja", "Já")])
+    text = build_prompt(
+        "Hallo", source_lang="deu_Latn", target_lang="isl_Latn", prompt=template, examples=[("Ja", "Já")]
+    )
     assert text == "German: Ja\nIcelandic: Já\n\nTranslate from German to Icelandic: Hallo =>"
     assert build_prompt("Hallo", source_lang="deu_Latn", target_lang="isl_Latn", prompt="{{x}} {source}") == "{x} Hallo"
 
@@ -143,8 +193,14 @@ def test_template_errors(template, examples, message):
 def test_example_equal_to_a_scored_source_is_refused(words):
     model, tokenizer = words
     with pytest.raises(ValueError, match=r"examples\[1\].*separate pool"):
-        translate(model, tokenizer, ["one", "two"], source_lang="deu_Latn", target_lang="eng_Latn",
-                  examples=[("la", "la"), ("two ", "zwei")])
+        translate(
+            model,
+            tokenizer,
+            ["one", "two"],
+            source_lang="deu_Latn",
+            target_lang="eng_Latn",
+            examples=[("la", "la"), ("two ", "zwei")],
+        )
     with pytest.raises(ValueError, match=r"examples\[0\]: expected a \(source, target\) pair"):
         translate(model, tokenizer, ["one"], source_lang="deu_Latn", target_lang="eng_Latn", examples=["la"])
 
@@ -186,8 +242,16 @@ def test_stops_at_newline_eos_or_max_new_tokens(words):
 def test_fewshot_path_generates_after_target_label(words):
     model, tokenizer = words
     # The prompt ends with "English:", whose successor chain is "one eins \n": the answer is cut at the newline.
-    out = translate(model, tokenizer, ["zwei", "la la"], source_lang="deu_Latn", target_lang="eng_Latn",
-                    prompt="fewshot", examples=[("drei", "dog")], max_new_tokens=8)
+    out = translate(
+        model,
+        tokenizer,
+        ["zwei", "la la"],
+        source_lang="deu_Latn",
+        target_lang="eng_Latn",
+        prompt="fewshot",
+        examples=[("drei", "dog")],
+        max_new_tokens=8,
+    )
     assert out == ["one eins", "one eins"]
 
 
@@ -196,8 +260,16 @@ def test_order_kept_after_length_sorting_and_mixed_stops(words):
     sources = ["two", "la la la one", "dog", "la two", "la la la la la spin", "one"]
     expected = ["zwei drei", "eins", "", "zwei drei", "loop loop loop", "eins"]
     for batch_size in (1, 2, 4, 16):
-        out = translate(model, tokenizer, sources, source_lang="deu_Latn", target_lang="eng_Latn",
-                        prompt="{source}", batch_size=batch_size, max_new_tokens=3)
+        out = translate(
+            model,
+            tokenizer,
+            sources,
+            source_lang="deu_Latn",
+            target_lang="eng_Latn",
+            prompt="{source}",
+            batch_size=batch_size,
+            max_new_tokens=3,
+        )
         assert out == expected, batch_size
 
 
@@ -205,11 +277,19 @@ def test_chat_path_feeds_one_bos(words):
     model, _ = words
     tokenizer = word_tokenizer(CHAT_TEMPLATE)
     seen = []
-    handle = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()),
-                                             with_kwargs=True)
+    handle = model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
     try:
-        out = translate(model, tokenizer, ["la two", "one"], source_lang="deu_Latn", target_lang="eng_Latn",
-                        prompt="auto", max_new_tokens=4)
+        out = translate(
+            model,
+            tokenizer,
+            ["la two", "one"],
+            source_lang="deu_Latn",
+            target_lang="eng_Latn",
+            prompt="auto",
+            max_new_tokens=4,
+        )
     finally:
         handle.remove()
     assert out == ["zwei drei", "eins"]
@@ -221,8 +301,12 @@ def test_batched_equals_one_at_a_time_on_random_model():
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=3)
     sources = corpus_sentences()[:9]
-    kwargs = dict(source_lang="eng_Latn", target_lang="isl_Latn", max_new_tokens=6,
-                  examples=[(corpus_sentences()[-1], corpus_sentences()[-2])])
+    kwargs = dict(
+        source_lang="eng_Latn",
+        target_lang="isl_Latn",
+        max_new_tokens=6,
+        examples=[(corpus_sentences()[-1], corpus_sentences()[-2])],
+    )
     batched = translate(model, tokenizer, sources, batch_size=4, **kwargs)
     single = [translate(model, tokenizer, [s], batch_size=1, **kwargs)[0] for s in sources]
     assert batched == single
@@ -255,13 +339,27 @@ def test_state_restored_and_generation_runs_with_cache_no_grad():
     during = []
 
     def observe(module, args, kwargs):
-        during.append((module.training, model.model.layers[0].gradient_checkpointing, kwargs.get("use_cache"),
-                       torch.is_grad_enabled(), tokenizer.padding_side))
+        during.append(
+            (
+                module.training,
+                model.model.layers[0].gradient_checkpointing,
+                kwargs.get("use_cache"),
+                torch.is_grad_enabled(),
+                tokenizer.padding_side,
+            )
+        )
 
     handle = model.register_forward_pre_hook(observe, with_kwargs=True)
     try:
-        translate(model, tokenizer, corpus_sentences()[:3], source_lang="eng_Latn", target_lang="isl_Latn",
-                  batch_size=2, max_new_tokens=3)
+        translate(
+            model,
+            tokenizer,
+            corpus_sentences()[:3],
+            source_lang="eng_Latn",
+            target_lang="isl_Latn",
+            batch_size=2,
+            max_new_tokens=3,
+        )
     finally:
         handle.remove()
     assert during and all(d == (False, False, True, False, "right") for d in during)
@@ -316,25 +414,40 @@ def test_peft_model_translates_like_its_base_and_is_restored():
 
 def test_four_bit_model(tmp_path):
     pytest.importorskip("bitsandbytes")
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = tiny_tokenizer()
     # 4-bit blocks hold 64 values: a layer narrower than that cannot be quantized, so this one is wider than tiny_model.
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            tmp_path, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"),
-            device_map="cpu")
+            tmp_path,
+            quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"),
+            device_map="cpu",
+        )
     except (ImportError, RuntimeError, ValueError) as error:  # bitsandbytes builds without CPU 4-bit kernels
         pytest.skip(f"4-bit loading unavailable here: {error}")
-    out = translate(model, tokenizer, corpus_sentences()[:3], source_lang="eng_Latn", target_lang="isl_Latn",
-                    batch_size=2, max_new_tokens=4)
+    out = translate(
+        model,
+        tokenizer,
+        corpus_sentences()[:3],
+        source_lang="eng_Latn",
+        target_lang="isl_Latn",
+        batch_size=2,
+        max_new_tokens=4,
+    )
     assert len(out) == 3 and all(isinstance(t, str) and "\n" not in t for t in out)
 
 
@@ -369,8 +482,13 @@ def test_gemma_translates_ntrex_deu_eng(gemma, ntrex_dir):
     german = _ntrex_lines(ntrex_dir, "newstest2019-ref.deu.txt")
     english = _ntrex_lines(ntrex_dir, "newstest2019-src.eng.txt")
     sources, references = german[:6], english[:6]
-    kwargs = dict(source_lang="deu_Latn", target_lang="eng_Latn", prompt="fewshot",
-                  examples=_short_examples(german, english), max_new_tokens=48)
+    kwargs = dict(
+        source_lang="deu_Latn",
+        target_lang="eng_Latn",
+        prompt="fewshot",
+        examples=_short_examples(german, english),
+        max_new_tokens=48,
+    )
     padding_side = tokenizer.padding_side
     batched = translate(model, tokenizer, sources, batch_size=6, **kwargs)
     chrf = sacrebleu.CHRF(word_order=2).corpus_score(batched, [references]).score

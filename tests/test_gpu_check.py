@@ -1,4 +1,5 @@
 """bench/gpu_check.py: skips cleanly without CUDA, and its checks run end to end on the CPU (--allow-cpu --tiny)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,14 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
 
 def _run(*args: str, timeout: int) -> subprocess.CompletedProcess:
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=SCRIPT.parents[1])
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
 
 
 def test_without_cuda_it_prints_a_skip_and_exits_zero():
@@ -49,7 +56,13 @@ def test_dry_run_on_the_cpu_runs_every_check(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_every_check_passes(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--output-dir", str(tmp_path)], capture_output=True,
-                            text=True, timeout=1200, env=env, cwd=SCRIPT.parents[1])
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith("gpu_check: PASS")

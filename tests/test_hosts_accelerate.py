@@ -1,5 +1,6 @@
 """AlignmentMonitor in a plain Accelerate loop with AccelerateTrackers: a real Accelerator logging to TensorBoard
 gets the measurements' headline numbers on the measured steps (gradient accumulation counts optimizer steps)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,9 @@ def accelerate_loop(project_dir, monitor: AlignmentMonitor, *, max_steps: int, a
     """The documented loop (neuronxa_callback/hosts/accelerate.py) on the tiny Llama."""
     from accelerate import Accelerator
 
-    accelerator = Accelerator(log_with="tensorboard", project_dir=str(project_dir), cpu=True,
-                              gradient_accumulation_steps=accumulation)
+    accelerator = Accelerator(
+        log_with="tensorboard", project_dir=str(project_dir), cpu=True, gradient_accumulation_steps=accumulation
+    )
     accelerator.init_trackers("run")
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=0)
@@ -33,8 +35,12 @@ def accelerate_loop(project_dir, monitor: AlignmentMonitor, *, max_steps: int, a
 
     loader = torch.utils.data.DataLoader(corpus_sentences() * 4, batch_size=4, collate_fn=collate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    monitor.begin(accelerator.unwrap_model(model), tokenizer, output_dir=project_dir,
-                  sinks=lambda measured: [AccelerateTrackers(accelerator)])
+    monitor.begin(
+        accelerator.unwrap_model(model),
+        tokenizer,
+        output_dir=project_dir,
+        sinks=lambda measured: [AccelerateTrackers(accelerator)],
+    )
     monitor.measure(accelerator.unwrap_model(model), tokenizer, step=0, trigger="train_begin")
     step = 0
     for batch in loader:
@@ -68,8 +74,12 @@ def test_tensorboard_through_accelerate_has_the_measurements_on_the_optimizer_st
     last = accelerate_loop(tmp_path, monitor, max_steps=5, accumulation=2)
     assert last == 5
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
-    assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step"),
-                                                           (5, "train_end")]
+    assert [(r["step"], r["trigger"]) for r in records] == [
+        (0, "train_begin"),
+        (2, "step"),
+        (4, "step"),
+        (5, "train_end"),
+    ]
     scalars = tensorboard_scalars(tmp_path)
     nasca = scalars[f"eval/neuronxa/{PAIR}/nasca_mean"]
     assert [s for s, _ in nasca] == [0, 2, 4, 5]

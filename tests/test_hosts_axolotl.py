@@ -3,6 +3,7 @@ plugin hooks on a Trainer, and a whole `axolotl train config.yml` run of the tin
 
 Axolotl pins its own transformers/trl/peft/accelerate/datasets, so it is not in the project's .venv and these tests
 skip there; docs/hosts/axolotl.md says how they are run in a separate environment."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests._runs import FAST, make_trainer, records_of
-
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR = "eng_Latn-isl_Latn"
@@ -40,8 +40,9 @@ needs_axolotl = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 def test_importing_the_package_does_not_import_axolotl():
     code = "import sys, neuronxa_callback; print('axolotl' in sys.modules)"
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=REPO_ROOT).stdout.strip()
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    ).stdout.strip()
     assert output == "False"
 
 
@@ -72,8 +73,12 @@ def test_the_yaml_plugin_name_loads_a_base_plugin():
     plugin = load_plugin(PLUGIN)  # what `plugins: [neuronxa_callback.hosts.axolotl.NeuronXAPlugin]` does
     assert isinstance(plugin, NeuronXAPlugin) and isinstance(plugin, BasePlugin)
     assert plugin.get_input_args() == "neuronxa_callback.hosts.axolotl.NeuronXAArgs"
-    assert set(NeuronXAArgs.model_fields) == {"neuronxa_languages", "neuronxa_eval_steps", "neuronxa_quality_every",
-                                              "neuronxa"}
+    assert set(NeuronXAArgs.model_fields) == {
+        "neuronxa_languages",
+        "neuronxa_eval_steps",
+        "neuronxa_quality_every",
+        "neuronxa",
+    }
 
 
 @needs_axolotl
@@ -82,11 +87,17 @@ def test_axolotl_validation_keeps_the_declared_keys_and_checks_their_types(plugi
     from axolotl.utils.dict import DictDefault
     from pydantic import ValidationError
 
-    base = dict(base_model=str(model_dir), datasets=[{"path": str(tmp_path / "d.jsonl"), "ds_type": "json",
-                                                      "type": "completion"}],
-                micro_batch_size=1, learning_rate=1e-3, output_dir=str(tmp_path / "out"), sequence_len=64)
-    keys = dict(neuronxa_languages=["isl_Latn"], neuronxa_eval_steps=2, neuronxa_quality_every=0,
-                neuronxa={"num_pairs": 8})
+    base = dict(
+        base_model=str(model_dir),
+        datasets=[{"path": str(tmp_path / "d.jsonl"), "ds_type": "json", "type": "completion"}],
+        micro_batch_size=1,
+        learning_rate=1e-3,
+        output_dir=str(tmp_path / "out"),
+        sequence_len=64,
+    )
+    keys = dict(
+        neuronxa_languages=["isl_Latn"], neuronxa_eval_steps=2, neuronxa_quality_every=0, neuronxa={"num_pairs": 8}
+    )
     # Not listed under plugins: Axolotl's schema drops keys it does not declare (why get_input_args is needed).
     unlisted = validate_config(DictDefault(dict(base, **keys)))
     assert all(unlisted.get(key) is None for key in keys)
@@ -102,9 +113,9 @@ def test_axolotl_validation_keeps_the_declared_keys_and_checks_their_types(plugi
 def test_register_checks_the_arguments_before_the_model_is_loaded():
     from neuronxa_callback.hosts.axolotl import NeuronXAPlugin, callback_kwargs
 
-    assert callback_kwargs({"neuronxa_languages": "isl_Latn", "neuronxa_eval_steps": 5,
-                            "neuronxa": {"num_pairs": 8, "eval_steps": 5}}) == dict(
-        languages="isl_Latn", eval_steps=5, num_pairs=8)
+    assert callback_kwargs(
+        {"neuronxa_languages": "isl_Latn", "neuronxa_eval_steps": 5, "neuronxa": {"num_pairs": 8, "eval_steps": 5}}
+    ) == dict(languages="isl_Latn", eval_steps=5, num_pairs=8)
     plugin = NeuronXAPlugin()
     with pytest.raises(TypeError, match="did you mean 'eval_steps'"):
         plugin.register({"neuronxa": {"eval_step": 2}})
@@ -127,8 +138,16 @@ def test_the_hooks_put_the_callback_ahead_of_early_stopping_and_attach_it(tmp_pa
     plugin.register(cfg)
     # What Axolotl's trainer builder does: pre-trainer callbacks go into Trainer(callbacks=...), then it adds its own
     # (EarlyStoppingCallback among them) and each post-trainer callback with trainer.add_callback.
-    trainer = make_trainer(tmp_path, plugin.add_callbacks_pre_trainer(cfg, model=None), max_steps=4, with_eval=True,
-                           eval_strategy="steps", eval_steps=2, metric_for_best_model="eval_neuronxa_nasca")
+    trainer = make_trainer(
+        tmp_path,
+        plugin.add_callbacks_pre_trainer(cfg, model=None),
+        max_steps=4,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        metric_for_best_model="eval_neuronxa_nasca",
+    )
+
     class RecordingEarlyStopping(EarlyStoppingCallback):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -199,10 +218,23 @@ fp16: false
 tf32: false
 """
     (tmp_path / "config.yml").write_text(config, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([axolotl_cli, "train", str(tmp_path / "config.yml"), "--launcher", "python"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "AXOLOTL_DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "2",
+    }
+    result = subprocess.run(
+        [axolotl_cli, "train", str(tmp_path / "config.yml"), "--launcher", "python"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert f"Plugin loaded successfully: {PLUGIN}" in result.stdout + result.stderr
 

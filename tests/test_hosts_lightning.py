@@ -1,5 +1,6 @@
 """NeuronXALightningCallback in real (tiny, CPU) PyTorch Lightning runs: schedule, gradient accumulation, the
 Trainer's loggers (CSV, TensorBoard), callback_metrics, plateau stop, resume from a Lightning checkpoint, DDP."""
+
 from __future__ import annotations
 
 import csv
@@ -52,14 +53,19 @@ def assert_series(actual: list[tuple[int, float]], expected: list[tuple[int, flo
 
 
 def test_schedule_validation_and_final_reach_csv_and_tensorboard_on_the_measured_steps(tmp_path):
-    
+
     callback = NeuronXALightningCallback(eval_steps=2, quality_every=2, **FAST)
     loggers = [pl.loggers.CSVLogger(tmp_path, name="csv"), pl.loggers.TensorBoardLogger(tmp_path, name="tb")]
     trainer, _ = fit(tmp_path, [callback], max_steps=5, loggers=loggers, with_validation=True, val_check_interval=3)
     records = records_of(tmp_path)
     # Validation after 3 optimizer steps measures too; the last step is the final measurement, with quality.
     assert [(r["step"], r["trigger"]) for r in records] == [
-        (0, "train_begin"), (2, "step"), (3, "evaluate"), (4, "step"), (5, "train_end")]
+        (0, "train_begin"),
+        (2, "step"),
+        (3, "evaluate"),
+        (4, "step"),
+        (5, "train_end"),
+    ]
     assert [r["measurement_index"] for r in records] == list(range(5))
     assert ["quality" in r for r in records] == [True, False, True, False, True]
     assert [r["epoch"] for r in records] == pytest.approx([0, 2 / 14, 3 / 14, 4 / 14, 5 / 14])  # 14 batches/epoch
@@ -90,9 +96,10 @@ def test_gradient_accumulation_measures_only_after_optimizer_steps(tmp_path):
 
 
 def test_model_checkpoint_can_monitor_the_alignment(tmp_path):
-    
-    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="eval_neuronxa_nasca", mode="max",
-                                 every_n_train_steps=2, save_top_k=1)
+
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", monitor="eval_neuronxa_nasca", mode="max", every_n_train_steps=2, save_top_k=1
+    )
     callback = NeuronXALightningCallback(eval_steps=2, quality_every=0, **FAST)
     fit(tmp_path, [callback, checkpoint], max_steps=4, learning_rate=5e-2, enable_checkpointing=True)
     scored = {r["step"]: r["pairs"][PAIR]["nasca_mean"] for r in records_of(tmp_path) if r["step"] in (2, 4)}
@@ -119,15 +126,20 @@ class _CrashAt(pl.Callback):
 
 
 def test_resume_from_a_lightning_checkpoint_gives_the_uninterrupted_jsonl(tmp_path):
-    
+
     settings = dict(eval_steps=1, quality_every=0, early_stopping_patience=10, **FAST)
     fit(tmp_path / "straight", [NeuronXALightningCallback(**settings)], max_steps=5, learning_rate=0.0)
 
     root = tmp_path / "resumed"
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_top_k=-1)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        fit(root, [NeuronXALightningCallback(**settings), _CrashAt(3), checkpoints], max_steps=5,
-            learning_rate=0.0, enable_checkpointing=True)
+        fit(
+            root,
+            [NeuronXALightningCallback(**settings), _CrashAt(3), checkpoints],
+            max_steps=5,
+            learning_rate=0.0,
+            enable_checkpointing=True,
+        )
     assert [r["step"] for r in records_of(root)] == [0, 1, 2, 3]  # step 3 is past the checkpoint
     (ckpt,) = (root / "ckpt").glob("*step=2.ckpt")
     resumed = NeuronXALightningCallback(**settings)
@@ -135,8 +147,16 @@ def test_resume_from_a_lightning_checkpoint_gives_the_uninterrupted_jsonl(tmp_pa
     assert trainer.global_step == 5 and resumed.monitor.restored  # state came from the checkpoint
 
     def shape(records):
-        return [(r["step"], r["trigger"], r["measurement_index"], r["early_stopping"]["bad_measurements"],
-                 r["pairs"][PAIR]["nasca"]) for r in records]
+        return [
+            (
+                r["step"],
+                r["trigger"],
+                r["measurement_index"],
+                r["early_stopping"]["bad_measurements"],
+                r["pairs"][PAIR]["nasca"],
+            )
+            for r in records
+        ]
 
     expected = shape(records_of(tmp_path / "straight"))
     assert [s[0] for s in expected] == [0, 1, 2, 3, 4, 5]
@@ -148,24 +168,32 @@ def test_a_module_without_the_model_attribute_fails_before_training(tmp_path):
     callback = NeuronXALightningCallback(model_attr="backbone", **FAST)
     with pytest.raises(AttributeError, match="model_attr"):
         fit(tmp_path, [callback], module=module)
-    callback = NeuronXALightningCallback(model_attr="model", tokenizer=module.tokenizer, eval_steps=0, quality_every=0,
-                                         **FAST)
+    callback = NeuronXALightningCallback(
+        model_attr="model", tokenizer=module.tokenizer, eval_steps=0, quality_every=0, **FAST
+    )
     del module.tokenizer  # the explicit tokenizer= is used
     trainer, _ = fit(tmp_path / "explicit", [callback], module=module, max_steps=1)
     assert [r["step"] for r in records_of(tmp_path / "explicit")] == [0, 1]
 
 
 def test_importing_the_package_does_not_import_lightning():
-    code = ("import sys, neuronxa_callback, neuronxa_callback.monitor; "
-            "print(sorted(m for m in ('lightning', 'pytorch_lightning') if m in sys.modules))")
+    code = (
+        "import sys, neuronxa_callback, neuronxa_callback.monitor; "
+        "print(sorted(m for m in ('lightning', 'pytorch_lightning') if m in sys.modules))"
+    )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert output == "[]"
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_measure_once_and_stop_together(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     env.pop("MASTER_PORT", None)  # Lightning picks a free port for its own launcher
     command = [sys.executable, str(REPO_ROOT / "tests" / "_lightning_ddp_worker.py"), str(tmp_path)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -183,4 +211,6 @@ def test_ddp_two_cpu_processes_measure_once_and_stop_together(tmp_path):
     # Rank 0 logged to the CSV logger. Step 1 got its quality at the end (the run stopped there): the CSV gets the
     # chrF then, without a second copy of the alignment row.
     assert_series(csv_series(tmp_path, MEAN), [(r["step"], r["pairs"][PAIR]["nasca_mean"]) for r in records])
-    assert_series(csv_series(tmp_path, f"eval/neuronxa/{PAIR}/chrf"), [(r["step"], r["quality"][PAIR]["chrf"]) for r in records])
+    assert_series(
+        csv_series(tmp_path, f"eval/neuronxa/{PAIR}/chrf"), [(r["step"], r["quality"][PAIR]["chrf"]) for r in records]
+    )

@@ -5,6 +5,7 @@ does with the same YAML.
 
 LLaMA-Factory pins transformers<=5.6, so it is not in the project's .venv and those tests skip there; see
 docs/hosts/llamafactory.md for the environment they run in."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,16 +44,20 @@ needs_llamafactory = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "
 
 
 def test_importing_the_package_or_the_module_does_not_import_llamafactory():
-    code = ("import sys, neuronxa_callback, neuronxa_callback.hosts.llamafactory; "
-            "print('llamafactory' in sys.modules)")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=REPO_ROOT).stdout.strip()
+    code = "import sys, neuronxa_callback, neuronxa_callback.hosts.llamafactory; print('llamafactory' in sys.modules)"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    ).stdout.strip()
     assert output == "False"
 
 
 def test_the_neuronxa_keys_are_taken_out_of_the_config():
-    config = {"stage": "sft", "neuronxa_languages": ["isl_Latn"], "neuronxa_eval_steps": 5,
-              "neuronxa": {"num_pairs": 8, "eval_steps": 5}}
+    config = {
+        "stage": "sft",
+        "neuronxa_languages": ["isl_Latn"],
+        "neuronxa_eval_steps": 5,
+        "neuronxa": {"num_pairs": 8, "eval_steps": 5},
+    }
     assert pop_callback_kwargs(config) == dict(languages=["isl_Latn"], eval_steps=5, num_pairs=8)
     assert config == {"stage": "sft"}  # what LLaMA-Factory's parser then sees
     assert pop_callback_kwargs({"stage": "sft"}) is None
@@ -89,20 +94,43 @@ def llamafactory_run(model_dir, tmp_path):
     """A LLaMA-Factory pre-training config (dict) for the tiny Llama on the tiny corpus, 4 steps on the CPU."""
     data = tmp_path / "data"
     data.mkdir()
-    (data / "train.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in corpus_sentences() * 2),
-                                      encoding="utf-8")
-    (data / "dataset_info.json").write_text(json.dumps({"tiny": {"file_name": "train.jsonl",
-                                                                 "columns": {"prompt": "text"}}}), encoding="utf-8")
-    return dict(stage="pt", do_train=True, model_name_or_path=str(model_dir), dataset="tiny",
-                dataset_dir=str(data), template="default", cutoff_len=64, finetuning_type="full",
-                output_dir=str(tmp_path / "out"), overwrite_output_dir=True, per_device_train_batch_size=2,
-                max_steps=4, learning_rate=5e-3, logging_steps=1, save_strategy="no", report_to="none", bf16=False,
-                use_cpu=True, seed=0)
+    (data / "train.jsonl").write_text(
+        "".join(json.dumps({"text": s}) + "\n" for s in corpus_sentences() * 2), encoding="utf-8"
+    )
+    (data / "dataset_info.json").write_text(
+        json.dumps({"tiny": {"file_name": "train.jsonl", "columns": {"prompt": "text"}}}), encoding="utf-8"
+    )
+    return dict(
+        stage="pt",
+        do_train=True,
+        model_name_or_path=str(model_dir),
+        dataset="tiny",
+        dataset_dir=str(data),
+        template="default",
+        cutoff_len=64,
+        finetuning_type="full",
+        output_dir=str(tmp_path / "out"),
+        overwrite_output_dir=True,
+        per_device_train_batch_size=2,
+        max_steps=4,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        seed=0,
+    )
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "2"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "2",
+    }
 
 
 @needs_llamafactory
@@ -121,12 +149,23 @@ def test_the_yaml_entry_point_measures_and_reports_to_tensorboard(llamafactory_r
 
     pytest.importorskip("tensorboard")
 
-    config = dict(llamafactory_run, report_to="tensorboard", neuronxa_languages=["isl_Latn"], neuronxa_eval_steps=2,
-                  neuronxa_quality_every=2, neuronxa=FAST)
+    config = dict(
+        llamafactory_run,
+        report_to="tensorboard",
+        neuronxa_languages=["isl_Latn"],
+        neuronxa_eval_steps=2,
+        neuronxa_quality_every=2,
+        neuronxa=FAST,
+    )
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    command = [sys.executable, "-m", "neuronxa_callback.hosts.llamafactory", str(tmp_path / "train.yaml"), "max_steps=4"]
-    result = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600,
-                            check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "neuronxa_callback.hosts.llamafactory",
+        str(tmp_path / "train.yaml"),
+        "max_steps=4",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     out = tmp_path / "out"
     records = records_of(out)
@@ -152,8 +191,15 @@ def test_llamafactory_cli_rejects_the_neuronxa_keys(llamafactory_run, tmp_path):
         pytest.skip("llamafactory-cli is not installed next to this Python")
     config = dict(llamafactory_run, neuronxa_eval_steps=2)
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = subprocess.run([cli, "train", str(tmp_path / "train.yaml")], cwd=tmp_path, env=_env(),
-                            capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [cli, "train", str(tmp_path / "train.yaml")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode != 0
     assert "Some keys are not used by the HfArgumentParser" in result.stderr + result.stdout
     assert "neuronxa_eval_steps" in result.stderr + result.stdout

@@ -1,6 +1,7 @@
 """NeuronXACallback.attach() on TRL's SFTTrainer (a Trainer subclass), in real tiny runs: a prompt-completion
 dataset, a conversational one (the tokenizer's chat template drives TRL's formatting and the callback's translation
 prompts), a model given by path and a LoRA adapter made by TRL itself; report_to=[] and TensorBoard."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,10 @@ from tests._runs import FAST  # noqa: E402
 PAIR = "eng_Latn-isl_Latn"
 MEAN = f"eval_neuronxa/{PAIR}/nasca_mean"
 # A minimal chat template (the tiny tokenizer has none): role-prefixed turns, then the assistant's prefix.
-CHAT_TEMPLATE = ("{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}assistant:{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 def prompt_completion_dataset():
@@ -32,8 +35,17 @@ def conversational_dataset():
     from datasets import Dataset
 
     english, icelandic = corpus_sentences()[:10], corpus_sentences()[10:16]
-    return Dataset.from_list([{"messages": [{"role": "user", "content": f"Translate to Icelandic: {e}"},
-                                            {"role": "assistant", "content": i}]} for e, i in zip(english, icelandic)])
+    return Dataset.from_list(
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"Translate to Icelandic: {e}"},
+                    {"role": "assistant", "content": i},
+                ]
+            }
+            for e, i in zip(english, icelandic)
+        ]
+    )
 
 
 def sft_trainer(output_dir: Path, dataset, *, model=None, tokenizer=None, max_steps: int = 4, **config):
@@ -43,13 +55,28 @@ def sft_trainer(output_dir: Path, dataset, *, model=None, tokenizer=None, max_st
     if model is None:
         model = tiny_model("llama", tokenizer=tokenizer, seed=0)
         model.train()
-    defaults = dict(output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=2, learning_rate=5e-3,
-                    report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
-                    max_length=48)
+    defaults = dict(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=2,
+        learning_rate=5e-3,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        max_length=48,
+    )
     defaults.update(config)
     peft_config = defaults.pop("peft_config", None)
-    return SFTTrainer(model=model, args=SFTConfig(**defaults), train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config)
+    return SFTTrainer(
+        model=model,
+        args=SFTConfig(**defaults),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
 
 
 def measured(trainer) -> list[tuple[int, float]]:
@@ -98,8 +125,9 @@ def test_conversational_sft_run_from_a_model_path_reports_to_tensorboard(tmp_pat
     tiny_model("llama", tokenizer=tokenizer, seed=0).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     # TRL's defaults as a user gets them (bf16 autocast on CPU, gradient checkpointing); TRL loads the model by path.
-    trainer = sft_trainer(tmp_path / "out", conversational_dataset(), model=str(model_dir), tokenizer=tokenizer,
-                          report_to=["tensorboard"])
+    trainer = sft_trainer(
+        tmp_path / "out", conversational_dataset(), model=str(model_dir), tokenizer=tokenizer, report_to=["tensorboard"]
+    )
     assert trainer.args.bf16 and trainer.args.gradient_checkpointing
     NeuronXACallback(eval_steps=2, quality_every=2, **FAST).attach(trainer)
     trainer.train()
@@ -124,8 +152,13 @@ def test_conversational_sft_run_from_a_model_path_reports_to_tensorboard(tmp_pat
 def test_lora_adapter_made_by_trl_is_measured(tmp_path):
     from peft import LoraConfig
 
-    trainer = sft_trainer(tmp_path, prompt_completion_dataset(), bf16=False, max_steps=2,
-                          peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    trainer = sft_trainer(
+        tmp_path,
+        prompt_completion_dataset(),
+        bf16=False,
+        max_steps=2,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     assert type(trainer.model).__name__.startswith("Peft")
     NeuronXACallback(eval_steps=1, **FAST).attach(trainer)
     trainer.train()

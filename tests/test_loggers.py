@@ -1,5 +1,6 @@
 """JsonlLogger (append, resume, crash tolerance), read_jsonl errors, flat metric names, and W&B offline read-back of
 the W&B sink used without a Trainer to log through (WandbLogger, the public name of trackers.WandbSink)."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from neuronxa_callback import WandbLogger
 from neuronxa_callback.sinks.jsonl import JsonlFormatError, JsonlLogger, read_jsonl
 from neuronxa_callback.sinks.names import flatten_record
 from tests._records import PAIR, RECORDS, items_to_dict, make_record, wait_for_run_file
+
 
 def test_jsonl_appends_one_line_per_measurement(tmp_path):
     path = tmp_path / "neuronxa" / "metrics.jsonl"
@@ -84,11 +86,30 @@ def test_read_jsonl_names_file_and_line_of_malformed_input(tmp_path):
 
 def test_flatten_record_uses_the_design_names():
     record = dict(RECORDS[2])
-    record["correlation"] = {PAIR: {"chrf": {"n": 3, "pearson": 0.9, "pearson_pvalue": 0.28, "spearman": 1.0,
-                                             "spearman_pvalue": 0.0, "per_layer_pearson": [0.1, 0.9, None],
-                                             "best_layer": 1}}}
-    record["early_stopping"] = {"metric": "nasca", "pair": PAIR, "value": 0.27, "smoothed": 0.25, "best": 0.25,
-                                "best_step": 100, "bad_measurements": 0, "should_stop": False, "reason": None}
+    record["correlation"] = {
+        PAIR: {
+            "chrf": {
+                "n": 3,
+                "pearson": 0.9,
+                "pearson_pvalue": 0.28,
+                "spearman": 1.0,
+                "spearman_pvalue": 0.0,
+                "per_layer_pearson": [0.1, 0.9, None],
+                "best_layer": 1,
+            }
+        }
+    }
+    record["early_stopping"] = {
+        "metric": "nasca",
+        "pair": PAIR,
+        "value": 0.27,
+        "smoothed": 0.25,
+        "best": 0.25,
+        "best_step": 100,
+        "bad_measurements": 0,
+        "should_stop": False,
+        "reason": None,
+    }
     flat = flatten_record(record)
     assert flat[f"neuronxa/{PAIR}/nasca_mean"] == pytest.approx(0.8 / 3)
     assert flat[f"neuronxa/{PAIR}/nasca/layer_01"] == 0.4
@@ -104,14 +125,19 @@ def test_flatten_record_uses_the_design_names():
 
 # --- W&B offline: write a real run file and read it back -------------------------------------------------------
 
+
 def test_wandb_offline_run_holds_the_series_on_the_trainer_step_axis(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert not WandbLogger.active()
-    logger = WandbLogger(project="neuronxa-test", name="offline", dir=tmp_path,
-                         config={"every_steps": 50, "token": "hf_SECRETVALUE", "data": {"hub_token": "hf_OTHER"}})
+    logger = WandbLogger(
+        project="neuronxa-test",
+        name="offline",
+        dir=tmp_path,
+        config={"every_steps": 50, "token": "hf_SECRETVALUE", "data": {"hub_token": "hf_OTHER"}},
+    )
     assert WandbLogger.active() and logger.run is not None
     # The Trainer logs its loss at step 120 before the callback logs the step-100 measurement: with step= this
     # would be rejected as "step less than current step"; on the shared step axis it is fine.
@@ -129,7 +155,8 @@ def test_wandb_offline_run_holds_the_series_on_the_trainer_step_axis(tmp_path, m
     measured = [row for row in history if f"eval/neuronxa/{PAIR}/nasca_mean" in row]
     assert [row["train/global_step"] for row in measured] == [0, 50, 100]
     assert [row[f"eval/neuronxa/{PAIR}/nasca_mean"] for row in measured] == pytest.approx(
-        [r["pairs"][PAIR]["nasca_mean"] for r in RECORDS])
+        [r["pairs"][PAIR]["nasca_mean"] for r in RECORDS]
+    )
     assert [row[f"eval/neuronxa/{PAIR}/chrf"] for row in measured] == [19.0, 19.5, 20.5]
     # ... the details under neuronxa/, and no number under a second name.
     assert [row[f"neuronxa/{PAIR}/nasca/layer_01"] for row in measured] == [0.2, 0.3, 0.4]
@@ -165,6 +192,7 @@ def test_wandb_failures_become_warnings(tmp_path, monkeypatch, caplog):
 
     class BrokenRun:
         """Stands in for a W&B run whose backend has died."""
+
         summary: dict = {}
 
         def log(self, payload):

@@ -5,6 +5,7 @@ tests/data/tiny_run_records.json. Restructuring the package must not change a nu
 Regenerate the reference only when a change of results is intended:
     python -m tests.test_measurement_record_is_stable --write
 """
+
 from __future__ import annotations
 
 import json
@@ -44,6 +45,7 @@ if __name__ == "__main__" and "--write" in sys.argv:
     import tempfile
 
     with tempfile.TemporaryDirectory() as directory:
-        REFERENCE.write_text(json.dumps(tiny_run_records(Path(directory) / "run"), indent=1, ensure_ascii=False) + "\n",
-                             encoding="utf-8")
+        REFERENCE.write_text(
+            json.dumps(tiny_run_records(Path(directory) / "run"), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     print(f"wrote {REFERENCE}")

@@ -1,6 +1,7 @@
 """The capture accumulates in float32 whatever the model computes in: bf16 / fp16 weights, and CPU autocast (what the
 Trainer's bf16=True wraps the model's forward in). Regression tests: a bf16 or fp16 model raised
 "Found dtype Float but expected BFloat16" for NAV, and under autocast the pooled sums were silently bf16."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,11 +24,16 @@ def _reference(model, tokenizer, sentences):
     """The obvious computation: keep every token's activation and layer output, convert to float32, pool by hand."""
     acts: dict[int, torch.Tensor] = {}
     hidden: dict[int, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda m, i, o, k=k: acts.__setitem__(k, o.detach().clone()))
-               for k, m in enumerate(activation_modules(model))]
-    handles += [layer.register_forward_hook(
-        lambda m, i, o, k=k: hidden.__setitem__(k, (o[0] if isinstance(o, tuple) else o).detach().clone()))
-        for k, layer in enumerate(decoder_layers(model))]
+    handles = [
+        m.register_forward_hook(lambda m, i, o, k=k: acts.__setitem__(k, o.detach().clone()))
+        for k, m in enumerate(activation_modules(model))
+    ]
+    handles += [
+        layer.register_forward_hook(
+            lambda m, i, o, k=k: hidden.__setitem__(k, (o[0] if isinstance(o, tuple) else o).detach().clone())
+        )
+        for k, layer in enumerate(decoder_layers(model))
+    ]
     out = {"nas": [], "nav": [], "embedding": []}
     try:
         for sentence in sentences:
@@ -66,8 +72,10 @@ def test_capture_under_autocast_accumulates_in_float32(tokenizer):
     batch = tokenizer(SENTENCES[:3], return_tensors="pt", padding=True)
     weights = pooling_weights(batch["attention_mask"])
     seen: dict[int, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o.detach().float().clone()))
-               for k, m in enumerate(activation_modules(model))]
+    handles = [
+        m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o.detach().float().clone()))
+        for k, m in enumerate(activation_modules(model))
+    ]
     try:
         with torch.no_grad(), ActivationCapture(model, ("nas", "nav")) as capture:
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -80,7 +88,9 @@ def test_capture_under_autocast_accumulates_in_float32(tokenizer):
     assert seen[0].dtype == torch.float32 and {v.dtype for v in sums.values()} == {torch.float32}
     acts = torch.stack([seen[k] for k in range(len(seen))])  # [L, B, T, d]: the bf16 activations, exactly in f32
     torch.testing.assert_close(sums["nav"], torch.einsum("bt,lbtd->lbd", weights, acts.abs()), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(sums["nas"], torch.einsum("bt,lbtd->lbd", weights, (acts > 0).float()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        sums["nas"], torch.einsum("bt,lbtd->lbd", weights, (acts > 0).float()), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
@@ -109,11 +119,14 @@ def test_low_precision_slices_stay_bounded(tokenizer, monkeypatch):
 # bf16=True (CPU autocast wraps the model's forward, and so every measurement's forward) and gradient checkpointing
 # (the callback switches the model to eval mode and back; checkpointing must come back on and recompute identically).
 # Default run: both at once (~20 s); each alone in the slow run.
-@pytest.mark.parametrize("training_args", [
-    pytest.param({"bf16": True, "gradient_checkpointing": True}, id="bf16+checkpointing"),
-    pytest.param({"bf16": True}, id="bf16", marks=pytest.mark.slow),
-    pytest.param({"gradient_checkpointing": True}, id="checkpointing", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "training_args",
+    [
+        pytest.param({"bf16": True, "gradient_checkpointing": True}, id="bf16+checkpointing"),
+        pytest.param({"bf16": True}, id="bf16", marks=pytest.mark.slow),
+        pytest.param({"gradient_checkpointing": True}, id="checkpointing", marks=pytest.mark.slow),
+    ],
+)
 def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_precision(tmp_path, training_args):
     from neuronxa_callback.hosts.trainer import NeuronXACallback
     from tests._precision import make_trainer
@@ -132,8 +145,16 @@ def test_training_is_bitwise_identical_with_and_without_the_callback_in_mixed_pr
         return losses, params, trainer.model
 
     plain_losses, plain_params, _ = run([], "plain")
-    callback = NeuronXACallback(eval_steps=1, quality_every=2, num_pairs=8, batch_size=8, max_length=48,
-                                max_new_tokens=4, num_fewshot=1, representations=("nas", "nav", "embedding"))
+    callback = NeuronXACallback(
+        eval_steps=1,
+        quality_every=2,
+        num_pairs=8,
+        batch_size=8,
+        max_length=48,
+        max_new_tokens=4,
+        num_fewshot=1,
+        representations=("nas", "nav", "embedding"),
+    )
     measured_losses, measured_params, model = run([callback], "measured")
     from neuronxa_callback.sinks.jsonl import read_jsonl
 
@@ -169,4 +190,6 @@ def test_precision_gemma_script_compares_a_bf16_copy_and_leaves_the_model_alone(
         assert len(result["fp32"][metric]) == len(result["bf16"][metric]) == 2
         assert 0.0 < result["rel_error"][metric] < 0.05  # bf16 really ran, and stayed close
     with pytest.raises(ValueError, match="float32"):
-        module.compare_precisions(model.to(torch.bfloat16), tokenizer, load_parallel("bundled", languages=["deu_Latn"], num_pairs=4))
+        module.compare_precisions(
+            model.to(torch.bfloat16), tokenizer, load_parallel("bundled", languages=["deu_Latn"], num_pairs=4)
+        )

@@ -1,4 +1,5 @@
 """Model loading: local checkpoints, offline hub errors, GGUF flags, and the embedded Gemma 3 270M (integration)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +41,9 @@ def test_unavailable_hub_id_offline_says_what_to_do(monkeypatch):
         load_model_and_tokenizer("no-such-org/no-such-model-neuronxa")
     message = str(info.value)
     assert isinstance(info.value, ValueError)
-    assert "no-such-org/no-such-model-neuronxa" in message and "HF_HUB_OFFLINE" in message and "local directory" in message
+    assert (
+        "no-such-org/no-such-model-neuronxa" in message and "HF_HUB_OFFLINE" in message and "local directory" in message
+    )
 
 
 def test_bad_model_argument():
@@ -114,7 +117,9 @@ def test_capture_runs_on_gemma(gemma):
 
     model, tokenizer = gemma
     side = tokenizer.padding_side
-    encoded = encode(model, tokenizer, corpus_sentences()[:6], batch_size=3, representations=("nas", "nav", "embedding"))
+    encoded = encode(
+        model, tokenizer, corpus_sentences()[:6], batch_size=3, representations=("nas", "nav", "embedding")
+    )
     assert encoded.representations["nas"].shape == (18, 6, 2048)
     assert encoded.representations["embedding"].shape == (18, 6, 640)
     nas = encoded.representations["nas"]

@@ -1,5 +1,6 @@
 """AlignmentMonitor driven by a plain PyTorch loop (no Trainer): schedule, records, plateau stop, resume from
 state_dict, and a model left as found."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_to
 from tests._runs import FAST
 
 
-def plain_loop(monitor: AlignmentMonitor, output_dir, *, steps: int, learning_rate: float = 5e-3, start: int = 0,
-               model=None, tokenizer=None):
+def plain_loop(
+    monitor: AlignmentMonitor,
+    output_dir,
+    *,
+    steps: int,
+    learning_rate: float = 5e-3,
+    start: int = 0,
+    model=None,
+    tokenizer=None,
+):
     """The few lines a user adds to their own loop: begin, baseline, due -> measure, should_stop, end."""
     tokenizer = tokenizer or tiny_tokenizer()
     model = model or tiny_model("llama", tokenizer=tokenizer, seed=0)
@@ -43,8 +52,12 @@ def test_a_plain_loop_gets_the_schedule_and_a_final_measurement(tmp_path):
     monitor = AlignmentMonitor(eval_steps=2, quality_every=2, quality_num_pairs=2, **FAST)
     plain_loop(monitor, tmp_path, steps=5)
     records = read_jsonl(tmp_path / "neuronxa" / "metrics.jsonl")
-    assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step"),
-                                                           (5, "train_end")]
+    assert [(r["step"], r["trigger"]) for r in records] == [
+        (0, "train_begin"),
+        (2, "step"),
+        (4, "step"),
+        (5, "train_end"),
+    ]
     assert ["quality" in r for r in records] == [True, False, True, True]
     assert [r["measurement_index"] for r in records] == [0, 1, 2, 3]
     summary = json.loads((tmp_path / "neuronxa" / "summary.json").read_text())

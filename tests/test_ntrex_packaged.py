@@ -1,4 +1,5 @@
 """The NTREX-128 subset shipped in neuronxa_callback/data/packaged/ntrex128/: complete, aligned, licensed, equal to the release."""
+
 from __future__ import annotations
 
 import gzip
@@ -7,16 +8,19 @@ from importlib import resources
 
 import pytest
 
+from neuronxa_callback.data.languages import NTREX_CODES
 from neuronxa_callback.data.loaders import (
     NTREX_PACKAGED_ORIGIN,
     ParallelDataError,
     load_parallel,
     load_training_pairs,
 )
-from neuronxa_callback.data.languages import NTREX_CODES
 
-FILES = {"ntrex128_eval.jsonl.gz": (1, 100), "ntrex128_fewshot.jsonl.gz": (101, 105),
-         "ntrex128_train_eng-isl.jsonl.gz": (106, 1997)}
+FILES = {
+    "ntrex128_eval.jsonl.gz": (1, 100),
+    "ntrex128_fewshot.jsonl.gz": (101, 105),
+    "ntrex128_train_eng-isl.jsonl.gz": (106, 1997),
+}
 
 
 def _package_dir():
@@ -110,7 +114,7 @@ def test_packaged_lines_equal_the_release(ntrex_dir):
 
     files = {"eng": release / "newstest2019-src.eng.txt", "spa-2": release / "newstest2019-ref-2.spa.txt"}
     for path in release.glob("newstest2019-ref.*.txt"):
-        files[path.name[len("newstest2019-ref."):-len(".txt")]] = path
+        files[path.name[len("newstest2019-ref.") : -len(".txt")]] = path
     documents = lines(ntrex_dir / "DOCUMENT_IDS.tsv")
     for name in FILES:
         records = _records(name)

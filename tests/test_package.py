@@ -1,4 +1,5 @@
 """The public API: every exported name resolves, and importing the package stays cheap."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,6 @@
 """The peak memory in a measurement record is the measurement's own: a known allocation inside encode() and inside
 translate() shows up in alignment_peak_memory_mb and generation_peak_memory_mb respectively."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,10 +10,9 @@ from pathlib import Path
 
 import torch
 
-from neuronxa_callback.instrument import activations
-
-from neuronxa_callback.quality import generation
 from neuronxa_callback.hosts.trainer import NeuronXACallback
+from neuronxa_callback.instrument import activations
+from neuronxa_callback.quality import generation
 from tests._runs import FAST, PAIR, make_trainer, records_of
 
 MIB = 2**20
@@ -49,8 +49,15 @@ def check_known_allocations(tmp_path: Path) -> None:
 def test_record_peak_memory_includes_a_known_allocation_in_each_block(tmp_path):
     # In a new interpreter: a long test process's allocator may serve the blocks from memory it kept from earlier
     # tests, and the resident set (what PeakMemory reads on a CPU) would not grow.
-    code = f"from pathlib import Path; from tests.test_peak_memory_record import check_known_allocations; " \
-           f"check_known_allocations(Path({str(tmp_path)!r}))"
-    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                         text=True, timeout=600)
+    code = (
+        f"from pathlib import Path; from tests.test_peak_memory_record import check_known_allocations; "
+        f"check_known_allocations(Path({str(tmp_path)!r}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]

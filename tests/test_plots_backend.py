@@ -1,5 +1,6 @@
 """plots.py leaves matplotlib's global state alone: a notebook user's backend and open figures survive
 importing neuronxa_callback and drawing every figure. Run in a fresh interpreter: the backend is process-global."""
+
 from __future__ import annotations
 
 import subprocess
@@ -39,8 +40,13 @@ SCRIPT = textwrap.dedent(
 
 
 def test_drawing_keeps_the_users_backend_and_figures(tmp_path: Path):
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
     assert lines["backend"] == "svg"

@@ -31,17 +31,26 @@ plain and LoRA cells are exact copies of the reference: bound 1e-6 / 0.
 The default run covers every architecture once (bf16), every dtype, representation and wrapper at least once, and
 one Trainer bf16=True run; the full cross product is marked slow.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from neuronxa_callback.instrument.architectures import activation_modules
+from neuronxa_callback.testing.tiny import TINY_MODEL_TYPES, tiny_tokenizer
 from tests._precision import (
-    DTYPES, REPRESENTATIONS, WRAPPERS, build_cell, compare, encode_cell, make_trainer, model_state, sentence_pairs,
+    DTYPES,
+    REPRESENTATIONS,
+    WRAPPERS,
+    build_cell,
+    compare,
+    encode_cell,
+    make_trainer,
+    model_state,
+    sentence_pairs,
     warm_up,
 )
-from neuronxa_callback.testing.tiny import TINY_MODEL_TYPES, tiny_tokenizer
 
 # (wrapper, dtype) -> representation -> (max relative error of the pooled representation, max per-layer score diff).
 # Derived from the measured maxima in the module docstring: relative error 2x the maximum (2 significant digits);
@@ -102,8 +111,9 @@ def references(tokenizer, pairs):
     return get
 
 
-def check_cell(model_type, dtype, wrapper, representations, checkpointing, *, tokenizer, pairs, workdir, references,
-               together=False):
+def check_cell(
+    model_type, dtype, wrapper, representations, checkpointing, *, tokenizer, pairs, workdir, references, together=False
+):
     """Build the cell, measure each representation (one encode() each, or all in one when `together`), check the
     model is left as found and the numbers agree with the float32 reference's."""
     if wrapper in ("nf4", "int8"):
@@ -138,20 +148,43 @@ def test_every_architecture_in_bf16(model_type, tokenizer, pairs, workdir, refer
     # Checkpointing on for every other family, so both settings are in the default run on several architectures.
     checkpointing = TINY_MODEL_TYPES.index(model_type) % 2 == 1
     # One encode() for the three representations keeps this sweep cheap; one call each is covered below and slow.
-    check_cell(model_type, "bf16", "plain", REPRESENTATIONS, checkpointing,
-               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references, together=True)
+    check_cell(
+        model_type,
+        "bf16",
+        "plain",
+        REPRESENTATIONS,
+        checkpointing,
+        tokenizer=tokenizer,
+        pairs=pairs,
+        workdir=workdir,
+        references=references,
+        together=True,
+    )
 
 
-@pytest.mark.parametrize("model_type, dtype, wrapper, representations, checkpointing", [
-    # With the bf16 architecture sweep above: each dtype, representation and wrapper at least once.
-    ("qwen2", "fp16", "lora", ("nav",), True),
-    ("llama", "bf16", "nf4", ("nas", "embedding"), True),
-    ("gpt2", "fp32", "int8", ("nav",), False),
-])
-def test_wrappers_and_dtypes(model_type, dtype, wrapper, representations, checkpointing, tokenizer, pairs, workdir,
-                             references):
-    check_cell(model_type, dtype, wrapper, representations, checkpointing,
-               tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+@pytest.mark.parametrize(
+    "model_type, dtype, wrapper, representations, checkpointing",
+    [
+        # With the bf16 architecture sweep above: each dtype, representation and wrapper at least once.
+        ("qwen2", "fp16", "lora", ("nav",), True),
+        ("llama", "bf16", "nf4", ("nas", "embedding"), True),
+        ("gpt2", "fp32", "int8", ("nav",), False),
+    ],
+)
+def test_wrappers_and_dtypes(
+    model_type, dtype, wrapper, representations, checkpointing, tokenizer, pairs, workdir, references
+):
+    check_cell(
+        model_type,
+        dtype,
+        wrapper,
+        representations,
+        checkpointing,
+        tokenizer=tokenizer,
+        pairs=pairs,
+        workdir=workdir,
+        references=references,
+    )
 
 
 # -- slow: the full cross product -----------------------------------------------------------------------------------
@@ -161,8 +194,17 @@ def test_wrappers_and_dtypes(model_type, dtype, wrapper, representations, checkp
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
 def test_full_matrix(model_type, dtype, wrapper, tokenizer, pairs, workdir, references):
     for checkpointing in (False, True):
-        check_cell(model_type, dtype, wrapper, REPRESENTATIONS, checkpointing,
-                   tokenizer=tokenizer, pairs=pairs, workdir=workdir, references=references)
+        check_cell(
+            model_type,
+            dtype,
+            wrapper,
+            REPRESENTATIONS,
+            checkpointing,
+            tokenizer=tokenizer,
+            pairs=pairs,
+            workdir=workdir,
+            references=references,
+        )
 
 
 # -- the callback inside a real Trainer run with bf16=True (CPU autocast) ------------------------------------------
@@ -192,8 +234,8 @@ def _pairs_tsv(path, pairs):
 def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, *, tokenizer, pairs, workdir):
     """The callback measures at train begin and end of a 1-step bf16=True Trainer run at learning rate 0 (weights
     unchanged), under CPU autocast; its pooled sums and scores are compared with the float32 reference's."""
-    from neuronxa_callback.instrument.activations import ActivationCapture
     from neuronxa_callback.hosts.trainer import NeuronXACallback
+    from neuronxa_callback.instrument.activations import ActivationCapture
     from neuronxa_callback.sinks.jsonl import read_jsonl
     from tests._precision import _lora
 
@@ -226,22 +268,37 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
     reference_scores = {}  # the reference, outside any Trainer: float32, no autocast; its batches in plan order
     expected: dict[str, list] = {}
     for representation in REPRESENTATIONS:
-        reference_scores[representation] = encode_cell(reference, tokenizer, representation, pairs,
-                                                       batch_size=settings["batch_size"])["scores"]
+        reference_scores[representation] = encode_cell(
+            reference, tokenizer, representation, pairs, batch_size=settings["batch_size"]
+        )["scores"]
         expected[representation] = [sums[representation] for _, sums in batches]
         batches.clear()
 
     states: list = []
-    callback = NeuronXACallback(data=str(_pairs_tsv(tmp_path / "pairs.tsv", pairs)), languages=["isl_Latn"],
-                                num_pairs=len(pairs[0]), eval_steps=0, representations=REPRESENTATIONS, **settings)
-    trainer = make_trainer(tmp_path / "out", model, tokenizer,
-                           [_StateSpy(tokenizer, states), callback, _StateSpy(tokenizer, states)],
-                           max_steps=1, learning_rate=0.0, bf16=True, gradient_checkpointing=checkpointing)
+    callback = NeuronXACallback(
+        data=str(_pairs_tsv(tmp_path / "pairs.tsv", pairs)),
+        languages=["isl_Latn"],
+        num_pairs=len(pairs[0]),
+        eval_steps=0,
+        representations=REPRESENTATIONS,
+        **settings,
+    )
+    trainer = make_trainer(
+        tmp_path / "out",
+        model,
+        tokenizer,
+        [_StateSpy(tokenizer, states), callback, _StateSpy(tokenizer, states)],
+        max_steps=1,
+        learning_rate=0.0,
+        bf16=True,
+        gradient_checkpointing=checkpointing,
+    )
     # Inside the forward (where autocast is on): was it on, and what dtype did the activation come out in?
     # Measurement forwards run without gradients; training forwards (and checkpointing's recomputation) with them.
     inside: list[tuple[bool, bool, torch.dtype]] = []
     probe = activation_modules(model)[0].register_forward_hook(
-        lambda m, i, o: inside.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), o.dtype)))
+        lambda m, i, o: inside.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), o.dtype))
+    )
     try:
         trainer.train()
     finally:
@@ -258,7 +315,7 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
     per_measurement = len(batches) // 2
     assert per_measurement == len(expected["nas"])
     for m, record in enumerate(records):
-        got = [sums for _, sums in batches[m * per_measurement:(m + 1) * per_measurement]]
+        got = [sums for _, sums in batches[m * per_measurement : (m + 1) * per_measurement]]
         for representation in REPRESENTATIONS:
             a = torch.cat([g[representation] for g in got], dim=1).double()
             b = torch.cat(expected[representation], dim=1).double()
@@ -268,20 +325,34 @@ def run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpoi
             metric = {"nas": "nasca", "nav": "navca", "embedding": "mexa"}[representation]
             scores = torch.tensor(record["pairs"]["eng_Latn-isl_Latn"][metric], dtype=torch.float64)
             score_diff = float((scores - reference_scores[representation]).abs().max())
-            where = f"{model_type}/{dtype}/{wrapper}/checkpointing={checkpointing} step {record['step']} {representation}"
+            where = (
+                f"{model_type}/{dtype}/{wrapper}/checkpointing={checkpointing} step {record['step']} {representation}"
+            )
             assert rel <= rel_bound, f"{where}: rel {rel}"
             assert score_diff <= score_bound, f"{where}: score diff {score_diff}"
 
 
 def test_callback_in_a_bf16_trainer_run(tmp_path, monkeypatch, tokenizer, pairs, workdir):
-    run_trainer_cell(tmp_path, monkeypatch, "llama", "fp32", "plain", True, tokenizer=tokenizer, pairs=pairs, workdir=workdir)
+    run_trainer_cell(
+        tmp_path, monkeypatch, "llama", "fp32", "plain", True, tokenizer=tokenizer, pairs=pairs, workdir=workdir
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["no-ckpt", "ckpt"])
 @pytest.mark.parametrize("dtype, wrapper", [("fp32", "plain"), ("bf16", "plain"), ("fp32", "lora"), ("bf16", "qlora")])
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2", "phi3"])
-def test_callback_in_bf16_trainer_runs(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, tokenizer, pairs,
-                                       workdir):
-    run_trainer_cell(tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing,
-                     tokenizer=tokenizer, pairs=pairs, workdir=workdir)
+def test_callback_in_bf16_trainer_runs(
+    tmp_path, monkeypatch, model_type, dtype, wrapper, checkpointing, tokenizer, pairs, workdir
+):
+    run_trainer_cell(
+        tmp_path,
+        monkeypatch,
+        model_type,
+        dtype,
+        wrapper,
+        checkpointing,
+        tokenizer=tokenizer,
+        pairs=pairs,
+        workdir=workdir,
+    )

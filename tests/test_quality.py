@@ -1,4 +1,5 @@
 """chrF++ / BLEU scorers against sacrebleu itself, QualityScore, make_scorers and input checks (no COMET here)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The README's Quick start runs as written (only max_steps made smaller), so a renamed argument fails here first."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def quickstart_code() -> str:
     """The first ```python block under the "## Quick start" heading."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Quick start"):]
+    section = text[text.index("## Quick start") :]
     match = re.search(r"```python\n(.*?)```", section, flags=re.S)
     assert match, "README: no python block under ## Quick start"
     return match.group(1)
@@ -39,8 +40,9 @@ def test_the_quickstart_runs_as_written(tmp_path):
     script = tmp_path / "quickstart.py"
     script.write_text(code, encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=1200)
+    run = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "out" / "neuronxa" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2]

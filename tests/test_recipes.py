@@ -1,4 +1,5 @@
 """The recipes (demo, QLoRA en-is, continued pretraining) end to end on a tiny local model, and their shared helpers."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,14 @@ def _records(run_dir: Path) -> list[dict]:
 def test_translation_examples_mix_both_directions():
     pairs = [("Hello.", "Halló."), ("Thanks.", "Takk.")]
     examples = common.translation_examples(pairs, source_lang="eng_Latn", target_lang="isl_Latn", seed=1)
-    assert sorted(examples) == sorted([("English: Hello.\nIcelandic:", " Halló."), ("Icelandic: Halló.\nEnglish:", " Hello."),
-                                       ("English: Thanks.\nIcelandic:", " Takk."), ("Icelandic: Takk.\nEnglish:", " Thanks.")])
+    assert sorted(examples) == sorted(
+        [
+            ("English: Hello.\nIcelandic:", " Halló."),
+            ("Icelandic: Halló.\nEnglish:", " Hello."),
+            ("English: Thanks.\nIcelandic:", " Takk."),
+            ("Icelandic: Takk.\nEnglish:", " Thanks."),
+        ]
+    )
     one_way = common.translation_examples(pairs, source_lang="eng_Latn", target_lang="isl_Latn", directions="tgt2src")
     assert all(prompt.startswith("Icelandic:") for prompt, _ in one_way) and len(one_way) == 2
     with pytest.raises(ValueError, match="directions"):
@@ -116,8 +123,9 @@ def test_time_budget_knows_when_the_final_measurement_translates(tmp_path):
     jsonl.write_text(json.dumps({"step": 0, "timing": {"alignment_seconds": 2.0, "generation_seconds": 98.0}}) + "\n")
     for quality_every, should_stop in ((0, False), (5, True)):
         neuronxa = NeuronXACallback(quality_every=quality_every)
-        guard = common.make_time_budget_callback(time.monotonic() + 60, final_reserve_seconds=10, neuronxa=neuronxa,
-                                                 jsonl_path=jsonl)
+        guard = common.make_time_budget_callback(
+            time.monotonic() + 60, final_reserve_seconds=10, neuronxa=neuronxa, jsonl_path=jsonl
+        )
         guard.before_train = time.monotonic() - 100  # the baseline (with translations, if any) took 100 s
         state, control = TrainerState(), TrainerControl()
         guard.on_train_begin(None, state, control)
@@ -127,8 +135,11 @@ def test_time_budget_knows_when_the_final_measurement_translates(tmp_path):
 
 
 def _record(step: int, per_layer: list[float], chrf=None, n: int = 100) -> dict:
-    record = {"step": step, "data": {"ids": [str(i) for i in range(n)]},
-              "pairs": {PAIR: {"nasca": per_layer, "nasca_mean": sum(per_layer) / len(per_layer), "nasca_pvalue": 1e-5}}}
+    record = {
+        "step": step,
+        "data": {"ids": [str(i) for i in range(n)]},
+        "pairs": {PAIR: {"nasca": per_layer, "nasca_mean": sum(per_layer) / len(per_layer), "nasca_pvalue": 1e-5}},
+    }
     if chrf is not None:
         record["quality"] = {PAIR: {"chrf": chrf}}
     return record
@@ -164,10 +175,32 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     env.pop("WANDB_DIR", None)  # the demo puts its W&B run inside --output-dir
     completed = subprocess.run(
-        [sys.executable, str(RECIPES / "demo.py"), "--model", str(model_dir), "--steps", "2", "--eval-steps", "1",
-         "--num-pairs", "8", "--quality-pairs", "4", "--max-new-tokens", "4", "--batch-size", "4",
-         "--output-dir", str(out), "--started-at", str(time.time() - 30)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            str(RECIPES / "demo.py"),
+            "--model",
+            str(model_dir),
+            "--steps",
+            "2",
+            "--eval-steps",
+            "1",
+            "--num-pairs",
+            "8",
+            "--quality-pairs",
+            "4",
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(out),
+            "--started-at",
+            str(time.time() - 30),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = _records(out)
@@ -196,7 +229,10 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     assert (out / "trackio" / "neuronxa-demo.db").is_file()
     # Progress while it runs: one line per measurement, and no whole-dict lines of the Trainer's printer.
     assert [line.split(":")[0] for line in completed.stdout.splitlines() if line.startswith("NeuronXA step ")] == [
-        "NeuronXA step 0", "NeuronXA step 1", "NeuronXA step 2"]
+        "NeuronXA step 0",
+        "NeuronXA step 1",
+        "NeuronXA step 2",
+    ]
     assert "{'eval_neuronxa" not in completed.stdout and "/layer_" not in completed.stdout
     assert completed.stdout.strip().splitlines()[-1].endswith("trackio show --project neuronxa-demo")
     assert f"TRACKIO_DIR={out / 'trackio'}" in completed.stdout.strip().splitlines()[-1]
@@ -220,12 +256,32 @@ def test_qlora_recipe_tiny(model_dir, tmp_path, capsys):
 def test_continued_pretraining_recipe_tiny(model_dir, tmp_path):
     cpt = _load("continued_pretraining")
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(["Fljótið rennur hægt í gegnum dalinn og börnin leika sér á bakkanum á sumrin."] * 20),
-                      encoding="utf-8")
+    corpus.write_text(
+        "\n".join(["Fljótið rennur hægt í gegnum dalinn og börnin leika sér á bakkanum á sumrin."] * 20),
+        encoding="utf-8",
+    )
     out = tmp_path / "cpt"
-    code = cpt.main(["--model", str(model_dir), "--text-data", str(corpus), "--steps", "2", "--eval-steps", "1",
-                     "--batch-size", "2", "--block-size", "16", "--num-eval-pairs", "8", "--no-wandb",
-                     "--output-dir", str(out)])
+    code = cpt.main(
+        [
+            "--model",
+            str(model_dir),
+            "--text-data",
+            str(corpus),
+            "--steps",
+            "2",
+            "--eval-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--block-size",
+            "16",
+            "--num-eval-pairs",
+            "8",
+            "--no-wandb",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     records = _records(out)
     assert [r["step"] for r in records] == [0, 1, 2]
@@ -242,9 +298,17 @@ def test_qlora_recipe_4bit_on_cpu(tmp_path):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     model_dir = tmp_path / "tiny64"
     AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
@@ -299,10 +363,34 @@ def test_demo_budget_counts_from_started_at(model_dir, tmp_path):
     out = tmp_path / "late"
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run(
-        [sys.executable, str(RECIPES / "demo.py"), "--model", str(model_dir), "--steps", "6", "--eval-steps", "3",
-         "--num-pairs", "8", "--quality-pairs", "4", "--max-new-tokens", "4", "--batch-size", "4", "--no-wandb",
-         "--no-trackio", "--output-dir", str(out), "--started-at", str(time.time() - 14 * 60)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            str(RECIPES / "demo.py"),
+            "--model",
+            str(model_dir),
+            "--steps",
+            "6",
+            "--eval-steps",
+            "3",
+            "--num-pairs",
+            "8",
+            "--quality-pairs",
+            "4",
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "4",
+            "--no-wandb",
+            "--no-trackio",
+            "--output-dir",
+            str(out),
+            "--started-at",
+            str(time.time() - 14 * 60),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
@@ -321,7 +409,7 @@ def test_length_bucketed_order_pads_less_without_favouring_long_examples():
     assert sorted(order) == list(range(len(lengths)))
 
     def padded(indices):
-        return sum(max(lengths[i] for i in indices[k:k + 8]) * 8 for k in range(0, 320, 8))  # the first 40 batches
+        return sum(max(lengths[i] for i in indices[k : k + 8]) * 8 for k in range(0, 320, 8))  # the first 40 batches
 
     shuffled = list(range(len(lengths)))
     rng.shuffle(shuffled)
@@ -330,7 +418,7 @@ def test_length_bucketed_order_pads_less_without_favouring_long_examples():
     first = [lengths[i] for i in order[:320]]
     assert abs(statistics.mean(first) - statistics.mean(lengths)) < 5
     # ... and the batches come in random order, not sorted.
-    batch_maxima = [max(first[k:k + 8]) for k in range(0, 320, 8)]
+    batch_maxima = [max(first[k : k + 8]) for k in range(0, 320, 8)]
     assert batch_maxima != sorted(batch_maxima) and batch_maxima != sorted(batch_maxima, reverse=True)
     assert common.length_bucketed_order(lengths, batch_size=8, seed=0) == order
 
@@ -343,7 +431,8 @@ def test_length_bucketed_order_rejects_bad_sizes():
 def test_training_examples_use_the_prompt_format_the_callback_translates_with():
     from neuronxa_callback.quality.prompts import build_prompt
 
-    (prompt, completion), = common.translation_examples([("Hello.", "Halló.")], source_lang="eng_Latn",
-                                                         target_lang="isl_Latn", directions="tgt2src")
+    ((prompt, completion),) = common.translation_examples(
+        [("Hello.", "Halló.")], source_lang="eng_Latn", target_lang="isl_Latn", directions="tgt2src"
+    )
     assert (prompt, completion) == ("Icelandic: Halló.\nEnglish:", " Hello.")
     assert prompt == build_prompt("Halló.", source_lang="isl_Latn", target_lang="eng_Latn", prompt="auto")

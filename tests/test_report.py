@@ -1,4 +1,5 @@
 """write_report: figures and a Markdown summary whose numbers match the JSONL; plots.plot_layer_profile."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,27 @@ import re
 import pytest
 from scipy import stats
 
-from neuronxa_callback.sinks.figures import chance_level, plot_layer_profile
 from neuronxa_callback.offline.report import ReportError, write_report
+from neuronxa_callback.sinks.figures import chance_level, plot_layer_profile
 
 ISL = "eng_Latn-isl_Latn"
 DEU = "eng_Latn-deu_Latn"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = [0, 25, 50, 75, 100]
-ISL_LAYERS = [[0.02, 0.10, 0.16, 0.06], [0.03, 0.12, 0.18, 0.05], [0.02, 0.15, 0.22, 0.07],
-              [0.04, 0.14, 0.21, 0.06], [0.03, 0.17, 0.26, 0.08]]
-DEU_LAYERS = [[0.1, 0.7, 0.8, 0.3], [0.1, 0.69, 0.8, 0.3], [0.1, 0.7, 0.79, 0.31], [0.1, 0.68, 0.8, 0.3],
-              [0.1, 0.7, 0.78, 0.3]]
+ISL_LAYERS = [
+    [0.02, 0.10, 0.16, 0.06],
+    [0.03, 0.12, 0.18, 0.05],
+    [0.02, 0.15, 0.22, 0.07],
+    [0.04, 0.14, 0.21, 0.06],
+    [0.03, 0.17, 0.26, 0.08],
+]
+DEU_LAYERS = [
+    [0.1, 0.7, 0.8, 0.3],
+    [0.1, 0.69, 0.8, 0.3],
+    [0.1, 0.7, 0.79, 0.31],
+    [0.1, 0.68, 0.8, 0.3],
+    [0.1, 0.7, 0.78, 0.3],
+]
 CHRF = [19.0, 19.2, 20.4, 19.9, 21.3]
 COMET = [0.55, None, 0.58, 0.57, 0.61]  # COMET skipped at one measurement
 
@@ -27,9 +38,15 @@ def mean(values):
 
 
 def pair_block(layers, pvalue):
-    return {"num_layers": len(layers), "nasca": layers, "nasca_mean": mean(layers), "nasca_pvalue": pvalue,
-            "nasca_layer_pvalues": [pvalue] * len(layers), "navca": [v / 2 for v in layers],
-            "navca_mean": mean(layers) / 2}
+    return {
+        "num_layers": len(layers),
+        "nasca": layers,
+        "nasca_mean": mean(layers),
+        "nasca_pvalue": pvalue,
+        "nasca_layer_pvalues": [pvalue] * len(layers),
+        "navca": [v / 2 for v in layers],
+        "navca_mean": mean(layers) / 2,
+    }
 
 
 def write_run(run_dir, with_quality=True):
@@ -37,14 +54,29 @@ def write_run(run_dir, with_quality=True):
     path.parent.mkdir(parents=True)
     with open(path, "w") as handle:
         for i, step in enumerate(STEPS):
-            record = {"schema": 1, "event": "measurement", "step": step, "epoch": None, "trigger": "step",
-                      "time": "2026-11-22T01:00:00+00:00", "measurement_index": i,
-                      "pairs": {ISL: pair_block(ISL_LAYERS[i], 10.0 ** -(i + 2)), DEU: pair_block(DEU_LAYERS[i], 1e-30)},
-                      "data": {"origin": "synthetic test data", "ids": [f"s{k}" for k in range(50)]}}
+            record = {
+                "schema": 1,
+                "event": "measurement",
+                "step": step,
+                "epoch": None,
+                "trigger": "step",
+                "time": "2026-11-22T01:00:00+00:00",
+                "measurement_index": i,
+                "pairs": {ISL: pair_block(ISL_LAYERS[i], 10.0 ** -(i + 2)), DEU: pair_block(DEU_LAYERS[i], 1e-30)},
+                "data": {"origin": "synthetic test data", "ids": [f"s{k}" for k in range(50)]},
+            }
             if with_quality:
-                record["quality"] = {ISL: {"direction": "isl_Latn->eng_Latn", "chrf": CHRF[i], "bleu": CHRF[i] / 2,
-                                           "comet": COMET[i], "cometkiwi": None, "signatures": {},
-                                           "translations": []}}
+                record["quality"] = {
+                    ISL: {
+                        "direction": "isl_Latn->eng_Latn",
+                        "chrf": CHRF[i],
+                        "bleu": CHRF[i] / 2,
+                        "comet": COMET[i],
+                        "cometkiwi": None,
+                        "signatures": {},
+                        "translations": [],
+                    }
+                }
             handle.write(json.dumps(record) + "\n")
     return path
 
@@ -68,9 +100,19 @@ def test_report_writes_figures_and_a_summary_matching_the_jsonl(tmp_path):
     files = write_report(tmp_path)
     out = tmp_path / "neuronxa" / "report"
     assert files["summary"] == out / "report.md"
-    expected_keys = {"summary", f"heatmap/{ISL}", f"trend/{ISL}", f"heatmap/{DEU}", f"trend/{DEU}",
-                     f"scatter/{ISL}/chrf", f"scatter/{ISL}/comet", f"layer_correlation/{ISL}/chrf",
-                     f"layer_correlation/{ISL}/comet", f"scatter/{ISL}/bleu", f"layer_correlation/{ISL}/bleu"}
+    expected_keys = {
+        "summary",
+        f"heatmap/{ISL}",
+        f"trend/{ISL}",
+        f"heatmap/{DEU}",
+        f"trend/{DEU}",
+        f"scatter/{ISL}/chrf",
+        f"scatter/{ISL}/comet",
+        f"layer_correlation/{ISL}/chrf",
+        f"layer_correlation/{ISL}/comet",
+        f"scatter/{ISL}/bleu",
+        f"layer_correlation/{ISL}/bleu",
+    }
     assert set(files) == expected_keys
     for key, path in files.items():
         assert path.parent == out and path.stat().st_size > 1000
@@ -126,8 +168,11 @@ def test_report_errors_name_the_path(tmp_path):
 
 
 def test_layer_profile_plot_of_an_alignment_report(tmp_path):
-    report = {"model": "tiny", "data": {"origin": "synthetic", "ids": [f"s{k}" for k in range(100)]},
-              "pairs": {ISL: pair_block(ISL_LAYERS[0], 0.01), DEU: pair_block(DEU_LAYERS[0], 1e-30)}}
+    report = {
+        "model": "tiny",
+        "data": {"origin": "synthetic", "ids": [f"s{k}" for k in range(100)]},
+        "pairs": {ISL: pair_block(ISL_LAYERS[0], 0.01), DEU: pair_block(DEU_LAYERS[0], 1e-30)},
+    }
     path = plot_layer_profile(report, tmp_path / "profile.png")
     assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
     with pytest.raises(ValueError, match="navca"):

@@ -1,4 +1,5 @@
 """Weak alignment (paper Eq. 4), retrieval accuracy, chance probability and PairScore, on synthetic tensors."""
+
 from __future__ import annotations
 
 import json
@@ -234,6 +235,7 @@ def test_layer_range_changes_the_mean_only():
 def test_centering_is_off_by_default_and_changes_scores():
     generator = torch.Generator().manual_seed(8)
     meaning = torch.randn(1, 40, 32, generator=generator)
+
     # Each language adds its own large offset plus noise: raw cosines are dominated by the offset.
     def language(offset_scale=6.0, noise_scale=0.8):
         offset = offset_scale * torch.randn(1, 1, 32, generator=generator)
@@ -275,7 +277,11 @@ def test_pair_score_fields_pvalues_and_json_round_trip():
 def test_signature_content():
     reps = _random_reps(layers=2, n=5)
     score = score_pair(
-        reps, reps, metric="navca", pair="eng_Latn-deu_Latn", layers=[1],
+        reps,
+        reps,
+        metric="navca",
+        pair="eng_Latn-deu_Latn",
+        layers=[1],
         settings={"pooling": "weighted", "model": "gemma-3-270m"},
     )
     signature = score.signature()

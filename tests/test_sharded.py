@@ -3,6 +3,7 @@ Trainer runs under DeepSpeed ZeRO-3 and FSDP2. Each compares with a single proce
 
 Every subprocess has a `timeout` and every process group one (tests/_sharded_worker.py): a hang fails the test.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,22 @@ def torchrun(script: str, *args: str, port: int, timeout: int = 240, nproc: int 
     executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if executable is None:
         pytest.skip("torchrun not installed next to the python interpreter")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "TOKENIZERS_PARALLELISM": "false"}
-    command = [executable, "--nproc_per_node", str(nproc), "--master_port", str(port), str(REPO_ROOT / "tests" / script),
-               *args]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        executable,
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(port),
+        str(REPO_ROOT / "tests" / script),
+        *args,
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result
@@ -40,9 +53,9 @@ def ranks(path: Path) -> list[dict]:
 
 def single_process_reference():
     """Scores, representations, translations and one SGD step of the unsharded model the workers start from."""
-    from neuronxa_callback.instrument.activations import encode
     from neuronxa_callback.alignment.report import parallel_sentences, score_encoded
     from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.instrument.activations import encode
     from neuronxa_callback.parallel.collectives import my_share
     from neuronxa_callback.quality.generation import translate
     from neuronxa_callback.testing.tiny import tiny_model, tiny_tokenizer
@@ -50,16 +63,26 @@ def single_process_reference():
     tokenizer = tiny_tokenizer()
     model = tiny_model("llama", tokenizer=tokenizer, seed=0)
     data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=worker.NUM_PAIRS)
-    encoded = encode(model, tokenizer, parallel_sentences(data), batch_size=worker.BATCH_SIZE,
-                     max_length=worker.MAX_LENGTH)
+    encoded = encode(
+        model, tokenizer, parallel_sentences(data), batch_size=worker.BATCH_SIZE, max_length=worker.MAX_LENGTH
+    )
     pairs = score_encoded(encoded, data, batch_size=worker.BATCH_SIZE, max_length=worker.MAX_LENGTH).to_dict()["pairs"]
     sources = data.sentences("isl_Latn")[: worker.NUM_TRANSLATE]
     translations = [None] * len(sources)
     for rank in range(2):  # the same sentences in the same batches as rank `rank` generated them
         mine = my_share(len(sources), rank, 2)
-        for i, hypothesis in zip(mine, translate(model, tokenizer, [sources[i] for i in mine], source_lang="isl_Latn",
-                                                 target_lang="eng_Latn", batch_size=worker.TRANSLATE_BATCH,
-                                                 max_new_tokens=worker.MAX_NEW_TOKENS)):
+        for i, hypothesis in zip(
+            mine,
+            translate(
+                model,
+                tokenizer,
+                [sources[i] for i in mine],
+                source_lang="isl_Latn",
+                target_lang="eng_Latn",
+                batch_size=worker.TRANSLATE_BATCH,
+                max_new_tokens=worker.MAX_NEW_TOKENS,
+            ),
+        ):
             translations[i] = hypothesis
     model.train()
     input_ids, attention_mask, labels = worker.training_batch(tokenizer)
@@ -68,8 +91,13 @@ def single_process_reference():
     loss.backward()
     optimizer.step()
     checksum = float(sum(p.detach().abs().sum().double() for p in model.parameters()))
-    return {"pairs": pairs, "representations": encoded.representations, "translations": translations,
-            "loss": float(loss.detach()), "checksum": checksum}
+    return {
+        "pairs": pairs,
+        "representations": encoded.representations,
+        "translations": translations,
+        "loss": float(loss.detach()),
+        "checksum": checksum,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +130,9 @@ def test_fsdp_measurement_equals_single_process_and_ranks_stay_in_step(tmp_path,
     assert rank0["training_flag_kept"] and rank1["training_flag_kept"]
     # The training step afterwards: same loss and same updated weights on both ranks and in one process.
     assert rank0["loss"] == rank1["loss"] == pytest.approx(reference["loss"], rel=1e-6)
-    assert rank0["checksum_after_step"] == rank1["checksum_after_step"] == pytest.approx(reference["checksum"], rel=1e-6)
+    assert (
+        rank0["checksum_after_step"] == rank1["checksum_after_step"] == pytest.approx(reference["checksum"], rel=1e-6)
+    )
     # measure_alignment(shard=(rank, world)): the same engine and gather, rank 0 alone gets the report, released.
     assert (rank0["report_on_rank"], rank1["report_on_rank"]) == (True, False)
     assert rank0["unsharded_after_measure_alignment"] == rank1["unsharded_after_measure_alignment"] == []
@@ -201,10 +231,23 @@ def test_callback_wiring_on_a_fully_shard_model_in_one_process(tmp_path):
     executable = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if executable is None:
         pytest.skip("torchrun not installed next to the python interpreter")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "TOKENIZERS_PARALLELISM": "false"}
-    command = [executable, "--nproc_per_node", "1", "--master_port", "29756",
-               str(REPO_ROOT / "tests" / "_sharded_trainer_worker.py"), "fully_shard", str(tmp_path)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        executable,
+        "--nproc_per_node",
+        "1",
+        "--master_port",
+        "29756",
+        str(REPO_ROOT / "tests" / "_sharded_trainer_worker.py"),
+        "fully_shard",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 

@@ -1,6 +1,7 @@
 """sharding.py and memory.py in one process: detection, the engine seam (engine_for, the plans it counts from, the
 one rank split), the agreement rules, the single-process equivalences, and the peak-memory probe. The multi-process
 runs (FSDP1, FSDP2, ZeRO-3) are in tests/test_sharded.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,6 @@ import torch
 
 from neuronxa_callback.instrument.activations import encode, encode_plan
 from neuronxa_callback.parallel.collectives import my_share
-from neuronxa_callback.quality.generation import translate, translate_plan
 from neuronxa_callback.parallel.sharding import (
     ReplicatedEngine,
     ShardedEngine,
@@ -24,6 +24,7 @@ from neuronxa_callback.parallel.sharding import (
     translate_sharded,
     unsharded_parameters,
 )
+from neuronxa_callback.quality.generation import translate, translate_plan
 from neuronxa_callback.testing.tiny import corpus_sentences, tiny_model, tiny_tokenizer
 
 
@@ -117,7 +118,8 @@ def test_translate_plan_is_the_plan_translate_runs(model, tokenizer):
     plan = translate_plan(tokenizer, sources, **settings)
     assert len(plan.batches) == 3  # one generate call per batch
     assert translate(model, tokenizer, sources, max_new_tokens=3, plan=plan, **settings) == translate(
-        model, tokenizer, sources, max_new_tokens=3, **settings)
+        model, tokenizer, sources, max_new_tokens=3, **settings
+    )
     with pytest.raises(ValueError, match="plan` was made for other"):
         translate(model, tokenizer, sources, max_new_tokens=3, plan=plan, **{**settings, "target_lang": "deu_Latn"})
     with pytest.raises(ValueError, match="separate pool"):  # translate's checks run when the plan is made
@@ -226,8 +228,9 @@ def test_encode_sharded_fails_on_an_unsupported_model_before_any_forward(tokeniz
 def test_dummy_forwards_run_in_eval_mode_without_gradients_and_restore_the_flags(model):
     model.train()
     seen = []
-    handle = model.register_forward_pre_hook(lambda m, a: seen.append((m.training, torch.is_grad_enabled(),
-                                                                        torch.is_inference_mode_enabled())))
+    handle = model.register_forward_pre_hook(
+        lambda m, a: seen.append((m.training, torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+    )
     try:
         dummy_forwards(model, [2, 10, 11], 2)
         dummy_forwards(model, [2, 10, 11], 0)
@@ -241,10 +244,12 @@ def test_dummy_forwards_run_in_eval_mode_without_gradients_and_restore_the_flags
 
 def test_translate_sharded_in_one_process_is_translate(model, tokenizer):
     sources = corpus_sentences()[10:13]
-    expected = translate(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2,
-                         max_new_tokens=4)
-    rows = translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2,
-                             max_new_tokens=4)
+    expected = translate(
+        model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2, max_new_tokens=4
+    )
+    rows = translate_sharded(
+        model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", batch_size=2, max_new_tokens=4
+    )
     assert rows == list(enumerate(expected))
 
 
@@ -262,8 +267,9 @@ def test_translate_sharded_has_the_defaults_of_translate():
 def test_translate_sharded_checks_examples_before_generating(model, tokenizer):
     sources = corpus_sentences()[10:12]
     with pytest.raises(ShardedMeasurementError, match="translation isl_Latn->eng_Latn"):
-        translate_sharded(model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn",
-                          examples=[(sources[0], "leak")])
+        translate_sharded(
+            model, tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", examples=[(sources[0], "leak")]
+        )
 
 
 def _in_a_fresh_process(code: str) -> None:

@@ -1,5 +1,6 @@
 """Golden tests of the similarity baselines (debiased CKA, SVCCA, ANC): invariances, null and identity levels, and
 agreement with naive d x d reference implementations (numpy, feature space) on small inputs."""
+
 from __future__ import annotations
 
 import math
@@ -57,7 +58,7 @@ def _reference_svcca(x, y, k):
 
     def inv_sqrt(m):
         values, vectors = np.linalg.eigh(m)
-        return vectors @ np.diag(values ** -0.5) @ vectors.T
+        return vectors @ np.diag(values**-0.5) @ vectors.T
 
     m = inv_sqrt(a.T @ a) @ (a.T @ b) @ inv_sqrt(b.T @ b)
     return float(np.clip(np.linalg.svd(m, compute_uv=False), 0, 1).mean())
@@ -217,7 +218,10 @@ def test_bad_input_raises_value_errors_naming_the_problem():
 
 def test_measure_names():
     assert measure_names(["cka", "anc:nas", "svcca:embedding", "cka"]) == [
-        ("cka", "cka", "embedding"), ("anc:nas", "anc", "nas"), ("svcca", "svcca", "embedding")]
+        ("cka", "cka", "embedding"),
+        ("anc:nas", "anc", "nas"),
+        ("svcca", "svcca", "embedding"),
+    ]
     assert parse_measure("ANC:nasca") == ("anc", "nas")
 
 
@@ -230,8 +234,14 @@ def test_measure_alignment_similarity_is_opt_in_and_round_trips(model_dir):
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     data = load_parallel("bundled", languages=("isl_Latn", "deu_Latn"), num_pairs=12)
     plain = measure_alignment(model, tokenizer, data, representations=("nas",))
-    extra = measure_alignment(model, tokenizer, data, representations=("nas",),
-                              similarity=("cka", "svcca", "anc", "anc:nas"), svcca_directions=3)
+    extra = measure_alignment(
+        model,
+        tokenizer,
+        data,
+        representations=("nas",),
+        similarity=("cka", "svcca", "anc", "anc:nas"),
+        svcca_directions=3,
+    )
     plain_dict, extra_dict = plain.to_dict(), extra.to_dict()
     pair = "eng_Latn-isl_Latn"
     # Default output unchanged: no similarity block, no extra settings, and no MEXA although embeddings were encoded.
@@ -245,10 +255,12 @@ def test_measure_alignment_similarity_is_opt_in_and_round_trips(model_dir):
     assert extra.mean("cka", pair) == block["cka"]["mean"]
     assert extra_dict["settings"]["similarity"] == ["cka", "svcca", "anc", "anc:nas"]
     # Same numbers as similarity_per_layer on the encoded representations themselves.
-    from neuronxa_callback.instrument.activations import encode
     from neuronxa_callback.alignment.report import parallel_sentences
+    from neuronxa_callback.instrument.activations import encode
 
-    reps = encode(model, tokenizer, parallel_sentences(data), representations=("embedding",)).representations["embedding"]
+    reps = encode(model, tokenizer, parallel_sentences(data), representations=("embedding",)).representations[
+        "embedding"
+    ]
     direct = similarity_per_layer(reps[:, :12], reps[:, 12:24], measure="cka")
     assert block["cka"]["per_layer"] == pytest.approx(direct["per_layer"], abs=1e-12)
     again = AlignmentReport.from_dict(json_round_trip(extra_dict))
@@ -267,8 +279,24 @@ def test_cli_measures_flag(model_dir, tmp_path, capsys):
     from neuronxa_callback.cli import main
 
     out = tmp_path / "m.json"
-    code = main(["--quiet", "score", "--model", str(model_dir), "--data", "bundled", "--num-pairs", "10",
-                 "--measures", "nasca,mexa,cka,svcca,anc", "--svcca-directions", "2", "--output", str(out)])
+    code = main(
+        [
+            "--quiet",
+            "score",
+            "--model",
+            str(model_dir),
+            "--data",
+            "bundled",
+            "--num-pairs",
+            "10",
+            "--measures",
+            "nasca,mexa,cka,svcca,anc",
+            "--svcca-directions",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     entry = json.loads(out.read_text())["pairs"]["eng_Latn-isl_Latn"]
     assert "nasca" in entry and "mexa" in entry and "navca" not in entry

@@ -1,4 +1,5 @@
 """The offline test helpers themselves: the tiny tokenizer is trained once per session, not once per call."""
+
 from __future__ import annotations
 
 from neuronxa_callback.testing import tiny as _tiny

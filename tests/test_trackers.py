@@ -1,14 +1,24 @@
 """trackers.py and metric_names.py without a Trainer: which numbers go through trainer.log and which straight to a
 backend (never both), the names each backend shows (the same attached or not), the console line, the translations
 table, the TensorBoard and W&B adapters, and that tracker failures stay warnings."""
+
 from __future__ import annotations
 
 import logging
 
 import pytest
 
-from neuronxa_callback.sinks.names import (backend_key, best_values, detail_scalars, flatten_record, headline_for,
-                                            headline_scalars, summary_line, trainer_scalars, translation_rows)
+from neuronxa_callback.sinks.names import (
+    backend_key,
+    best_values,
+    detail_scalars,
+    flatten_record,
+    headline_for,
+    headline_scalars,
+    summary_line,
+    trainer_scalars,
+    translation_rows,
+)
 from neuronxa_callback.sinks.trackers import TensorBoardSink, TrackerHub, TrackerSink, WandbSink
 from tests._records import PAIR, RECORDS, make_record
 
@@ -18,26 +28,52 @@ def full_record() -> dict:
     record["quality"][PAIR]["copy_rate"] = 0.25  # quality numbers this module does not know by name
     record["quality"][PAIR]["copies"] = 2
     record["quality"][PAIR]["copy_policy"] = "scored as empty"  # not a number: not logged
-    record["correlation"] = {PAIR: {"chrf": {"n": 3, "pearson": 0.9, "pearson_pvalue": 0.28, "spearman": 1.0,
-                                             "spearman_pvalue": 0.0, "per_layer_pearson": [0.1, 0.9, None],
-                                             "best_layer": 1}}}
-    record["early_stopping"] = {"metric": "nasca", "pair": PAIR, "value": 0.33, "smoothed": 0.3, "best": 0.31,
-                                "best_step": 50, "bad_measurements": 1, "should_stop": False, "reason": None}
+    record["correlation"] = {
+        PAIR: {
+            "chrf": {
+                "n": 3,
+                "pearson": 0.9,
+                "pearson_pvalue": 0.28,
+                "spearman": 1.0,
+                "spearman_pvalue": 0.0,
+                "per_layer_pearson": [0.1, 0.9, None],
+                "best_layer": 1,
+            }
+        }
+    }
+    record["early_stopping"] = {
+        "metric": "nasca",
+        "pair": PAIR,
+        "value": 0.33,
+        "smoothed": 0.3,
+        "best": 0.31,
+        "best_step": 50,
+        "bad_measurements": 1,
+        "should_stop": False,
+        "reason": None,
+    }
     return record
 
 
 def test_trainer_scalars_are_the_headline_floats_under_eval_neuronxa():
     scalars = trainer_scalars(full_record())
     assert all(type(v) is float for v in scalars.values())
-    assert scalars == pytest.approx({
-        f"eval_neuronxa/{PAIR}/nasca_mean": 1.0 / 3, f"eval_neuronxa/{PAIR}/navca_mean": 1.0 / 6,
-        f"eval_neuronxa/{PAIR}/nasca_best_layer": 1.0,          # tie between layers 1 and 2: the lower one
-        f"eval_neuronxa/{PAIR}/chrf": 20.5, f"eval_neuronxa/{PAIR}/bleu": 10.25, f"eval_neuronxa/{PAIR}/copy_rate": 0.25,
-        f"eval_neuronxa/{PAIR}/copies": 2.0,
-        f"eval_neuronxa/{PAIR}/r_chrf": 0.9,
-        "eval_neuronxa_early_stopping/smoothed": 0.3, "eval_neuronxa_early_stopping/best": 0.31,
-        "eval_neuronxa_early_stopping/bad_measurements": 1.0, "eval_neuronxa_early_stopping/should_stop": 0.0,
-    })
+    assert scalars == pytest.approx(
+        {
+            f"eval_neuronxa/{PAIR}/nasca_mean": 1.0 / 3,
+            f"eval_neuronxa/{PAIR}/navca_mean": 1.0 / 6,
+            f"eval_neuronxa/{PAIR}/nasca_best_layer": 1.0,  # tie between layers 1 and 2: the lower one
+            f"eval_neuronxa/{PAIR}/chrf": 20.5,
+            f"eval_neuronxa/{PAIR}/bleu": 10.25,
+            f"eval_neuronxa/{PAIR}/copy_rate": 0.25,
+            f"eval_neuronxa/{PAIR}/copies": 2.0,
+            f"eval_neuronxa/{PAIR}/r_chrf": 0.9,
+            "eval_neuronxa_early_stopping/smoothed": 0.3,
+            "eval_neuronxa_early_stopping/best": 0.31,
+            "eval_neuronxa_early_stopping/bad_measurements": 1.0,
+            "eval_neuronxa_early_stopping/should_stop": 0.0,
+        }
+    )
     # No per-layer key: those would flood the console's log line and log_history.
     assert not any("/layer_" in key for key in scalars)
 
@@ -46,7 +82,7 @@ def test_details_and_headline_split_flatten_record_without_overlap():
     record = full_record()
     headline, details, flat = headline_scalars(record), detail_scalars(record), flatten_record(record)
     headline_as_flat = {f"neuronxa/{name}" for name in headline}
-    assert not headline_as_flat & set(details)                        # nothing is logged twice
+    assert not headline_as_flat & set(details)  # nothing is logged twice
     # ... and nothing of flatten_record is lost but early stopping's raw value (= the pair's nasca_mean).
     assert set(details) | (headline_as_flat & set(flat)) == set(flat) - {"neuronxa/early_stopping/value"}
     assert details[f"neuronxa/{PAIR}/nasca/layer_01"] == 0.4
@@ -74,12 +110,18 @@ def test_summary_line_is_one_short_line_per_measurement():
 
 def test_translation_rows_cover_every_direction():
     record = full_record()
-    assert translation_rows(record) == {PAIR: (["step", "direction", "id", "source", "hypothesis", "reference"],
-                                               [[100, "isl_Latn->eng_Latn", "s0", "Halló heimur", "Hello world",
-                                                 "Hello, world"]])}
+    assert translation_rows(record) == {
+        PAIR: (
+            ["step", "direction", "id", "source", "hypothesis", "reference"],
+            [[100, "isl_Latn->eng_Latn", "s0", "Halló heimur", "Hello world", "Hello, world"]],
+        )
+    }
     one = record["quality"][PAIR]
-    record["quality"][PAIR] = {"direction": "both", "chrf": 1.0, "directions": {
-        "isl_Latn->eng_Latn": one, "eng_Latn->isl_Latn": {**one, "direction": "eng_Latn->isl_Latn"}}}
+    record["quality"][PAIR] = {
+        "direction": "both",
+        "chrf": 1.0,
+        "directions": {"isl_Latn->eng_Latn": one, "eng_Latn->isl_Latn": {**one, "direction": "eng_Latn->isl_Latn"}},
+    }
     assert [row[1] for row in translation_rows(record)[PAIR][1]] == ["isl_Latn->eng_Latn", "eng_Latn->isl_Latn"]
     assert translation_rows(RECORDS[0] | {"quality": {}}) == {}
 
@@ -185,7 +227,7 @@ def test_tensorboard_sink_writes_through_the_trainers_writer(tmp_path):
     assert (f"neuronxa/{PAIR}/nasca/layer_02", 0.4, 100) in writer.scalars
     key, shape, step, fmt = writer.images[0]
     assert step == 100 and fmt == "HWC" and shape[2] == 3
-    (key, text, step), = writer.texts
+    ((key, text, step),) = writer.texts
     assert key == f"neuronxa/{PAIR}/translations" and "| Halló heimur | Hello world |" in text
     assert writer.flushed == 1
 
@@ -222,8 +264,9 @@ def test_a_subclass_of_the_callback_keeps_its_link_and_measures_before_the_integ
         pass
 
     finished = []
-    monkeypatch.setattr(MyCallback, "_finish_before_trackers_close",
-                        lambda self, *args, **kwargs: finished.append(self), raising=True)
+    monkeypatch.setattr(
+        MyCallback, "_finish_before_trackers_close", lambda self, *args, **kwargs: finished.append(self), raising=True
+    )
     trainer = make_trainer(tmp_path, [], report_to=["tensorboard"])
     MyCallback(**FAST).attach(trainer)
     names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
@@ -241,10 +284,15 @@ def test_a_subclass_of_the_callback_keeps_its_link_and_measures_before_the_integ
 
 
 # ----- one name per number and backend, attached or not ---------------------------------------------------------------
-@pytest.mark.parametrize("backend, mean", [("wandb", f"eval/neuronxa/{PAIR}/nasca_mean"),
-                                           ("trackio", f"eval/neuronxa/{PAIR}/nasca_mean"),
-                                           ("tensorboard", f"eval/neuronxa/{PAIR}/nasca_mean"),
-                                           ("mlflow", f"eval_neuronxa/{PAIR}/nasca_mean")])
+@pytest.mark.parametrize(
+    "backend, mean",
+    [
+        ("wandb", f"eval/neuronxa/{PAIR}/nasca_mean"),
+        ("trackio", f"eval/neuronxa/{PAIR}/nasca_mean"),
+        ("tensorboard", f"eval/neuronxa/{PAIR}/nasca_mean"),
+        ("mlflow", f"eval_neuronxa/{PAIR}/nasca_mean"),
+    ],
+)
 def test_each_backend_has_one_name_per_number(backend, mean):
     record = full_record()
     headline, details = headline_for(record, backend), detail_scalars(record)
@@ -267,11 +315,14 @@ def test_backend_key_follows_the_trainer_integrations():
 
 
 def test_best_values_keep_the_best_headline_and_its_first_step():
-    records = [make_record(0, [0.3, 0.3, 0.3], chrf=19.0), make_record(50, [0.1, 0.2, 0.3], chrf=21.0),
-               make_record(100, [0.3, 0.3, 0.3], chrf=20.0)]
+    records = [
+        make_record(0, [0.3, 0.3, 0.3], chrf=19.0),
+        make_record(50, [0.1, 0.2, 0.3], chrf=21.0),
+        make_record(100, [0.3, 0.3, 0.3], chrf=20.0),
+    ]
     best = best_values(records)
     assert best[f"eval/neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(0.3)
-    assert best[f"eval/neuronxa/{PAIR}/nasca_mean_best_step"] == 0       # a tie: the earlier step
+    assert best[f"eval/neuronxa/{PAIR}/nasca_mean_best_step"] == 0  # a tie: the earlier step
     assert best[f"eval/neuronxa/{PAIR}/chrf_best"] == 21.0 and best[f"eval/neuronxa/{PAIR}/chrf_best_step"] == 50
     assert not any("best_layer" in key or "early_stopping" in key for key in best)
     assert f"eval_neuronxa/{PAIR}/chrf_best" in best_values(records, "mlflow")
@@ -316,7 +367,7 @@ def test_one_wandb_class_attached_leaves_the_headline_to_trainer_log(monkeypatch
     (payload,) = run.logged
     table = payload.pop(f"neuronxa/{PAIR}/translations")
     assert isinstance(table, wandb.Table) and payload.pop("train/global_step") == 100
-    assert payload == detail_scalars(full_record())                  # details only: no headline twice
+    assert payload == detail_scalars(full_record())  # details only: no headline twice
     assert {("neuronxa/*", "train/global_step"), ("eval/neuronxa/*", "train/global_step")} <= set(run.defined)
     # The best values over every record (the earlier one seeded from previous_records) in the run summary.
     assert run.summary[f"eval/neuronxa/{PAIR}/nasca_mean_best"] == pytest.approx(1.0 / 3)
@@ -330,7 +381,7 @@ def test_one_wandb_class_unattached_adds_the_headline_under_the_same_names(monke
     wandb = pytest.importorskip("wandb")
     run = FakeWandbRun()
     monkeypatch.setattr(wandb, "run", run)
-    sink = WandbSink(init=False, heatmaps=False, tables=False)         # joins the active run
+    sink = WandbSink(init=False, heatmaps=False, tables=False)  # joins the active run
     sink.log_measurement(full_record())
     (payload,) = run.logged
     assert payload.pop("train/global_step") == 100

@@ -1,6 +1,7 @@
 """NeuronXACallback.attach(trainer) in real tiny Trainer runs reporting to W&B (offline), TensorBoard, MLflow (local
 SQLite store) and trackio (local): each backend's own files, read back with that backend's reader, hold the same
 alignment values as the JSONL on the same steps, once each; the console and log_history stay short."""
+
 from __future__ import annotations
 
 import json
@@ -25,24 +26,54 @@ ALL_TRACKERS = ("wandb", "tensorboard", "mlflow", "trackio")
 
 def run_worker(root: Path, report_to, *extra: str, steps: int = 5) -> dict:
     """tests/_tracker_run.py in its own process (trackio reads TRACKIO_DIR at import); returns what it printed."""
-    env = {**os.environ, "TRACKIO_DIR": str(root / "trackio"), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-           "WANDB_DIR": str(root), "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO),
-           "TRACKIO_DISABLE_TELEMETRY": "1", "DISABLE_MLFLOW_INTEGRATION": "FALSE", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
-    result = subprocess.run([sys.executable, "-m", "tests._tracker_run", str(root / "out"), ",".join(report_to),
-                             "--steps", str(steps), *extra], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=600)
+    env = {
+        **os.environ,
+        "TRACKIO_DIR": str(root / "trackio"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "WANDB_DIR": str(root),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(REPO),
+        "TRACKIO_DISABLE_TELEMETRY": "1",
+        "DISABLE_MLFLOW_INTEGRATION": "FALSE",
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests._tracker_run",
+            str(root / "out"),
+            ",".join(report_to),
+            "--steps",
+            str(steps),
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("LOG_HISTORY ")]
-    return {"stdout": result.stdout, "stderr": result.stderr,
-            "log_history": json.loads(line[len("LOG_HISTORY "):])["log_history"],
-            "records": read_jsonl(root / "out" / "neuronxa" / "metrics.jsonl")}
+    return {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "log_history": json.loads(line[len("LOG_HISTORY ") :])["log_history"],
+        "records": read_jsonl(root / "out" / "neuronxa" / "metrics.jsonl"),
+    }
 
 
 # ----- readers: each backend's files through its own reader -----------------------------------------------------------
 def wandb_history(root: Path) -> list[dict]:
     (run_file,) = (root / "wandb").glob("offline-run-*/run-*.wandb")
-    return [items_to_dict(r.history.item) for r in wait_for_run_file(run_file) if r.WhichOneof("record_type") == "history"]
+    return [
+        items_to_dict(r.history.item) for r in wait_for_run_file(run_file) if r.WhichOneof("record_type") == "history"
+    ]
 
 
 def wandb_summary(root: Path) -> dict:
@@ -83,10 +114,17 @@ def mlflow_history(root: Path, names) -> dict[str, list[tuple[int, float]]]:
 
 
 def trackio_logs(root: Path, project: str = "neuronxa-test", run: str = "tiny") -> list[dict]:
-    code = ("import json, sys; from trackio.sqlite_storage import SQLiteStorage as S; "
-            f"print(json.dumps(S.get_logs({project!r}, {run!r}), default=str))")
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TRACKIO_DIR": str(root / "trackio")},
-                            capture_output=True, text=True, timeout=120)
+    code = (
+        "import json, sys; from trackio.sqlite_storage import SQLiteStorage as S; "
+        f"print(json.dumps(S.get_logs({project!r}, {run!r}), default=str))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TRACKIO_DIR": str(root / "trackio")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -135,8 +173,11 @@ def assert_one_name_per_number(by_step: dict[int, dict[str, float]], records: li
         logged = by_step[record["step"]]
         assert set(logged) == set(headline_for(record, backend)) | set(detail_scalars(record)), record["step"]
         mean = record["pairs"][PAIR]["nasca_mean"]
-        aliases = [key for key, value in logged.items()
-                   if re.search(r"nasca(_mean)?$", key) and value == pytest.approx(mean, rel=1e-6, abs=1e-9)]
+        aliases = [
+            key
+            for key, value in logged.items()
+            if re.search(r"nasca(_mean)?$", key) and value == pytest.approx(mean, rel=1e-6, abs=1e-9)
+        ]
         assert aliases == [backend_key(f"eval_neuronxa/{MEAN}", backend)]
 
 
@@ -153,8 +194,12 @@ def test_jsonl_and_log_history_have_one_entry_per_measurement(all_trackers_run):
     root, run = all_trackers_run
     records = run["records"]
     # 5 steps, eval_steps=2: 0, 2, 4, and the final step 5 (measured at train end, before the trackers closed).
-    assert [(r["step"], r["trigger"]) for r in records] == [(0, "train_begin"), (2, "step"), (4, "step"),
-                                                          (5, "train_end")]
+    assert [(r["step"], r["trigger"]) for r in records] == [
+        (0, "train_begin"),
+        (2, "step"),
+        (4, "step"),
+        (5, "train_end"),
+    ]
     ours = [entry for entry in run["log_history"] if any(k.startswith("eval_neuronxa/") for k in entry)]
     assert [entry["step"] for entry in ours] == [0, 2, 4, 5]
     for entry, record in zip(ours, records):
@@ -177,8 +222,12 @@ def test_wandb_offline_run_has_the_jsonl_values_on_the_trainer_steps(all_tracker
     # Media: one heatmap per measurement, the translations table whenever quality was scored, the report's figures.
     heatmaps = [row["train/global_step"] for row in history if f"neuronxa/{PAIR}/nasca_heatmap" in row]
     assert heatmaps == [0, 2, 4, 5]
-    assert history[[i for i, row in enumerate(history) if f"neuronxa/{PAIR}/translations" in row][0]][
-        f"neuronxa/{PAIR}/translations"]["_type"] == "table-file"
+    assert (
+        history[[i for i, row in enumerate(history) if f"neuronxa/{PAIR}/translations" in row][0]][
+            f"neuronxa/{PAIR}/translations"
+        ]["_type"]
+        == "table-file"
+    )
     figures = {key for row in history for key in row if key.startswith("neuronxa/figures/")}
     assert f"neuronxa/figures/trend/{PAIR}" in figures
     assert not any(key.startswith("neuronxa/figures/heatmap") for key in figures)  # = the last live heatmap
@@ -208,15 +257,21 @@ def test_wandb_and_tensorboard_publish_each_number_under_one_name(all_trackers_r
 def test_mlflow_store_has_the_jsonl_values_on_the_trainer_steps(all_trackers_run):
     root, run = all_trackers_run
     records = run["records"]
-    names = [f"eval_neuronxa/{MEAN}", LAYER, f"eval_neuronxa/{PAIR}/chrf", f"eval_neuronxa/{PAIR}/r_chrf",
-             f"neuronxa/{MEAN}"]
+    names = [
+        f"eval_neuronxa/{MEAN}",
+        LAYER,
+        f"eval_neuronxa/{PAIR}/chrf",
+        f"eval_neuronxa/{PAIR}/r_chrf",
+        f"neuronxa/{MEAN}",
+    ]
     history = mlflow_history(root, names)
     assert_series(history[f"eval_neuronxa/{MEAN}"], expected(records, f"eval_neuronxa/{MEAN}"))
     assert_series(history[LAYER], expected(records, LAYER, detail=True))
     assert_series(history[f"eval_neuronxa/{PAIR}/chrf"], expected(records, f"eval_neuronxa/{PAIR}/chrf"))
     # r exists once 3 quality points exist and neither series is constant (a tiny random model may give constants).
-    assert_series(history[f"eval_neuronxa/{PAIR}/r_chrf"], expected(records, f"eval_neuronxa/{PAIR}/r_chrf"),
-                  may_be_empty=True)
+    assert_series(
+        history[f"eval_neuronxa/{PAIR}/r_chrf"], expected(records, f"eval_neuronxa/{PAIR}/r_chrf"), may_be_empty=True
+    )
     assert history[f"neuronxa/{MEAN}"] == []
 
 
@@ -315,11 +370,22 @@ def test_trackio_dashboard_shows_the_neuronxa_metrics_in_a_real_browser(tmp_path
     assert [r["step"] for r in records] == [0, 3, 6, 9, 12]
     shots = Path(os.environ.get("NEURONXA_SCREENSHOT_DIR", tmp_path))
     with serve_dashboard(tmp_path / "trackio", "neuronxa-test") as base:
-        metrics = load_page(f"{base}/?project=neuronxa-test&x_axis=train/global_step&smoothing=0",
-                            screenshot=shots / "trackio-metrics.png")
+        metrics = load_page(
+            f"{base}/?project=neuronxa-test&x_axis=train/global_step&smoothing=0",
+            screenshot=shots / "trackio-metrics.png",
+        )
         media = load_page(f"{base}/media?project=neuronxa-test", screenshot=shots / "trackio-media.png")
-    names = [f"{PAIR}/nasca_mean", f"{PAIR}/navca_mean", f"{PAIR}/nasca_best_layer", f"{PAIR}/chrf", "nasca/layer_00",
-             "nasca/layer_01", "neuronxa_early_stopping", "nasca_pvalue", "alignment_seconds"]
+    names = [
+        f"{PAIR}/nasca_mean",
+        f"{PAIR}/navca_mean",
+        f"{PAIR}/nasca_best_layer",
+        f"{PAIR}/chrf",
+        "nasca/layer_00",
+        "nasca/layer_01",
+        "neuronxa_early_stopping",
+        "nasca_pvalue",
+        "alignment_seconds",
+    ]
     if f"eval_neuronxa/{PAIR}/r_chrf" in trainer_scalars(records[-1]):  # r needs 3 non-constant quality points
         names.append(f"{PAIR}/r_chrf")
     for name in names:

@@ -1,4 +1,5 @@
 """MeasurementHistory correlations (checked against scipy) and PlateauDetector golden sequences."""
+
 from __future__ import annotations
 
 import json
@@ -60,11 +61,14 @@ def test_correlate_small_samples_get_exact_pvalues():
     assert correlate(x, y)["pearson_pvalue"] == pytest.approx(min(1.0, 2 * min(greater, less)))  # scipy's two-sided
 
 
-@pytest.mark.parametrize("x, y, reason", [
-    ([0.1, 0.2], [1.0, 2.0], "fewer than 3"),
-    ([0.2, 0.2, 0.2], [1.0, 2.0, 3.0], "alignment series is constant"),
-    ([0.1, 0.2, 0.3], [5.0, 5.0, 5.0], "quality series is constant"),
-])
+@pytest.mark.parametrize(
+    "x, y, reason",
+    [
+        ([0.1, 0.2], [1.0, 2.0], "fewer than 3"),
+        ([0.2, 0.2, 0.2], [1.0, 2.0, 3.0], "alignment series is constant"),
+        ([0.1, 0.2, 0.3], [5.0, 5.0, 5.0], "quality series is constant"),
+    ],
+)
 def test_correlate_undefined_gives_none_and_reason(x, y, reason):
     result = correlate(x, y)
     assert result["pearson"] is None and result["spearman"] is None and result["pearson_pvalue"] is None
@@ -88,14 +92,17 @@ def test_history_correlations_match_scipy_on_the_same_numbers():
         every = stats.PermutationMethod(n_resamples=120)
         assert entry["pearson_pvalue"] == pytest.approx(stats.pearsonr(means, quality, method=every).pvalue, abs=1e-12)
         assert entry["spearman_pvalue"] == pytest.approx(
-            stats.pearsonr(stats.rankdata(means), stats.rankdata(quality), method=every).pvalue, abs=1e-12)
+            stats.pearsonr(stats.rankdata(means), stats.rankdata(quality), method=every).pvalue, abs=1e-12
+        )
         assert entry["spearman"] == pytest.approx(stats.spearmanr(means, quality).statistic, abs=1e-12)
         for layer in range(3):
             column = [row[layer] for row in LAYERS]
-            assert entry["per_layer_pearson"][layer] == pytest.approx(stats.pearsonr(column, quality).statistic,
-                                                                      abs=1e-12)
+            assert entry["per_layer_pearson"][layer] == pytest.approx(
+                stats.pearsonr(column, quality).statistic, abs=1e-12
+            )
             assert entry["per_layer_spearman"][layer] == pytest.approx(
-                stats.spearmanr(column, quality).statistic, abs=1e-12)
+                stats.spearmanr(column, quality).statistic, abs=1e-12
+            )
     # layer 1 was built to follow chrF; layer 0 runs against it
     assert correlations[PAIR]["chrf"]["best_layer"] == 1
     assert correlations[PAIR]["chrf"]["per_layer_pearson"][1] > 0.95
@@ -130,8 +137,7 @@ def test_constant_layer_gives_none_not_nan():
 
 def test_reappending_a_step_replaces_it():
     history = filled_history()
-    history.append(50, {PAIR: 0.9, OTHER: 0.5}, {PAIR: [0.9, 0.9, 0.9], OTHER: [0.4, 0.6, 0.5]},
-                   {PAIR: {"chrf": 30.0}})
+    history.append(50, {PAIR: 0.9, OTHER: 0.5}, {PAIR: [0.9, 0.9, 0.9], OTHER: [0.4, 0.6, 0.5]}, {PAIR: {"chrf": 30.0}})
     assert history.steps == STEPS
     assert history.series(PAIR)["alignment"][2] == 0.9
     assert history.series(PAIR)["quality"]["chrf"][2] == 30.0
@@ -182,12 +188,15 @@ def test_plateau_min_delta():
     assert first_stop(run(PlateauDetector(patience=2, min_delta=0.0), values)) is None
 
 
-@pytest.mark.parametrize("kwargs, expected_stop, expected_smoothed", [
-    ({"smoothing": "none"}, 3, [0.0, 1.0, 0.0, 0.9]),
-    ({"smoothing": "ema", "smoothing_factor": 0.5}, 5, [0.0, 0.5, 0.25, 0.575, 0.2875, 0.14375]),
-    ({"smoothing": "window", "window": 3}, 5, [0.0, 0.5, 1 / 3, 1.9 / 3, 0.3, 0.3]),
-    ({"smoothing": "window", "window": 2}, 3, [0.0, 0.5, 0.5, 0.45]),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected_stop, expected_smoothed",
+    [
+        ({"smoothing": "none"}, 3, [0.0, 1.0, 0.0, 0.9]),
+        ({"smoothing": "ema", "smoothing_factor": 0.5}, 5, [0.0, 0.5, 0.25, 0.575, 0.2875, 0.14375]),
+        ({"smoothing": "window", "window": 3}, 5, [0.0, 0.5, 1 / 3, 1.9 / 3, 0.3, 0.3]),
+        ({"smoothing": "window", "window": 2}, 3, [0.0, 0.5, 0.5, 0.45]),
+    ],
+)
 def test_plateau_smoothing_golden(kwargs, expected_stop, expected_smoothed):
     decisions = run(PlateauDetector(patience=2, **kwargs), [0.0, 1.0, 0.0, 0.9, 0.0, 0.0])
     assert first_stop(decisions) == expected_stop
@@ -226,15 +235,18 @@ def test_plateau_rejects_stale_steps_and_bad_values():
         detector.update(20, float("nan"))
 
 
-@pytest.mark.parametrize("kwargs, argument", [
-    ({"patience": 0}, "patience"),
-    ({"patience": 2, "min_delta": -0.1}, "min_delta"),
-    ({"patience": 2, "smoothing": "median"}, "smoothing"),
-    ({"patience": 2, "smoothing_factor": 0.0}, "smoothing_factor"),
-    ({"patience": 2, "window": 0}, "window"),
-    ({"patience": 2, "mode": "up"}, "mode"),
-    ({"patience": 2, "min_steps": -5}, "min_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"patience": 0}, "patience"),
+        ({"patience": 2, "min_delta": -0.1}, "min_delta"),
+        ({"patience": 2, "smoothing": "median"}, "smoothing"),
+        ({"patience": 2, "smoothing_factor": 0.0}, "smoothing_factor"),
+        ({"patience": 2, "window": 0}, "window"),
+        ({"patience": 2, "mode": "up"}, "mode"),
+        ({"patience": 2, "min_steps": -5}, "min_steps"),
+    ],
+)
 def test_plateau_bad_settings_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         PlateauDetector(**kwargs)

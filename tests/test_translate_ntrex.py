@@ -1,4 +1,5 @@
 """`neuronxa translate` works for every language it can score: examples from the data's own source."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,26 @@ from neuronxa_callback.cli import main
 
 def test_translate_italian_from_an_ntrex_directory(model_dir, ntrex_dir, tmp_path):
     out = tmp_path / "ita.json"
-    code = main(["--quiet", "translate", "--model", str(model_dir), "--data", str(ntrex_dir), "--languages", "ita",
-                 "--num-pairs", "3", "--max-new-tokens", "4", "--metrics", "chrf", "--output", str(out)])
+    code = main(
+        [
+            "--quiet",
+            "translate",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(ntrex_dir),
+            "--languages",
+            "ita",
+            "--num-pairs",
+            "3",
+            "--max-new-tokens",
+            "4",
+            "--metrics",
+            "chrf",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text(encoding="utf-8"))
     direction = result["directions"]["ita_Latn->eng_Latn"]
@@ -23,8 +42,24 @@ def test_translate_italian_from_an_ntrex_directory(model_dir, ntrex_dir, tmp_pat
 
 def test_translate_defaults_to_the_packaged_ntrex_subset(model_dir, tmp_path):
     out = tmp_path / "default.json"
-    code = main(["--quiet", "translate", "--model", str(model_dir), "--languages", "jpn", "--num-pairs", "2",
-                 "--max-new-tokens", "2", "--metrics", "chrf", "--output", str(out)])
+    code = main(
+        [
+            "--quiet",
+            "translate",
+            "--model",
+            str(model_dir),
+            "--languages",
+            "jpn",
+            "--num-pairs",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--metrics",
+            "chrf",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["data"]["origin"].startswith("NTREX-128 lines 1-100 (packaged subset")

@@ -1,5 +1,6 @@
 """recipes/worked_example.py end to end on a tiny model (3 languages, 12 NTREX lines): cached units, resume after a
 spent budget, the table's r equal to numpy's, the figure, and the README block between its markers."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,11 @@ def example(monkeypatch, model_dir, ntrex_dir):
     monkeypatch.setattr(module, "GROUP_SIZE", 2)
     monkeypatch.setattr(module, "NUM_PAIRS", 12)
     monkeypatch.setattr(module, "SIMILARITY", ("cka", "svcca:nas", "anc"))
-    monkeypatch.setattr(module, "MEASURES", (("nasca", "NASCA"), ("mexa", "MEXA"), ("cka", "CKA"),
-                                             ("svcca:nas", "SVCCA (NAS)"), ("anc", "ANC")))
+    monkeypatch.setattr(
+        module,
+        "MEASURES",
+        (("nasca", "NASCA"), ("mexa", "MEXA"), ("cka", "CKA"), ("svcca:nas", "SVCCA (NAS)"), ("anc", "ANC")),
+    )
 
     class TinyModel(module._Model):
         def get(self):
@@ -54,8 +58,20 @@ def test_worked_example_resumes_and_writes_table_figure_and_readme(example, tmp_
     cache = tmp_path / "cache.json"
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{example.BEGIN}\nold table\n{example.END}\nafter\n")
-    args = ["--cache", str(cache), "--translate-pairs", "4", "--max-new-tokens", "4", "--table",
-            str(tmp_path / "t.md"), "--figure", str(tmp_path / "docs" / "f.png"), "--readme", str(readme)]
+    args = [
+        "--cache",
+        str(cache),
+        "--translate-pairs",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--table",
+        str(tmp_path / "t.md"),
+        "--figure",
+        str(tmp_path / "docs" / "f.png"),
+        "--readme",
+        str(readme),
+    ]
     # A budget of 0 s does one unit and stops with status 3; the unit is cached.
     assert example.main(args + ["--budget", "0"]) == 3
     first = json.loads(cache.read_text())

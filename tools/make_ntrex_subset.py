@@ -14,6 +14,7 @@ what the directory loader reads:
 
 The licence (CC BY-SA 4.0) and README travel with them; see neuronxa_callback/data/packaged/ntrex128/README.md.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,7 +42,7 @@ def ntrex_columns(root: Path) -> dict[str, list[str]]:
     files = root / "NTREX-128"
     columns = {"eng": read_lines(files / "newstest2019-src.eng.txt")}
     for path in sorted(files.glob("newstest2019-ref*.txt")):
-        name = path.name[len("newstest2019-"):-len(".txt")]  # "ref.isl" or "ref-2.spa"
+        name = path.name[len("newstest2019-") : -len(".txt")]  # "ref.isl" or "ref-2.spa"
         prefix, code = name.split(".", 1)
         columns[code if prefix == "ref" else f"{code}-{prefix.split('-')[1]}"] = read_lines(path)
     return columns

@@ -25,13 +25,14 @@ recorded in ``report.numerics`` and, in to_dict(), in each pair's "numerics" (an
 [layers]}); an invalid layer's per-layer values are None there (NaN in the PairScore) and it is left out of the layer
 means. Without an overflow the output is unchanged.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from neuronxa_callback.alignment.scoring import (
     METRIC_FOR_REPRESENTATION,
@@ -47,8 +48,8 @@ from neuronxa_callback.alignment.scoring import (
 from neuronxa_callback.alignment.similarity import DEFAULT_SVCCA_DIRECTIONS, measure_names, similarity_per_layer
 
 if TYPE_CHECKING:
-    from neuronxa_callback.instrument.activations import Encoded
     from neuronxa_callback.data.loaders import ParallelSet
+    from neuronxa_callback.instrument.activations import Encoded
 
 __all__ = ["AlignmentReport", "AlignmentError", "measure_alignment", "parallel_sentences", "score_encoded"]
 
@@ -59,7 +60,7 @@ class AlignmentError(ValueError):
     """Bad input to measure_alignment / score_encoded (representations, encoded rows, report dicts)."""
 
 
-def normalize_representations(representations: Union[str, Sequence[str]]) -> tuple[str, ...]:
+def normalize_representations(representations: str | Sequence[str]) -> tuple[str, ...]:
     """("nas", "nav") -> same; "all" -> ("nas", "nav", "embedding"); "nav" -> ("nav",). Metric names also accepted."""
     if isinstance(representations, str):
         representations = ALL_REPRESENTATIONS if representations == "all" else (representations,)
@@ -153,8 +154,12 @@ class AlignmentReport:
         for pair, by_metric in self.scores.items():
             for metric, score in by_metric.items():
                 values = {f"{prefix}/{pair}/{metric}_mean": score.mean}
-                values.update({f"{prefix}/{pair}/{metric}/layer_{layer:02d}": value
-                               for layer, value in enumerate(score.per_layer)})
+                values.update(
+                    {
+                        f"{prefix}/{pair}/{metric}/layer_{layer:02d}": value
+                        for layer, value in enumerate(score.per_layer)
+                    }
+                )
                 # An invalid layer (NaN) has no score: it is left out rather than logged as a number.
                 flat.update({key: value for key, value in values.items() if not math.isnan(value)})
         return flat
@@ -170,13 +175,15 @@ class AlignmentReport:
                 entry[f"{metric}_mean"] = nan_to_none(score.mean)
                 entry[f"{metric}_pvalue"] = nan_to_none(score.mean_pvalue)
                 entry[f"{metric}_layer_pvalues"] = nan_to_none(list(score.layer_pvalues))
-            entry["retrieval"] = {metric: nan_to_none(_copy_retrieval(score.retrieval))
-                                  for metric, score in by_metric.items()}
+            entry["retrieval"] = {
+                metric: nan_to_none(_copy_retrieval(score.retrieval)) for metric, score in by_metric.items()
+            }
             entry["signature"] = {metric: score.signature() for metric, score in by_metric.items()}
             if self.similarity.get(pair):
                 entry["similarity"] = {key: _json_copy(value) for key, value in self.similarity[pair].items()}
-            invalid = {metric: list(score.invalid_layers)
-                       for metric, score in by_metric.items() if score.invalid_layers}
+            invalid = {
+                metric: list(score.invalid_layers) for metric, score in by_metric.items() if score.invalid_layers
+            }
             if invalid:
                 entry["invalid_layers"] = invalid
             if self.numerics:  # in every pair: a measurement record keeps only the "pairs" block
@@ -244,8 +251,9 @@ class AlignmentReport:
 
 
 def _numerics_copy(numerics: dict[str, Any]) -> dict[str, Any]:
-    return {key: ([dict(item) for item in value] if isinstance(value, list) else value)
-            for key, value in numerics.items()}
+    return {
+        key: ([dict(item) for item in value] if isinstance(value, list) else value) for key, value in numerics.items()
+    }
 
 
 def numerics_of(encoded: Encoded, invalid_layers: set[int]) -> dict[str, Any]:
@@ -310,7 +318,7 @@ def score_encoded(
     model_name: str | None = None,
     batch_size: int | None = None,
     max_length: int | None = None,
-    representations: Union[str, Sequence[str], None] = None,
+    representations: str | Sequence[str] | None = None,
     similarity: Sequence[str] = (),
     svcca_directions: int = DEFAULT_SVCCA_DIRECTIONS,
 ) -> AlignmentReport:
@@ -396,9 +404,17 @@ def score_encoded(
         if not in_order:
             reps = reps[:, order]
         for position, language in enumerate(languages[1:], start=1):
-            result = similarity_per_layer(reps[:, 0:n], reps[:, position * n : (position + 1) * n], measure=measure,
-                                          layers=layers, directions=svcca_directions)
-            similarity_scores.setdefault(data.pair_name(language), {})[key] = {"representation": representation, **result}
+            result = similarity_per_layer(
+                reps[:, 0:n],
+                reps[:, position * n : (position + 1) * n],
+                measure=measure,
+                layers=layers,
+                directions=svcca_directions,
+            )
+            similarity_scores.setdefault(data.pair_name(language), {})[key] = {
+                "representation": representation,
+                **result,
+            }
             if not settings["layers_used"]:
                 settings["layers_used"] = list(result["layers"])
     invalid = {layer for by_metric in scores.values() for score in by_metric.values() for layer in score.invalid_layers}
@@ -425,7 +441,7 @@ def measure_alignment(
     tokenizer: Any,
     data: ParallelSet,
     *,
-    representations: Union[str, Sequence[str]] = ("nas", "nav"),
+    representations: str | Sequence[str] = ("nas", "nav"),
     pooling: str = "weighted",
     batch_size: int = 16,
     max_length: int = 256,
@@ -452,8 +468,13 @@ def measure_alignment(
     representations = normalize_representations(representations)
     extras = measure_names(similarity) if similarity else []
     encoded_representations = tuple(dict.fromkeys([*representations, *(r for _, _, r in extras)]))
-    options = {"representations": encoded_representations, "pooling": pooling, "batch_size": batch_size,
-               "max_length": max_length, "progress": progress}
+    options = {
+        "representations": encoded_representations,
+        "pooling": pooling,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "progress": progress,
+    }
     if shard is None:
         encoded = encode(model, tokenizer, parallel_sentences(data), **options)
     else:
@@ -475,8 +496,9 @@ def measure_alignment(
     )
 
 
-def _encode_across_ranks(model: Any, tokenizer: Any, data: ParallelSet, shard: tuple[int, int],
-                         options: dict[str, Any]) -> Encoded | None:
+def _encode_across_ranks(
+    model: Any, tokenizer: Any, data: ParallelSet, shard: tuple[int, int], options: dict[str, Any]
+) -> Encoded | None:
     """Collective, the callback's route: this rank's share through the model's engine, released, then gathered.
     Rank 0 gets every row in sentence order; other ranks None."""
     from neuronxa_callback.parallel.agreement import gather_encoded_attempts
@@ -484,8 +506,10 @@ def _encode_across_ranks(model: Any, tokenizer: Any, data: ParallelSet, shard: t
     from neuronxa_callback.parallel.sharding import engine_for
 
     if not isinstance(shard, (tuple, list)) or tuple(shard) != rank_and_world():
-        raise AlignmentError(f"measure_alignment: shard={shard!r} is not this process's (rank, world_size) "
-                             f"{rank_and_world()}; leave shard out in a single process")
+        raise AlignmentError(
+            f"measure_alignment: shard={shard!r} is not this process's (rank, world_size) "
+            f"{rank_and_world()}; leave shard out in a single process"
+        )
     engine = engine_for(model)
     local, failure = None, None
     try:

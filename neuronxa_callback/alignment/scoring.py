@@ -25,11 +25,12 @@ Cosines are computed in float64. A zero vector has no direction: its cosine with
 Metric names follow the representation: NAS -> "nasca", NAV -> "navca", hidden-state embedding -> "mexa" (the
 weak-alignment score on embeddings, as the paper uses MEXA for comparison; MEXA's own paper differs in details).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "METRIC_FOR_REPRESENTATION",
@@ -55,7 +56,7 @@ METRIC_FOR_REPRESENTATION = {"nas": "nasca", "nav": "navca", "embedding": "mexa"
 REPRESENTATION_FOR_METRIC = {metric: rep for rep, metric in METRIC_FOR_REPRESENTATION.items()}
 
 # None or "all": every layer; (start, stop): range(start, stop) with Python slice semantics; list: explicit indices.
-LayerSpec = Union[None, str, tuple, list, range]
+LayerSpec = None | str | tuple | list | range
 
 
 class ScoringError(ValueError):
@@ -399,8 +400,12 @@ def score_matrices(
     per_layer = _blank([count / n for count in counts], invalid)
     mean = float(sum(per_layer[i] for i in valid) / len(valid)) if valid else math.nan
     src2tgt, tgt2src, both = (_blank(values.tolist(), invalid) for values in retrieval_accuracy(C))
-    retrieval = {"src2tgt": src2tgt, "tgt2src": tgt2src, "both": both,
-                 "max_pooled": _max_pooled(src2tgt, tgt2src, both, valid)}
+    retrieval = {
+        "src2tgt": src2tgt,
+        "tgt2src": tgt2src,
+        "both": both,
+        "max_pooled": _max_pooled(src2tgt, tgt2src, both, valid),
+    }
     settings = dict(settings or {})
     settings.setdefault("layers", layers_label(layers))
     settings.setdefault("center", False)
@@ -458,4 +463,3 @@ def score_pair(
     return score_matrices(
         cosine_matrices(source, target, center=center), metric=metric, pair=pair, layers=layers, settings=settings
     )
-

@@ -35,6 +35,7 @@ Definitions (rows are the n parallel sentences, columns the features; row i of x
 
 Layer averaging follows NASCA: per layer, then the plain mean over the selected layers (scoring.select_layers).
 """
+
 from __future__ import annotations
 
 import math
@@ -189,7 +190,7 @@ _FUNCTIONS = {"cka": cka, "svcca": svcca, "anc": anc}
 
 
 def parse_measure(spec: str, default_representation: str = "embedding") -> tuple[str, str]:
-    """"cka" -> ("cka", default_representation); "anc:nas" -> ("anc", "nas"). Representation names or metric names."""
+    """ "cka" -> ("cka", default_representation); "anc:nas" -> ("anc", "nas"). Representation names or metric names."""
     from neuronxa_callback.alignment.scoring import REPRESENTATION_FOR_METRIC
 
     if not isinstance(spec, str) or not spec.strip():

@@ -20,6 +20,7 @@ Ids record which sentences were chosen: 1-based line numbers (as strings) for te
 (the packaged subset keeps the line numbers of the NTREX-128 files),
 the "id" field for JSONL and the bundled sample, the FLORES id for FLORES+/FLORES-200.
 """
+
 from __future__ import annotations
 
 import functools
@@ -93,7 +94,9 @@ class ParallelSet:
     def __post_init__(self) -> None:
         languages = tuple(normalize_language(code) for code in self.languages)
         if len(languages) < 2 or len(set(languages)) != len(languages):
-            raise ParallelDataError(f"ParallelSet needs a pivot and >= 1 distinct target language, got {self.languages}")
+            raise ParallelDataError(
+                f"ParallelSet needs a pivot and >= 1 distinct target language, got {self.languages}"
+            )
         texts = {normalize_language(code): tuple(sentences) for code, sentences in self.texts.items()}
         missing = [code for code in languages if code not in texts]
         if missing:
@@ -147,13 +150,21 @@ class ParallelSet:
         )
 
     def to_dict(self) -> dict:
-        return {"languages": list(self.languages), "origin": self.origin, "ids": list(self.ids),
-                "texts": {code: list(self.texts[code]) for code in self.languages}}
+        return {
+            "languages": list(self.languages),
+            "origin": self.origin,
+            "ids": list(self.ids),
+            "texts": {code: list(self.texts[code]) for code in self.languages},
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> ParallelSet:
-        return cls(languages=tuple(data["languages"]), texts={k: tuple(v) for k, v in data["texts"].items()},
-                   ids=tuple(data["ids"]), origin=data["origin"])
+        return cls(
+            languages=tuple(data["languages"]),
+            texts={k: tuple(v) for k, v in data["texts"].items()},
+            ids=tuple(data["ids"]),
+            origin=data["origin"],
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -307,8 +318,13 @@ def _aligned_files(files: dict[str, Path], origin: str) -> _Table:
         detail = ", ".join(f"{files[code]} has {count} lines" for code, count in counts.items())
         raise ParallelDataError(f"files are not aligned: {detail}")
     total = next(iter(counts.values()))
-    return _Table(origin=origin, ids=[str(i) for i in range(1, total + 1)], columns=columns,
-                  where={code: str(path) for code, path in files.items()}, lines=list(range(1, total + 1)))
+    return _Table(
+        origin=origin,
+        ids=[str(i) for i in range(1, total + 1)],
+        columns=columns,
+        where={code: str(path) for code, path in files.items()},
+        lines=list(range(1, total + 1)),
+    )
 
 
 def _is_language_code(cell: str) -> bool:
@@ -360,8 +376,13 @@ def _parse_tsv(lines: list[str], name: str, columns: Sequence[str] | None, origi
             data[code].append(cell.strip())
         ids.append(row_id)
     _check_unique_ids(ids, name)
-    return _Table(origin=origin, ids=ids, columns=data, where={code: name for code in data},
-                  lines=list(range(body_start, body_start + len(rows))))
+    return _Table(
+        origin=origin,
+        ids=ids,
+        columns=data,
+        where={code: name for code in data},
+        lines=list(range(body_start, body_start + len(rows))),
+    )
 
 
 def _parse_jsonl(lines: list[str], name: str, origin: str) -> _Table:
@@ -390,8 +411,13 @@ def _parse_jsonl(lines: list[str], name: str, origin: str) -> _Table:
             columns[code].append(value.strip())
         ids.append(str(record["id"]) if "id" in record else str(number))
     _check_unique_ids(ids, name)
-    return _Table(origin=origin, ids=ids, columns=columns, where={code: name for code in columns},
-                  lines=[number for number, _ in records])
+    return _Table(
+        origin=origin,
+        ids=ids,
+        columns=columns,
+        where={code: name for code in columns},
+        lines=[number for number, _ in records],
+    )
 
 
 def _check_unique_ids(ids: list[str], name: str) -> None:
@@ -449,8 +475,13 @@ def _packaged_ntrex_table(split: str) -> _Table:
     name = f"neuronxa_callback/data/packaged/ntrex128/{filename}"
     ids, columns = _packaged_ntrex_columns(filename)
     origin = NTREX_PACKAGED_ORIGIN.replace("(packaged subset", f"{span} (packaged subset")
-    return _Table(origin=origin, ids=list(ids), columns={code: list(texts) for code, texts in columns.items()},
-                  where={code: name for code in columns}, lines=list(range(1, len(ids) + 1)))
+    return _Table(
+        origin=origin,
+        ids=list(ids),
+        columns={code: list(texts) for code, texts in columns.items()},
+        where={code: name for code in columns},
+        lines=list(range(1, len(ids) + 1)),
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -461,8 +492,10 @@ def _packaged_ntrex_columns(filename: str) -> tuple[tuple[str, ...], dict[str, t
 
     resource = resources.files("neuronxa_callback").joinpath("data", "packaged", "ntrex128", filename)
     if not resource.is_file():
-        raise ParallelDataError(f"packaged NTREX-128 file missing from the installed package: "
-                                f"neuronxa_callback/data/packaged/ntrex128/{filename}")
+        raise ParallelDataError(
+            f"packaged NTREX-128 file missing from the installed package: "
+            f"neuronxa_callback/data/packaged/ntrex128/{filename}"
+        )
     columns: dict[str, list[str]] = {}
     ids: list[str] = []
     for line in _split_lines(gzip.decompress(resource.read_bytes()).decode("utf-8")):
@@ -606,8 +639,9 @@ def _flores_plus_table(wanted: list[str], split: str, token: str | None) -> _Tab
             raise _hub_error(code, split, errors[0], token) from None
         text_column = "text" if "text" in rows.column_names else "sentence"
         columns[code] = [str(text).strip() for text in rows[text_column]]
-        id_lists[code] = [str(i) for i in rows["id"]] if "id" in rows.column_names else [
-            str(i) for i in range(1, len(rows) + 1)]
+        id_lists[code] = (
+            [str(i) for i in rows["id"]] if "id" in rows.column_names else [str(i) for i in range(1, len(rows) + 1)]
+        )
     origin = f"FLORES+ {split} (hub)"
     reference = id_lists[wanted[0]]
     for code in wanted[1:]:
@@ -625,8 +659,9 @@ def _flores_plus_table(wanted: list[str], split: str, token: str | None) -> _Tab
     return _Table(origin=origin, ids=list(reference), columns=columns, where={code: origin for code in wanted})
 
 
-def _load_table(spec: str | os.PathLike, wanted: list[str] | None, split: str, token: str | None,
-                 columns: Sequence[str] | None) -> _Table:
+def _load_table(
+    spec: str | os.PathLike, wanted: list[str] | None, split: str, token: str | None, columns: Sequence[str] | None
+) -> _Table:
     """The source named by ``spec``; ``wanted`` (pivot first) picks the files for per-language sources."""
     if isinstance(spec, str) and spec.strip().lower() == "bundled":
         return _bundled_table(split, columns)

@@ -4,6 +4,7 @@ Lightning's ``trainer.loggers`` and Accelerate's trackers take flat ``{name: flo
 same few numbers under the same names as the Trainer's trackers (metric_names.host_scalars:
 ``eval/neuronxa/<pair>/nasca_mean``), on the record's step, which is the host's own optimizer-step counter. The JSONL stays the complete record; a logger that fails is a warning, never a stopped run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,13 @@ class HostScalarSink:
         try:
             self.log_scalars(scalars, step)
         except Exception as error:  # the monitor's contract: sinks never raise
-            logger.warning("NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
-                           step, self.name, type(error).__name__, error)
+            logger.warning(
+                "NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
+                step,
+                self.name,
+                type(error).__name__,
+                error,
+            )
 
     def log_figures(self, figures: dict[str, Any]) -> None:
         """The report's figures at the end of the run; ignored unless a subclass can show images."""

@@ -28,6 +28,7 @@ measurement's headline numbers, ``neuronxa/<pair>/nasca_mean`` ..., on the measu
 
 Every process runs the monitor's calls (they are collectives); only the main process writes the JSONL and logs.
 """
+
 from __future__ import annotations
 
 from typing import Any

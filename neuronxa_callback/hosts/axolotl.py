@@ -31,6 +31,7 @@ How it hooks in (Axolotl 0.19, axolotl/core/builders/base.py):
 
 Import: this module needs axolotl; ``import neuronxa_callback`` never imports it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -63,13 +64,17 @@ class NeuronXAArgs(BaseModel):
 
     neuronxa_languages: list[str] | str | None = Field(
         default=None,
-        json_schema_extra={"description": "NeuronXA: target languages scored against the pivot (eng_Latn), "
-                                          "a list or a comma-separated string"},
+        json_schema_extra={
+            "description": "NeuronXA: target languages scored against the pivot (eng_Latn), "
+            "a list or a comma-separated string"
+        },
     )
     neuronxa_eval_steps: int | None = Field(
         default=None,
-        json_schema_extra={"description": "NeuronXA: measure alignment every k optimizer steps "
-                                          "(0 = only at train begin, evaluations and train end)"},
+        json_schema_extra={
+            "description": "NeuronXA: measure alignment every k optimizer steps "
+            "(0 = only at train begin, evaluations and train end)"
+        },
     )
     neuronxa_quality_every: int | None = Field(
         default=None,

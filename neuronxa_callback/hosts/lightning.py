@@ -36,6 +36,7 @@ Import: this module imports Lightning (``lightning.pytorch`` when installed, els
 must derive from the package your Trainer comes from, so with both installed it fits ``lightning.pytorch`` only
 (``neuronxa_callback.hosts.lightning.pl`` is the package it chose). ``import neuronxa_callback`` never imports Lightning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,8 +104,9 @@ class NeuronXALightningCallback(pl.Callback):
     (see the module docstring).
     """
 
-    def __init__(self, *, model_attr: str = "model", tokenizer: Any = None, output_dir: str | Path | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, model_attr: str = "model", tokenizer: Any = None, output_dir: str | Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__()
         self.monitor = AlignmentMonitor(CallbackSettings.from_kwargs(**kwargs))
         self.model_attr = model_attr
@@ -168,13 +170,16 @@ class NeuronXALightningCallback(pl.Callback):
         model = pl_module
         for name in self.model_attr.split("."):
             if not hasattr(model, name):
-                raise AttributeError(f"NeuronXALightningCallback: {type(pl_module).__name__} has no {self.model_attr!r}"
-                                     " (the Hugging Face model to measure); pass model_attr=<its attribute>")
+                raise AttributeError(
+                    f"NeuronXALightningCallback: {type(pl_module).__name__} has no {self.model_attr!r}"
+                    " (the Hugging Face model to measure); pass model_attr=<its attribute>"
+                )
             model = getattr(model, name)
         tokenizer = self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None)
         if tokenizer is None:
-            raise AttributeError(f"NeuronXALightningCallback: no tokenizer; pass tokenizer= or set "
-                                 f"{type(pl_module).__name__}.tokenizer")
+            raise AttributeError(
+                f"NeuronXALightningCallback: no tokenizer; pass tokenizer= or set {type(pl_module).__name__}.tokenizer"
+            )
         # A multimodal processor wraps the tokenizer.
         if not hasattr(tokenizer, "pad_token_id") and hasattr(tokenizer, "tokenizer"):
             tokenizer = tokenizer.tokenizer
@@ -195,8 +200,9 @@ class NeuronXALightningCallback(pl.Callback):
         step = int(trainer.global_step)
         # The last step always scores quality too (when quality is on): the "after" point of the quality curve.
         final = 0 < (trainer.max_steps or 0) <= step
-        measured = self.monitor.measure(model, tokenizer, step=step, trigger=trigger, final=final,
-                                        epoch=self._current_epoch(trainer))
+        measured = self.monitor.measure(
+            model, tokenizer, step=step, trigger=trigger, final=final, epoch=self._current_epoch(trainer)
+        )
         last = self.monitor.last_eval_metrics
         if measured and last is not None and last[0] == step:
             import torch

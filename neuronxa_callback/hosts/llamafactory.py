@@ -23,6 +23,7 @@ adds:
 
 Import: ``import neuronxa_callback`` never imports this module; this module imports LLaMA-Factory only in ``main``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,8 +87,10 @@ class LlamaFactoryNeuronXACallback(NeuronXACallback):
         if self._trainer is None:
             trainer = _trainer_being_built(self)
             if trainer is None:
-                logger.warning("LlamaFactoryNeuronXACallback: could not find the Trainer being built; the alignment "
-                               "goes to the JSONL (and W&B when in report_to) only")
+                logger.warning(
+                    "LlamaFactoryNeuronXACallback: could not find the Trainer being built; the alignment "
+                    "goes to the JSONL (and W&B when in report_to) only"
+                )
             else:
                 # attach() puts its TrainerLink at the front of the callback list while the Trainer is going through
                 # that list for on_init_end: this method then runs once more, with _trainer set, and does nothing.

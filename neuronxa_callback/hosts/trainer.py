@@ -57,6 +57,7 @@ should_training_stop. Translations are split across ranks too (each rank transla
 gathered. Under FSDP1, FSDP2 and DeepSpeed ZeRO-3 (parameters sharded) every rank joins every forward and generate
 call: dummy batches even out the ranks' counts, agreed by a collective first (see sharding.py).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -66,11 +67,11 @@ from typing import Any
 
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
-from neuronxa_callback.sinks import routing as _sinks
-from neuronxa_callback.parallel.agreement import MeasurementError
 from neuronxa_callback.measure.record import EVAL_PREFIX, SCHEMA_VERSION
 from neuronxa_callback.monitor import AlignmentMonitor
+from neuronxa_callback.parallel.agreement import MeasurementError
 from neuronxa_callback.settings import CallbackSettings
+from neuronxa_callback.sinks import routing as _sinks
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +186,12 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             self._measure("train_begin", args, state, control, kwargs)
         if 0 < state.max_steps <= state.global_step:
             # Seen with transformers 5 (tests/_fault_run.py): a resume at max_steps still trains one step more.
-            logger.warning("NeuronXACallback: resuming at step %d, already max_steps=%d: the Trainer may train (and "
-                           "the callback measure) one step beyond it", state.global_step, state.max_steps)
+            logger.warning(
+                "NeuronXACallback: resuming at step %d, already max_steps=%d: the Trainer may train (and "
+                "the callback measure) one step beyond it",
+                state.global_step,
+                state.max_steps,
+            )
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -213,8 +218,9 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # at which the final model can be measured.
         if control.should_training_stop:
             self._measure("train_end", args, state, control, kwargs)
-            self.monitor.complete_final_quality(kwargs.get("model"), _tokenizer_from(kwargs),
-                                                step=int(state.global_step))
+            self.monitor.complete_final_quality(
+                kwargs.get("model"), _tokenizer_from(kwargs), step=int(state.global_step)
+            )
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -233,8 +239,13 @@ class NeuronXACallback(TrainerCallback, ExportableState):
 
     # ----- the Trainer's side of a measurement -------------------------------------------------------------------------
     def _begin(self, args, state, kwargs) -> None:
-        self.monitor.begin(kwargs.get("model"), _tokenizer_from(kwargs), output_dir=args.output_dir,
-                           step=int(state.global_step), sinks=lambda measured: self._sinks(args, measured))
+        self.monitor.begin(
+            kwargs.get("model"),
+            _tokenizer_from(kwargs),
+            output_dir=args.output_dir,
+            step=int(state.global_step),
+            sinks=lambda measured: self._sinks(args, measured),
+        )
 
     def _sinks(self, args, measured: list[dict]) -> list[Any]:
         """Rank 0: where records go besides the JSONL. Attached: the Trainer's trackers (W&B among them when in
@@ -252,8 +263,14 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         # The final measurement always scores quality too (when quality is on): a run that stops early (plateau,
         # max_steps, a time budget) would otherwise end without the "after" point of its quality curve.
         final = 0 < state.max_steps <= state.global_step or bool(control.should_training_stop)
-        self.monitor.measure(kwargs.get("model"), _tokenizer_from(kwargs), step=int(state.global_step),
-                             epoch=state.epoch, trigger=trigger, final=final)
+        self.monitor.measure(
+            kwargs.get("model"),
+            _tokenizer_from(kwargs),
+            step=int(state.global_step),
+            epoch=state.epoch,
+            trigger=trigger,
+            final=final,
+        )
         if self.monitor.should_stop:
             control.should_training_stop = True
 
@@ -269,13 +286,20 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             return
         greater_is_better = getattr(args, "greater_is_better", None) is not False
         metrics[key] = float("-inf") if greater_is_better else float("inf")
-        logger.warning("NeuronXACallback: no alignment measured for the evaluation at step %d; %s=%s so that the "
-                       "Trainer goes on (it never counts as the best model)", state.global_step, key, metrics[key])
+        logger.warning(
+            "NeuronXACallback: no alignment measured for the evaluation at step %d; %s=%s so that the "
+            "Trainer goes on (it never counts as the best model)",
+            state.global_step,
+            key,
+            metrics[key],
+        )
 
 
 # help(NeuronXACallback) and IDEs show the keyword arguments and defaults that CallbackSettings declares.
 NeuronXACallback.__init__.__signature__ = inspect.Signature(
     [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    + [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)
-       for field in CallbackSettings.__dataclass_fields__.values()]
+    + [
+        inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)
+        for field in CallbackSettings.__dataclass_fields__.values()
+    ]
 )

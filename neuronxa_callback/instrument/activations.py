@@ -31,6 +31,7 @@ needed, its range is), and so are the batches after it; Encoded.overflow and .up
 not possible (a sharded encode, whose ranks must run the same forwards) or does not help, the layer's rows are set
 to NaN and it is listed in Encoded.invalid_layers: scoring leaves such layers out instead of scoring garbage.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -183,7 +184,9 @@ class ActivationCapture:
         import torch
 
         if weights.dim() != 2:
-            raise ValueError(f"ActivationCapture.begin_batch: weights must be [batch, tokens], got {tuple(weights.shape)}")
+            raise ValueError(
+                f"ActivationCapture.begin_batch: weights must be [batch, tokens], got {tuple(weights.shape)}"
+            )
         # [batch, 1, tokens]: the left operand of a batched matmul with [batch, tokens, dim].
         self._weights = weights.to(torch.float32).unsqueeze(1)
         self._sums = {name: [None] * self.num_layers for name in self.representations}
@@ -298,7 +301,9 @@ class ActivationCapture:
         return scratch
 
     def _activation_hook(self, layer_index: int):
-        wanted = [(name, "state" if name == "nas" else "abs") for name in ("nas", "nav") if name in self.representations]
+        wanted = [
+            (name, "state" if name == "nas" else "abs") for name in ("nas", "nav") if name in self.representations
+        ]
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             self._check_range(layer_index, "MLP activation", output)
@@ -358,7 +363,9 @@ def _check_representations(representations: tuple[str, ...], where: str) -> None
         raise ValueError(f"{where}: representations must name at least one of {REPRESENTATIONS}")
     unknown = [r for r in representations if r not in REPRESENTATIONS]
     if unknown or len(set(representations)) != len(representations):
-        raise ValueError(f"{where}: representations must be distinct names from {REPRESENTATIONS}, got {representations}")
+        raise ValueError(
+            f"{where}: representations must be distinct names from {REPRESENTATIONS}, got {representations}"
+        )
 
 
 def _check_shard(shard: tuple[int, int] | None) -> None:
@@ -436,21 +443,31 @@ def encode_plan(tokenizer: Any, sentences: Sequence[str], *, batch_size: int = 1
     if bad:
         raise ValueError(f"encode: sentences must be strings; positions {bad[:5]} are not")
 
-    tokenized = tokenizer(
-        list(sentences),
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_special_tokens_mask=True,
-        return_attention_mask=False,
-    ) if sentences else {"input_ids": [], "special_tokens_mask": []}  # a fast tokenizer fails on []
+    tokenized = (
+        tokenizer(
+            list(sentences),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+        )
+        if sentences
+        else {"input_ids": [], "special_tokens_mask": []}
+    )  # a fast tokenizer fails on []
     input_ids: list[list[int]] = tokenized["input_ids"]
     special: list[list[int]] = tokenized["special_tokens_mask"]
     empty = [i for i, mask in enumerate(special) if all(mask)]
     if empty:
         raise ValueError(f"encode: sentences at positions {empty[:5]} have no token to pool (empty text?)")
-    return EncodePlan(sentences=sentences, batch_size=batch_size, max_length=max_length, input_ids=input_ids,
-                      special=special, batches=plan_batches([len(ids) for ids in input_ids], batch_size))
+    return EncodePlan(
+        sentences=sentences,
+        batch_size=batch_size,
+        max_length=max_length,
+        input_ids=input_ids,
+        special=special,
+        batches=plan_batches([len(ids) for ids in input_ids], batch_size),
+    )
 
 
 def encode(
@@ -523,7 +540,9 @@ def encode(
         model.eval()
         with torch.no_grad(), capture:
             for batch in batches:
-                ids, attention, pooled = _pad_batch([input_ids[i] for i in batch], [special[i] for i in batch], pad_id, left)
+                ids, attention, pooled = _pad_batch(
+                    [input_ids[i] for i in batch], [special[i] for i in batch], pad_id, left
+                )
                 weights = pooling_weights(pooled, pooling)
                 kwargs = dict(extra)
                 if pass_positions:
@@ -536,7 +555,9 @@ def encode(
                 rows = torch.tensor([row_of[i] for i in batch])
                 for name, value in sums.items():
                     if name not in results:
-                        results[name] = torch.zeros(capture.num_layers, len(indices), value.shape[-1], dtype=torch.float32)
+                        results[name] = torch.zeros(
+                            capture.num_layers, len(indices), value.shape[-1], dtype=torch.float32
+                        )
                     results[name][:, rows] = value.to("cpu", torch.float32)
     finally:
         state.restore()
@@ -546,9 +567,15 @@ def encode(
             for name in representations
         }
     numerics.warn()
-    return Encoded(representations=results, indices=indices, num_layers=capture.num_layers,
-                   forward_seconds=forward_seconds, overflow=dict(numerics.overflow),
-                   upcast_batches=numerics.upcast_batches, invalid_layers=dict(numerics.invalid))
+    return Encoded(
+        representations=results,
+        indices=indices,
+        num_layers=capture.num_layers,
+        forward_seconds=forward_seconds,
+        overflow=dict(numerics.overflow),
+        upcast_batches=numerics.upcast_batches,
+        invalid_layers=dict(numerics.invalid),
+    )
 
 
 class _Numerics:
@@ -564,7 +591,7 @@ class _Numerics:
         self.upcast = False
         self.upcast_batches = 0
         self.overflow: dict[int, str] = {}  # in the model's own precision
-        self.invalid: dict[int, str] = {}   # left unusable
+        self.invalid: dict[int, str] = {}  # left unusable
 
     def saw_overflow(self, overflow: dict[int, str]) -> None:
         for layer, reason in overflow.items():
@@ -583,13 +610,21 @@ class _Numerics:
 
     def warn(self) -> None:
         if self.overflow and self.upcast_batches:
-            logger.warning("NeuronXA encode: float16 overflow (inf, NaN or +-65504) in layers %s (%s); recomputed "
-                           "%d batch(es) under %s", sorted(self.overflow), _reasons(self.overflow),
-                           self.upcast_batches, UPCAST)
+            logger.warning(
+                "NeuronXA encode: float16 overflow (inf, NaN or +-65504) in layers %s (%s); recomputed "
+                "%d batch(es) under %s",
+                sorted(self.overflow),
+                _reasons(self.overflow),
+                self.upcast_batches,
+                UPCAST,
+            )
         if self.invalid:
-            logger.warning("NeuronXA encode: layers %s of this float16 model hold unusable values (%s); their scores "
-                           "are reported as missing and left out of layer means", sorted(self.invalid),
-                           _reasons(self.invalid))
+            logger.warning(
+                "NeuronXA encode: layers %s of this float16 model hold unusable values (%s); their scores "
+                "are reported as missing and left out of layer means",
+                sorted(self.invalid),
+                _reasons(self.invalid),
+            )
 
 
 def _reasons(by_layer: dict[int, str]) -> str:
@@ -605,8 +640,14 @@ def _span(layers: list[int]) -> str:
     return f"{layers[0]}-{layers[-1]}" if contiguous and len(layers) > 1 else ",".join(map(str, layers))
 
 
-def _run_batch(model: nn.Module, capture: ActivationCapture, inputs: dict[str, Any], weights: torch.Tensor,
-               numerics: _Numerics, device_type: str) -> dict[str, torch.Tensor]:
+def _run_batch(
+    model: nn.Module,
+    capture: ActivationCapture,
+    inputs: dict[str, Any],
+    weights: torch.Tensor,
+    numerics: _Numerics,
+    device_type: str,
+) -> dict[str, torch.Tensor]:
     """One batch's pooled sums, recomputed under bfloat16 autocast if float16 overflowed; layers that still
     overflow get NaN rows, so that no score is computed from them."""
     upcast = _upcast_context(device_type) if numerics.upcast else None
@@ -628,8 +669,9 @@ def _run_batch(model: nn.Module, capture: ActivationCapture, inputs: dict[str, A
     return sums
 
 
-def _forward(model: nn.Module, capture: ActivationCapture, inputs: dict[str, Any], weights: torch.Tensor,
-             upcast: Any) -> dict[str, torch.Tensor]:
+def _forward(
+    model: nn.Module, capture: ActivationCapture, inputs: dict[str, Any], weights: torch.Tensor, upcast: Any
+) -> dict[str, torch.Tensor]:
     capture.check_every_dtype = upcast is not None
     capture.begin_batch(weights)
     with upcast if upcast is not None else contextlib.nullcontext():

@@ -14,6 +14,7 @@ that function is its own nn.Module per layer, so a forward hook on it sees exact
 against the transformers 5 modelling code (e.g. Phi-3 and GLM-4 fuse gate and up into `gate_up_proj` but apply
 `mlp.activation_fn` to the gate half only, so hooking `activation_fn` gives act(gate)).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

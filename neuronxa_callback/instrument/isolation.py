@@ -8,6 +8,7 @@ Usage::
     with left_as_found(model):                          # encode / generate, around their own mode switches
         model.eval()
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,9 @@ class RngState:
         self.python = random.getstate()
         self.numpy = np.random.get_state()
         self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.cuda = (
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        )
 
     def restore(self) -> None:
         import numpy as np
@@ -50,13 +53,22 @@ class ModelState:
         self.model, self.tokenizer = model, tokenizer
         modules = list(model.modules())
         self.training = [(module, module.training) for module in modules]
-        self.checkpointing = [(module, module.gradient_checkpointing) for module in modules
-                              if isinstance(getattr(module, "gradient_checkpointing", None), bool)]
-        configs = {id(config): config for config in (getattr(module, "config", None) for module in modules)
-                   if config is not None and hasattr(config, "use_cache")}
+        self.checkpointing = [
+            (module, module.gradient_checkpointing)
+            for module in modules
+            if isinstance(getattr(module, "gradient_checkpointing", None), bool)
+        ]
+        configs = {
+            id(config): config
+            for config in (getattr(module, "config", None) for module in modules)
+            if config is not None and hasattr(config, "use_cache")
+        }
         self.use_cache = [(config, config.use_cache) for config in configs.values()]
-        self.sides = {name: getattr(tokenizer, name) for name in ("padding_side", "truncation_side")
-                      if tokenizer is not None and hasattr(tokenizer, name)}
+        self.sides = {
+            name: getattr(tokenizer, name)
+            for name in ("padding_side", "truncation_side")
+            if tokenizer is not None and hasattr(tokenizer, name)
+        }
 
     def configs(self) -> list[Any]:
         """Every model config that has a use_cache setting (a PEFT wrapper and its base model may hold two)."""

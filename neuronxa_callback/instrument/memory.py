@@ -14,6 +14,7 @@ code may read, e.g. the Trainer's memory metrics, to the block's start). On CPU:
 high-water mark (Linux: /proc/self/status VmHWM, reset at entry through /proc/self/clear_refs), or, where that is
 not possible, the largest RSS a background thread saw while sampling every few milliseconds (psutil).
 """
+
 from __future__ import annotations
 
 import threading

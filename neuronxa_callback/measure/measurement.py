@@ -12,12 +12,14 @@ Usage (NeuronXACallback)::
 `record(report, translations, timing) -> outcome` runs on rank 0 only (scores quality, writes the record);
 every rank runs the same sequence of collectives whatever fails (see _rank.py).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from neuronxa_callback.measure.quality_step import fewshot_examples, load_scorers, merge_translations, translate_share
 from neuronxa_callback.parallel.agreement import attempt, gather_attempts, gather_encoded_attempts
@@ -55,8 +57,8 @@ def check_without_model(settings: CallbackSettings) -> ParallelSet | None:
     training run that measured nothing. Returns the scored pairs when they were read (None for the hub's FLORES+,
     which is read at train begin).
     """
-    from neuronxa_callback.data.loaders import ParallelDataError
     from neuronxa_callback.data.languages import LanguageCodeError, normalize_language
+    from neuronxa_callback.data.loaders import ParallelDataError
     from neuronxa_callback.settings import SettingsError
 
     for argument, codes in (("pivot", (settings.pivot,)), ("languages", settings.languages)):
@@ -68,8 +70,10 @@ def check_without_model(settings: CallbackSettings) -> ParallelSet | None:
     for argument in ("comet_model", "cometkiwi_model"):
         name = getattr(settings, argument)
         if name is not None and _looks_like_local_path(name) and not Path(name).expanduser().exists():
-            raise SettingsError(f"NeuronXACallback: {argument}={name!r}: no such directory (a local COMET model "
-                                f"directory, or a hub name such as 'Unbabel/wmt22-comet-da')")
+            raise SettingsError(
+                f"NeuronXACallback: {argument}={name!r}: no such directory (a local COMET model "
+                f"directory, or a hub name such as 'Unbabel/wmt22-comet-da')"
+            )
     if settings.data.strip().lower() in _HUB_DATA:
         return None
     try:
@@ -83,8 +87,14 @@ def check_without_model(settings: CallbackSettings) -> ParallelSet | None:
 def _load_scored_pairs(settings: CallbackSettings) -> ParallelSet:
     from neuronxa_callback.data.loaders import load_parallel
 
-    return load_parallel(settings.data, pivot=settings.pivot, languages=settings.languages,
-                         num_pairs=settings.num_pairs, sample=settings.sample, seed=settings.seed)
+    return load_parallel(
+        settings.data,
+        pivot=settings.pivot,
+        languages=settings.languages,
+        num_pairs=settings.num_pairs,
+        sample=settings.sample,
+        seed=settings.seed,
+    )
 
 
 def _check_stop_pair(settings: CallbackSettings, data: ParallelSet) -> None:
@@ -93,12 +103,15 @@ def _check_stop_pair(settings: CallbackSettings, data: ParallelSet) -> None:
         if settings.early_stopping_pair not in pairs:
             from neuronxa_callback.settings import SettingsError
 
-            raise SettingsError(f"NeuronXACallback: early_stopping_pair={settings.early_stopping_pair!r} is not one "
-                                f"of the pairs {pairs}")
+            raise SettingsError(
+                f"NeuronXACallback: early_stopping_pair={settings.early_stopping_pair!r} is not one "
+                f"of the pairs {pairs}"
+            )
 
 
-def prepare_inputs(settings: CallbackSettings, model, tokenizer, rank: int,
-                   data: ParallelSet | None = None) -> MeasurementInputs:
+def prepare_inputs(
+    settings: CallbackSettings, model, tokenizer, rank: int, data: ParallelSet | None = None
+) -> MeasurementInputs:
     """Load and check everything that needs the model or the data; raises ValueError subclasses naming the problem.
     `data`: the scored pairs when check_without_model already read them."""
     from neuronxa_callback.instrument.architectures import activation_modules
@@ -152,8 +165,9 @@ def translate_all(inputs: MeasurementInputs, model, tokenizer, engine=None) -> t
     own = engine is None
     if own:
         engine = engine_for(model)
-    mine, error = attempt(lambda: translate_share(model, tokenizer, inputs.data, inputs.settings, inputs.examples,
-                                                  engine=engine))
+    mine, error = attempt(
+        lambda: translate_share(model, tokenizer, inputs.data, inputs.settings, inputs.examples, engine=engine)
+    )
     if own:  # local, no collective
         error = error or attempt(engine.release)[1]
     parts, error = gather_attempts(mine, error)
@@ -161,8 +175,14 @@ def translate_all(inputs: MeasurementInputs, model, tokenizer, engine=None) -> t
     return translations, error, time.perf_counter() - start
 
 
-def run_measurement(inputs: MeasurementInputs, model, tokenizer, *, with_quality: bool,
-                    record: Callable[[Any, dict | None, dict[str, float]], dict]) -> dict:
+def run_measurement(
+    inputs: MeasurementInputs,
+    model,
+    tokenizer,
+    *,
+    with_quality: bool,
+    record: Callable[[Any, dict | None, dict[str, float]], dict],
+) -> dict:
     """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
     from neuronxa_callback.instrument.memory import PeakMemory
     from neuronxa_callback.parallel.sharding import engine_for
@@ -190,8 +210,11 @@ def run_measurement(inputs: MeasurementInputs, model, tokenizer, *, with_quality
 
     outcome = {"error": error, "eval_metrics": {}, "should_stop": False, "reason": None}
     if engine.rank == 0 and error is None:
-        timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds,
-                  **alignment_memory.to_dict("alignment")}
+        timing = {
+            "alignment_seconds": alignment_seconds,
+            "generation_seconds": generation_seconds,
+            **alignment_memory.to_dict("alignment"),
+        }
         if generation_memory is not None:
             timing.update(generation_memory.to_dict("generation"))
         result, error = attempt(lambda: record(report, translations, timing))

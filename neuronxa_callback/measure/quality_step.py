@@ -9,6 +9,7 @@ Usage (what _measurement.run_measurement and the callback's rank-0 record step d
     translations = merge_translations(parts)                         # rank 0, after gathering `mine`
     quality = score_quality(translations, data, scorers, settings, examples)        # rank 0 -> record["quality"]
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,10 +57,15 @@ def fewshot_examples(data: ParallelSet, settings: CallbackSettings) -> dict[tupl
     for source_lang, target_lang in directions(data, settings):
         try:
             chosen[(source_lang, target_lang)] = select_fewshot_examples(
-                settings.data, source_lang, target_lang, k=settings.num_fewshot, scored=data)
+                settings.data, source_lang, target_lang, k=settings.num_fewshot, scored=data
+            )
         except (ValueError, OSError) as error:  # neither the source nor the pool has this pair: zero-shot, said loudly
-            logger.warning("NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
-                           source_lang, target_lang, error)
+            logger.warning(
+                "NeuronXACallback: no few-shot examples for %s->%s (%s); translating zero-shot",
+                source_lang,
+                target_lang,
+                error,
+            )
             chosen[(source_lang, target_lang)] = FewShotExamples((), f"none (zero-shot: {error})", ())
     return chosen
 
@@ -88,14 +94,22 @@ def load_scorers(settings: CallbackSettings) -> list[tuple[str, Any]]:
             scorers.append((key, scorer))
         except Exception as error:
             # Only strict=False trains on without it: by default a run must not look measured when it is not.
-            report_failure(f"NeuronXACallback: {argument}={model_name!r} could not be loaded "
-                           f"({type(error).__name__}: {error})", settings.strict is not False)
+            report_failure(
+                f"NeuronXACallback: {argument}={model_name!r} could not be loaded ({type(error).__name__}: {error})",
+                settings.strict is not False,
+            )
     return scorers
 
 
-def translate_share(model, tokenizer, data: ParallelSet, settings: CallbackSettings,
-                    examples: dict[tuple[str, str], Any], *, engine: Any = None,
-                    ) -> dict[tuple[str, str], list[tuple[int, str]]]:
+def translate_share(
+    model,
+    tokenizer,
+    data: ParallelSet,
+    settings: CallbackSettings,
+    examples: dict[tuple[str, str], Any],
+    *,
+    engine: Any = None,
+) -> dict[tuple[str, str], list[tuple[int, str]]]:
     """This rank's translations {(src, tgt): [(i, hypothesis), ...]}, its share of each direction's sentences
     (distributed.my_share) through `engine` (sharding.engine_for(model): a collective under sharded parameters).
     Without an engine: a ReplicatedEngine for one process holding the whole model (checkpoint scoring)."""
@@ -135,8 +149,13 @@ def finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def score_quality(translations: dict[tuple[str, str], list[str]], data: ParallelSet, scorers: list[tuple[str, Any]],
-                  settings: CallbackSettings, examples: dict[tuple[str, str], Any]) -> dict[str, dict]:
+def score_quality(
+    translations: dict[tuple[str, str], list[str]],
+    data: ParallelSet,
+    scorers: list[tuple[str, Any]],
+    settings: CallbackSettings,
+    examples: dict[tuple[str, str], Any],
+) -> dict[str, dict]:
     """{pair: {"direction", metric values, "copies", "copy_rate", "copy_policy", "copied_ids", "fewshot",
     "signatures", "translations"}}; with direction="both" each direction is under "directions" and the pair's metric
     values are the mean over the two directions (copies: the sum, copy_rate: over both).
@@ -153,8 +172,9 @@ def score_quality(translations: dict[tuple[str, str], list[str]], data: Parallel
         references = quality_slice(data.sentences(target_lang), settings)
         entry: dict[str, Any] = {"direction": f"{source_lang}->{target_lang}"}
         chosen = examples.get((source_lang, target_lang))
-        scored_hypotheses, copies = mask_copies(list(hypotheses), example_pairs(examples, (source_lang, target_lang)),
-                                                sources=list(sources))
+        scored_hypotheses, copies = mask_copies(
+            list(hypotheses), example_pairs(examples, (source_lang, target_lang)), sources=list(sources)
+        )
         signatures = {}
         for name, scorer in scorers:
             try:
@@ -162,15 +182,21 @@ def score_quality(translations: dict[tuple[str, str], list[str]], data: Parallel
                 entry[name] = finite(score.system)
                 signatures[name] = getattr(score, "signature", None)
             except Exception as error:  # one broken metric must not cost the others
-                report_failure(f"NeuronXACallback: quality metric {name} failed ({type(error).__name__}: {error})",
-                               settings.strict)
+                report_failure(
+                    f"NeuronXACallback: quality metric {name} failed ({type(error).__name__}: {error})", settings.strict
+                )
                 entry[name] = None
-        entry.update(copies.to_dict(ids=data.ids[:len(sources)]))
+        entry.update(copies.to_dict(ids=data.ids[: len(sources)]))
         entry["fewshot"] = chosen.to_dict() if chosen else {"origin": "none", "ids": []}
         entry["signatures"] = signatures
         entry["translations"] = [
-            {"id": data.ids[i], "source": sources[i], "hypothesis": hypotheses[i], "reference": references[i],
-             **({"copy_of": copies.matches[i]} if copies.flags[i] else {})}
+            {
+                "id": data.ids[i],
+                "source": sources[i],
+                "hypothesis": hypotheses[i],
+                "reference": references[i],
+                **({"copy_of": copies.matches[i]} if copies.flags[i] else {}),
+            }
             for i in range(len(sources))
         ]
         per_pair.setdefault(data.pair_name(other), []).append(entry)

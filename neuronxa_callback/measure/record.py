@@ -8,6 +8,7 @@ Usage (rank 0)::
     metrics = eval_metrics(record["pairs"])            # {"eval_neuronxa_nasca": ..., ...}
     history, plateau = rebuild_from_records(jsonl.records, settings)   # resume without callback state
 """
+
 from __future__ import annotations
 
 import datetime
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from neuronxa_callback.data.loaders import ParallelSet
-    from neuronxa_callback.settings import CallbackSettings
     from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
+    from neuronxa_callback.settings import CallbackSettings
 
 SCHEMA_VERSION = 1
 EVAL_PREFIX = "eval_neuronxa"
@@ -44,8 +45,9 @@ def new_plateau(settings: CallbackSettings) -> PlateauDetector | None:
     )
 
 
-def build_record(trigger: str, step: int, epoch: float | None, report_dict: dict, quality: dict | None, *,
-                 measurement_index: int) -> dict:
+def build_record(
+    trigger: str, step: int, epoch: float | None, report_dict: dict, quality: dict | None, *, measurement_index: int
+) -> dict:
     """The record's head: schema, step, trigger, time, index, pairs and (when scored) quality."""
     record = {
         "schema": SCHEMA_VERSION,
@@ -62,9 +64,20 @@ def build_record(trigger: str, step: int, epoch: float | None, report_dict: dict
     return record
 
 
-def measurement_record(trigger: str, step: int, epoch: float | None, *, index: int, report_dict: dict,
-                       quality: dict | None, timing: dict[str, float], settings: CallbackSettings, data: ParallelSet,
-                       history: MeasurementHistory, plateau: PlateauDetector | None = None) -> tuple[dict, object]:
+def measurement_record(
+    trigger: str,
+    step: int,
+    epoch: float | None,
+    *,
+    index: int,
+    report_dict: dict,
+    quality: dict | None,
+    timing: dict[str, float],
+    settings: CallbackSettings,
+    data: ParallelSet,
+    history: MeasurementHistory,
+    plateau: PlateauDetector | None = None,
+) -> tuple[dict, object]:
     """The one way a measurement becomes a record (the callback, the monitor, checkpoint scoring): head, running
     correlations (the measurement joins `history`), the plateau detector's decision when there is one, and the tail.
     Returns (record, the detector's decision or None)."""
@@ -79,8 +92,9 @@ def measurement_record(trigger: str, step: int, epoch: float | None, *, index: i
     return record, decision
 
 
-def finish_record(record: dict, report_dict: dict, timing: dict[str, float], settings: CallbackSettings,
-                  data: ParallelSet) -> dict:
+def finish_record(
+    record: dict, report_dict: dict, timing: dict[str, float], settings: CallbackSettings, data: ParallelSet
+) -> dict:
     """The record's tail: timing, the settings and the data it was measured with."""
     record["timing"] = {**timing, "alignment_forward_seconds": report_dict.get("timing", {}).get("forward_seconds")}
     record["settings"] = settings.to_json()
@@ -98,8 +112,9 @@ def stop_value(record: dict, settings: CallbackSettings) -> float | None:
     return float(value) if value is not None else None
 
 
-def add_to_history(history: MeasurementHistory, record: dict, settings: CallbackSettings | None = None, *,
-                   metric: str | None = None) -> dict:
+def add_to_history(
+    history: MeasurementHistory, record: dict, settings: CallbackSettings | None = None, *, metric: str | None = None
+) -> dict:
     """Add one JSONL record to the history and return the running correlations (the record's "correlation").
     The alignment series is `metric`'s layer mean (default: NASCA when NAS is measured, else NAVCA)."""
     from neuronxa_callback.measure.history import QUALITY_METRICS
@@ -107,7 +122,9 @@ def add_to_history(history: MeasurementHistory, record: dict, settings: Callback
     if metric is None:
         metric = "nasca" if settings is None or "nas" in settings.representations else "navca"
     pairs = record.get("pairs") or {}
-    means = {pair: scores[f"{metric}_mean"] for pair, scores in pairs.items() if scores.get(f"{metric}_mean") is not None}
+    means = {
+        pair: scores[f"{metric}_mean"] for pair, scores in pairs.items() if scores.get(f"{metric}_mean") is not None
+    }
     per_layer = {pair: scores[metric] for pair, scores in pairs.items() if pair in means}
     quality = {pair: {m: q.get(m) for m in QUALITY_METRICS} for pair, q in (record.get("quality") or {}).items()}
     if not means:
@@ -123,7 +140,9 @@ def history_from_records(records: list[dict], metric: str = "nasca") -> Measurem
     return history
 
 
-def rebuild_from_records(records: list[dict], settings: CallbackSettings) -> tuple[MeasurementHistory, PlateauDetector | None]:
+def rebuild_from_records(
+    records: list[dict], settings: CallbackSettings
+) -> tuple[MeasurementHistory, PlateauDetector | None]:
     """History and plateau detector as they were after `records` (a fresh callback resuming from the JSONL)."""
     history, plateau = new_history(), new_plateau(settings)
     for record in records:

@@ -24,6 +24,7 @@ measured the same thing, so the callback's record helpers (_records, _quality_st
 already in the JSONL are skipped, so it can be re-run, or run with ``watch=`` while training goes on (on another
 device). The running correlation of a record covers the records up to its step, as in the callback.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["Checkpoint", "CheckpointError", "find_checkpoints", "score_checkpoints"]
 
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
@@ -84,8 +90,9 @@ def _checkpoint(path: Path, base_model: str | None) -> Checkpoint | None:
         config = _read_json(path / "adapter_config.json")
         base = base_model or config.get("base_model_name_or_path")
         if not base:
-            raise CheckpointError(f"{path}/adapter_config.json names no base_model_name_or_path; pass base_model= "
-                                  "(--base-model)")
+            raise CheckpointError(
+                f"{path}/adapter_config.json names no base_model_name_or_path; pass base_model= (--base-model)"
+            )
         return Checkpoint(step, epoch, path, "adapter", base, state_file.is_file())
     if (path / "config.json").is_file() and any((path / name).is_file() for name in _WEIGHT_FILES):
         base = base_model or _base_from_config(path)
@@ -126,7 +133,9 @@ def _has_tokenizer(path: Path) -> bool:
 class _Loader:
     """Loads models for checkpoints; keeps one base model for adapters and swaps adapters in and out."""
 
-    def __init__(self, run_dir: Path, *, dtype: Any = None, device: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, *, dtype: Any = None, device: str | None = None, token: str | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.options = {"dtype": dtype, "device": device, "token": token}
         self._base: tuple[str, Any, Any] | None = None
@@ -157,8 +166,10 @@ class _Loader:
         if checkpoint.kind == "full":
             tokenizer = self._tokenizer(checkpoint.path, self.run_dir)
             if tokenizer is None:
-                raise CheckpointError(f"{checkpoint.path}: no tokenizer files there or in {self.run_dir} (save the "
-                                      "tokenizer with the run, e.g. Trainer(processing_class=tokenizer))")
+                raise CheckpointError(
+                    f"{checkpoint.path}: no tokenizer files there or in {self.run_dir} (save the "
+                    "tokenizer with the run, e.g. Trainer(processing_class=tokenizer))"
+                )
             if _has_tokenizer(checkpoint.path):
                 model, _ = load_model_and_tokenizer(str(checkpoint.path), **self.options)
             else:
@@ -200,8 +211,10 @@ def _with_base(run_dir: Path, checkpoints: list[Checkpoint], include_base: bool 
         raise CheckpointError(f"{run_dir}: checkpoints started from different base models {sorted(bases)}")
     if not bases or any(c.base_model is None for c in checkpoints):
         if include_base:
-            raise CheckpointError(f"{run_dir}: the model its full fine-tuning checkpoints started from is unknown "
-                                  "(config.json names none); pass base_model= (--base-model) to score it as step 0")
+            raise CheckpointError(
+                f"{run_dir}: the model its full fine-tuning checkpoints started from is unknown "
+                "(config.json names none); pass base_model= (--base-model) to score it as step 0"
+            )
         return checkpoints
     base = next(iter(bases))
     return [Checkpoint(0, 0.0, Path(base), "base", base), *checkpoints]
@@ -210,13 +223,17 @@ def _with_base(run_dir: Path, checkpoints: list[Checkpoint], include_base: bool 
 def _nothing_to_score(run_dir: Path, checkpoints: list[Checkpoint], done: set, output: Path) -> str:
     """Why a pass found nothing to score, for the user who expected something."""
     if not checkpoints:
-        return (f"no checkpoint-N directories in {run_dir}: nothing to score (the Trainer saves them with "
-                "save_strategy='steps' or 'epoch')")
+        return (
+            f"no checkpoint-N directories in {run_dir}: nothing to score (the Trainer saves them with "
+            "save_strategy='steps' or 'epoch')"
+        )
     unscored = [c for c in checkpoints if c.step not in done]
     if unscored:
         return f"{len(unscored)} checkpoint(s) of {run_dir} not complete yet (no trainer_state.json)"
-    return (f"all {len(checkpoints)} checkpoint(s) of {run_dir} are already scored in {output} (rescore=True, "
-            "--rescore on the command line, scores them again)")
+    return (
+        f"all {len(checkpoints)} checkpoint(s) of {run_dir} are already scored in {output} (rescore=True, "
+        "--rescore on the command line, scores them again)"
+    )
 
 
 def _settings(kwargs: dict[str, Any]):
@@ -225,15 +242,33 @@ def _settings(kwargs: dict[str, Any]):
     return CallbackSettings.from_kwargs(**kwargs)
 
 
-def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers, index: int, history_records,
-               similarity: Sequence[str], svcca_directions: int, quality: bool) -> dict:
+def _score_one(
+    checkpoint: Checkpoint,
+    model,
+    tokenizer,
+    data,
+    settings,
+    scorers,
+    index: int,
+    history_records,
+    similarity: Sequence[str],
+    svcca_directions: int,
+    quality: bool,
+) -> dict:
+    from neuronxa_callback.alignment.report import measure_alignment
     from neuronxa_callback.measure import quality_step
     from neuronxa_callback.measure import record as records
-    from neuronxa_callback.alignment.report import measure_alignment
 
     started = time.perf_counter()
-    report = measure_alignment(model, tokenizer, data, model_name=str(checkpoint.path), similarity=similarity,
-                               svcca_directions=svcca_directions, **settings.encode_options())
+    report = measure_alignment(
+        model,
+        tokenizer,
+        data,
+        model_name=str(checkpoint.path),
+        similarity=similarity,
+        svcca_directions=svcca_directions,
+        **settings.encode_options(),
+    )
     alignment_seconds = time.perf_counter() - started
     report_dict = report.to_dict()
     quality_block, generation_seconds, quality_seconds = None, 0.0, 0.0
@@ -247,11 +282,23 @@ def _score_one(checkpoint: Checkpoint, model, tokenizer, data, settings, scorers
         quality_block = quality_step.score_quality(translations, data, scorers, settings, examples)
         quality_seconds = time.perf_counter() - started
     history, _ = records.rebuild_from_records(list(history_records), settings)
-    timing = {"alignment_seconds": alignment_seconds, "generation_seconds": generation_seconds,
-              "quality_seconds": quality_seconds}
-    record, _ = records.measurement_record("checkpoint", checkpoint.step, checkpoint.epoch, index=index,
-                                           report_dict=report_dict, quality=quality_block, timing=timing,
-                                           settings=settings, data=data, history=history)
+    timing = {
+        "alignment_seconds": alignment_seconds,
+        "generation_seconds": generation_seconds,
+        "quality_seconds": quality_seconds,
+    }
+    record, _ = records.measurement_record(
+        "checkpoint",
+        checkpoint.step,
+        checkpoint.epoch,
+        index=index,
+        report_dict=report_dict,
+        quality=quality_block,
+        timing=timing,
+        settings=settings,
+        data=data,
+        history=history,
+    )
     record["checkpoint"] = str(checkpoint.path)
     return record
 
@@ -287,21 +334,31 @@ def score_checkpoints(
     trainer_state.json exists (written last).
     """
     from neuronxa_callback.data.loaders import load_parallel
-    from neuronxa_callback.sinks.jsonl import JsonlLogger
     from neuronxa_callback.instrument.models import ModelLoadError
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
 
     run_dir = Path(run_dir)
     # A missing run directory or an unknown base fails before anything is loaded or written.
     found = find_checkpoints(run_dir, base_model=base_model)
     planned = _with_base(run_dir, found, include_base)
     if include_base is None and found and not any(c.step == 0 for c in planned):
-        logger.info("%s: no step-0 baseline (the model the checkpoints started from is unknown); pass base_model= "
-                    "(--base-model) to score it as step 0", run_dir)
+        logger.info(
+            "%s: no step-0 baseline (the model the checkpoints started from is unknown); pass base_model= "
+            "(--base-model) to score it as step 0",
+            run_dir,
+        )
     if quality:
         callback_kwargs.setdefault("quality_every", 1)
     settings = _settings(callback_kwargs)
-    data = load_parallel(settings.data, pivot=settings.pivot, languages=settings.languages, num_pairs=settings.num_pairs,
-                         sample=settings.sample, seed=settings.seed, token=token)
+    data = load_parallel(
+        settings.data,
+        pivot=settings.pivot,
+        languages=settings.languages,
+        num_pairs=settings.num_pairs,
+        sample=settings.sample,
+        seed=settings.seed,
+        token=token,
+    )
     output = Path(output) if output is not None else run_dir / settings.output_subdir / "metrics.jsonl"
     jsonl = JsonlLogger(output)
     loader = _Loader(run_dir, dtype=dtype, device=device, token=token)
@@ -317,8 +374,12 @@ def score_checkpoints(
         todo = [c for c in checkpoints if c.step not in done and (watch is None or c.complete)]
         if not todo and polls == 0:
             reason = _nothing_to_score(run_dir, found, done, output)
-            logger.log(logging.WARNING if not found and watch is None else logging.INFO, "%s%s", reason,
-                       f"; polling every {watch:g} s" if watch is not None else "")
+            logger.log(
+                logging.WARNING if not found and watch is None else logging.INFO,
+                "%s%s",
+                reason,
+                f"; polling every {watch:g} s" if watch is not None else "",
+            )
         for checkpoint in todo:
             if quality and scorers is None:
                 from neuronxa_callback.measure import quality_step
@@ -345,10 +406,23 @@ def score_checkpoints(
                     logger.warning("%s was deleted before it could be scored; skipped", checkpoint.path)
                     continue
             try:
-                earlier = sorted((r for r in jsonl.records if isinstance(r.get("step"), int) and r["step"] < checkpoint.step),
-                                 key=lambda r: r["step"])
-                record = _score_one(checkpoint, model, tokenizer, data, settings, scorers, len(jsonl.records), earlier,
-                                    similarity, svcca_directions, quality)
+                earlier = sorted(
+                    (r for r in jsonl.records if isinstance(r.get("step"), int) and r["step"] < checkpoint.step),
+                    key=lambda r: r["step"],
+                )
+                record = _score_one(
+                    checkpoint,
+                    model,
+                    tokenizer,
+                    data,
+                    settings,
+                    scorers,
+                    len(jsonl.records),
+                    earlier,
+                    similarity,
+                    svcca_directions,
+                    quality,
+                )
             finally:
                 release()
             jsonl.log_measurement(record)

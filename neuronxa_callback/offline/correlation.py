@@ -23,6 +23,7 @@ otherwise the file's "model" field (JSONL: the run directory's name). Language c
 normalisation (languages.normalize_language), so ``deu``, ``de``, ``deu_Latn`` and ``deu-Latn`` are one language.
 Measures: nasca, navca, mexa (layer means) or a similarity key (cka, svcca, anc, anc:nas, ...).
 """
+
 from __future__ import annotations
 
 import csv
@@ -89,8 +90,10 @@ def load_benchmarks(path: str | Path) -> list[BenchmarkRow]:
         header = [cell.strip().lower() for cell in header]
         missing = [c for c in BENCHMARK_COLUMNS if c not in header]
         if missing:
-            raise CorrelationInputError(f"{path}:1: header lacks column(s) {missing}; expected "
-                                        f"{','.join(BENCHMARK_COLUMNS)}, got {','.join(header)}")
+            raise CorrelationInputError(
+                f"{path}:1: header lacks column(s) {missing}; expected "
+                f"{','.join(BENCHMARK_COLUMNS)}, got {','.join(header)}"
+            )
         index = {c: header.index(c) for c in BENCHMARK_COLUMNS}
         rows, seen = [], {}
         for line_number, cells in enumerate(reader, start=2):
@@ -112,8 +115,9 @@ def load_benchmarks(path: str | Path) -> list[BenchmarkRow]:
             row = BenchmarkRow(values["model"], _language(values["language"], where), values["benchmark"], score)
             key = (row.model, row.language, row.benchmark)
             if key in seen:
-                raise CorrelationInputError(f"{where}: {row.model} / {row.language} / {row.benchmark} again "
-                                            f"(first on line {seen[key]})")
+                raise CorrelationInputError(
+                    f"{where}: {row.model} / {row.language} / {row.benchmark} again (first on line {seen[key]})"
+                )
             seen[key] = line_number
             rows.append(row)
     if not rows:
@@ -204,18 +208,40 @@ class CorrelationTable:
         out = []
         for benchmark, by_model in self.per_model.items():
             for model, entry in by_model.items():
-                out.append({"benchmark": benchmark, "model": model, "measure": self.measure, "n": entry["n"],
-                            "pearson": entry["pearson"], "pearson_pvalue": entry["pearson_pvalue"],
-                            "spearman": entry["spearman"], "spearman_pvalue": entry["spearman_pvalue"]})
+                out.append(
+                    {
+                        "benchmark": benchmark,
+                        "model": model,
+                        "measure": self.measure,
+                        "n": entry["n"],
+                        "pearson": entry["pearson"],
+                        "pearson_pvalue": entry["pearson_pvalue"],
+                        "spearman": entry["spearman"],
+                        "spearman_pvalue": entry["spearman_pvalue"],
+                    }
+                )
             average = self.averages[benchmark]
-            out.append({"benchmark": benchmark, "model": "AVG", "measure": self.measure, "n": average["models"],
-                        "pearson": average["pearson"], "pearson_pvalue": None, "spearman": average["spearman"],
-                        "spearman_pvalue": None})
+            out.append(
+                {
+                    "benchmark": benchmark,
+                    "model": "AVG",
+                    "measure": self.measure,
+                    "n": average["models"],
+                    "pearson": average["pearson"],
+                    "pearson_pvalue": None,
+                    "spearman": average["spearman"],
+                    "spearman_pvalue": None,
+                }
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"measure": self.measure, "per_model": self.per_model, "averages": self.averages,
-                "averaging": "plain mean over models of the per-model r (as in the paper's AVG columns)"}
+        return {
+            "measure": self.measure,
+            "per_model": self.per_model,
+            "averages": self.averages,
+            "averaging": "plain mean over models of the per-model r (as in the paper's AVG columns)",
+        }
 
     def format(self) -> str:
         def cell(value, digits=4):
@@ -227,13 +253,16 @@ class CorrelationTable:
         lines = [f"{'benchmark':<14} {'model':<24} {'n':>4} {'pearson':>8} {'p':>8} {'spearman':>9} {'p':>8}"]
         for row in self.rows():
             n_label = f"{row['n']}" if row["model"] != "AVG" else f"{row['n']}m"
-            lines.append(f"{row['benchmark']:<14} {row['model']:<24} {n_label:>4} {cell(row['pearson']):>8} "
-                         f"{p_cell(row['pearson_pvalue']):>8} {cell(row['spearman']):>9} {p_cell(row['spearman_pvalue']):>8}")
+            lines.append(
+                f"{row['benchmark']:<14} {row['model']:<24} {n_label:>4} {cell(row['pearson']):>8} "
+                f"{p_cell(row['pearson_pvalue']):>8} {cell(row['spearman']):>9} {p_cell(row['spearman_pvalue']):>8}"
+            )
         return "\n".join(lines)
 
 
-def correlate_benchmarks(scores: dict[tuple[str, str], float], rows: Sequence[BenchmarkRow], *,
-                         measure: str = "nasca") -> CorrelationTable:
+def correlate_benchmarks(
+    scores: dict[tuple[str, str], float], rows: Sequence[BenchmarkRow], *, measure: str = "nasca"
+) -> CorrelationTable:
     """Per (benchmark, model): r across the languages present in both; per benchmark: mean over models."""
     per_model: dict[str, dict[str, dict[str, Any]]] = {}
     models_with_scores = {model for model, _ in scores}
@@ -241,8 +270,11 @@ def correlate_benchmarks(scores: dict[tuple[str, str], float], rows: Sequence[Be
         for model in dict.fromkeys(row.model for row in rows if row.benchmark == benchmark):
             if model not in models_with_scores:
                 continue
-            pairs = sorted((row.language, scores[(model, row.language)], row.score) for row in rows
-                           if row.benchmark == benchmark and row.model == model and (model, row.language) in scores)
+            pairs = sorted(
+                (row.language, scores[(model, row.language)], row.score)
+                for row in rows
+                if row.benchmark == benchmark and row.model == model and (model, row.language) in scores
+            )
             entry = correlate_series([x for _, x, _ in pairs], [y for _, _, y in pairs])
             entry["languages"] = [language for language, _, _ in pairs]
             entry["alignment"] = [x for _, x, _ in pairs]
@@ -250,8 +282,9 @@ def correlate_benchmarks(scores: dict[tuple[str, str], float], rows: Sequence[Be
             per_model.setdefault(benchmark, {})[model] = entry
     if not per_model:
         benchmark_models = sorted({row.model for row in rows})
-        raise CorrelationInputError(f"no model is in both the score files {sorted(models_with_scores)} and the "
-                                    f"benchmark CSV {benchmark_models}")
+        raise CorrelationInputError(
+            f"no model is in both the score files {sorted(models_with_scores)} and the benchmark CSV {benchmark_models}"
+        )
     averages = {}
     for benchmark, by_model in per_model.items():
         averages[benchmark] = {

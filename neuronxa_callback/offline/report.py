@@ -9,14 +9,15 @@ Usage::
 
 `neuronxa report RUN_DIR` calls write_report.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from neuronxa_callback.sinks.jsonl import read_jsonl
-from neuronxa_callback.measure.record import history_from_records
 from neuronxa_callback.measure.history import QUALITY_METRICS
+from neuronxa_callback.measure.record import history_from_records
+from neuronxa_callback.sinks.jsonl import read_jsonl
 
 ALIGNMENT_METRIC = "nasca"
 
@@ -90,32 +91,46 @@ def write_report(run_dir_or_jsonl: str | Path, out_dir: str | Path | None = None
     correlations = history.correlations()
     chance = _chance(records)
     files: dict[str, Path] = {}
-    lines = ["# NeuronXA report", "", f"Source: `{jsonl}` — {len(records)} measurement(s), steps "
-             f"{history.steps[0]}–{history.steps[-1]}."]
+    lines = [
+        "# NeuronXA report",
+        "",
+        f"Source: `{jsonl}` — {len(records)} measurement(s), steps {history.steps[0]}–{history.steps[-1]}.",
+    ]
     data = records[-1].get("data") or {}
     if data.get("origin"):
-        lines.append(f"Evaluation data: {data['origin']}, n = {len(data.get('ids') or [])} sentence pairs"
-                     + (f" (chance level {chance:.4f})." if chance else "."))
+        lines.append(
+            f"Evaluation data: {data['origin']}, n = {len(data.get('ids') or [])} sentence pairs"
+            + (f" (chance level {chance:.4f})." if chance else ".")
+        )
     lines.append("")
     for pair in history.pairs:
         series = history.series(pair)
         slug = _slug(pair)
-        files[f"heatmap/{pair}"] = plots.plot_layer_heatmap(series["steps"], series["per_layer"],
-                                                            out / f"heatmap_{slug}.png", pair=pair)
-        files[f"trend/{pair}"] = plots.plot_alignment_and_quality(series["steps"], series["alignment"],
-                                                                  series["quality"], out / f"trend_{slug}.png",
-                                                                  pair=pair, chance=chance)
+        files[f"heatmap/{pair}"] = plots.plot_layer_heatmap(
+            series["steps"], series["per_layer"], out / f"heatmap_{slug}.png", pair=pair
+        )
+        files[f"trend/{pair}"] = plots.plot_alignment_and_quality(
+            series["steps"], series["alignment"], series["quality"], out / f"trend_{slug}.png", pair=pair, chance=chance
+        )
         lines += _pair_section(pair, series, records, correlations.get(pair, {}))
         for metric, entry in correlations.get(pair, {}).items():
             kept = [i for i, q in enumerate(series["quality"][metric]) if q is not None]
             files[f"scatter/{pair}/{metric}"] = plots.plot_alignment_vs_quality(
-                [series["alignment"][i] for i in kept], [series["quality"][metric][i] for i in kept],
-                out / f"scatter_{slug}_{metric}.png", pair=pair, quality_metric=metric,
-                steps=[series["steps"][i] for i in kept])
+                [series["alignment"][i] for i in kept],
+                [series["quality"][metric][i] for i in kept],
+                out / f"scatter_{slug}_{metric}.png",
+                pair=pair,
+                quality_metric=metric,
+                steps=[series["steps"][i] for i in kept],
+            )
             if any(r is not None for r in entry["per_layer_pearson"]):
                 files[f"layer_correlation/{pair}/{metric}"] = plots.plot_layer_correlations(
-                    entry["per_layer_pearson"], out / f"layer_correlation_{slug}_{metric}.png", pair=pair,
-                    quality_metric=metric, best_layer=entry["best_layer"])
+                    entry["per_layer_pearson"],
+                    out / f"layer_correlation_{slug}_{metric}.png",
+                    pair=pair,
+                    quality_metric=metric,
+                    best_layer=entry["best_layer"],
+                )
         figure_names = [p.name for key, p in files.items() if key.split("/")[1] == pair]
         lines += ["Figures: " + ", ".join(f"[{name}]({name})" for name in figure_names), ""]
     summary = out / "report.md"
@@ -139,32 +154,49 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
     best_index = max(range(len(alignment)), key=lambda i: alignment[i])
     first = _first_label(steps[0], records)
     rows = [(first, 0), ("final", len(steps) - 1), ("best", best_index)]
-    lines = [f"## {pair}", "", "| | step | NASCA (layer mean) | p-value | best layer (NASCA) |", "|---|---|---|---|---|"]
+    lines = [
+        f"## {pair}",
+        "",
+        "| | step | NASCA (layer mean) | p-value | best layer (NASCA) |",
+        "|---|---|---|---|---|",
+    ]
     for label, i in rows:
         per_layer = series["per_layer"][i]
         scored = [k for k, value in enumerate(per_layer) if value is not None]  # None: a layer it could not score
         top = max(scored, key=lambda k: per_layer[k]) if scored else None
         best = f"{top} ({_fmt(per_layer[top], 3)})" if top is not None else "–"
-        lines.append(f"| {label} | {steps[i]} | {_fmt(alignment[i])} | {_fmt_p(by_step[steps[i]].get('nasca_pvalue'))} "
-                     f"| {best} |")
+        lines.append(
+            f"| {label} | {steps[i]} | {_fmt(alignment[i])} | {_fmt_p(by_step[steps[i]].get('nasca_pvalue'))} "
+            f"| {best} |"
+        )
     change = alignment[-1] - alignment[0]
-    lines += ["", f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
-              ""]
+    lines += [
+        "",
+        f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
+        "",
+    ]
     trends = []
     for metric in QUALITY_METRICS:
-        values = [(s, r.get("quality", {}).get(pair, {}).get(metric)) for s, r in
-                  ((r["step"], r) for r in records)]
+        values = [(s, r.get("quality", {}).get(pair, {}).get(metric)) for s, r in ((r["step"], r) for r in records)]
         values = [(s, v) for s, v in values if isinstance(v, (int, float)) and math.isfinite(v)]
         if values:
             first, last = values[0], values[-1]
-            trends.append(f"{metric} {_fmt(float(first[1]), 3)} (step {first[0]}) → {_fmt(float(last[1]), 3)} "
-                          f"(step {last[0]}), {len(values)} measurement(s)")
+            trends.append(
+                f"{metric} {_fmt(float(first[1]), 3)} (step {first[0]}) → {_fmt(float(last[1]), 3)} "
+                f"(step {last[0]}), {len(values)} measurement(s)"
+            )
     lines.append("Quality trend: " + ("; ".join(trends) if trends else "no translation quality measured") + ".")
-    copies = [(r["step"], r["quality"][pair]["copies"], r["quality"][pair].get("copy_rate")) for r in records
-              if isinstance((r.get("quality") or {}).get(pair, {}).get("copies"), int)]
+    copies = [
+        (r["step"], r["quality"][pair]["copies"], r["quality"][pair].get("copy_rate"))
+        for r in records
+        if isinstance((r.get("quality") or {}).get(pair, {}).get("copies"), int)
+    ]
     if copies:  # hypotheses that repeated a prompt example: scored as empty, so the quality trend is not flattered
-        lines.append("Copies of a prompt example (scored as empty): " + "; ".join(
-            f"step {step}: {count} ({_fmt(100 * (rate or 0.0), 0)} %)" for step, count, rate in copies) + ".")
+        lines.append(
+            "Copies of a prompt example (scored as empty): "
+            + "; ".join(f"step {step}: {count} ({_fmt(100 * (rate or 0.0), 0)} %)" for step, count, rate in copies)
+            + "."
+        )
     lines.append("")
     if correlations:
         lines += ["| quality | n | Pearson r | p | Spearman ρ | p | best layer (r) |", "|---|---|---|---|---|---|---|"]
@@ -172,9 +204,11 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
             best = entry["best_layer"]
             best_text = f"{best} ({_fmt(entry['per_layer_pearson'][best], 3)})" if best is not None else "–"
             note = f" ({entry['reason']})" if entry.get("reason") else ""
-            lines.append(f"| {metric} | {entry['n']} | {_fmt(entry['pearson'], 3)}{note} | "
-                         f"{_fmt_p(entry['pearson_pvalue'])} | {_fmt(entry['spearman'], 3)} | "
-                         f"{_fmt_p(entry['spearman_pvalue'])} | {best_text} |")
+            lines.append(
+                f"| {metric} | {entry['n']} | {_fmt(entry['pearson'], 3)}{note} | "
+                f"{_fmt_p(entry['pearson_pvalue'])} | {_fmt(entry['spearman'], 3)} | "
+                f"{_fmt_p(entry['spearman_pvalue'])} | {best_text} |"
+            )
     else:
         lines.append("Correlation with quality: fewer than 3 measurements with quality scores.")
     lines.append("")

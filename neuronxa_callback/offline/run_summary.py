@@ -9,10 +9,12 @@ Usage::
         print(line)
     alignment_change(records, "eng_Latn-isl_Latn")["verdict"]    # "alignment ROSE beyond noise", ...
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -42,20 +44,23 @@ def _running_r(record: dict, pair: str) -> tuple[str | None, float | None]:
 
 
 def _copies_text(record: dict, pair: str) -> str:
-    """"3/40": hypotheses that copied a prompt example (scored as empty), of those translated; "-" without quality."""
+    """ "3/40": hypotheses that copied a prompt example (scored as empty), of those translated; "-" without quality."""
     entry = (record.get("quality") or {}).get(pair) or {}
     if entry.get("copies") is None:
         return "-"
     total = len(entry.get("translations") or []) or sum(
-        len(d.get("translations") or []) for d in (entry.get("directions") or {}).values())
+        len(d.get("translations") or []) for d in (entry.get("directions") or {}).values()
+    )
     return f"{entry['copies']}/{total}" if total else str(entry["copies"])
 
 
 def summary_lines(records: Sequence[dict], pair: str, metric: str = "nasca") -> list[str]:
     """One table row per measurement: step, layer mean with its binomial p-value, best layer, chrF, the hypotheses
     that copied a prompt example (scored as empty), COMET, the running r of alignment with COMET (else chrF)."""
-    header = (f"{'step':>5}  {metric + ' mean':>10}  {'p-value':>8}  {'best layer':>13}  {'navca mean':>10}  "
-              f"{'chrF':>6}  {'copies':>6}  {'COMET':>6}  {'r (running)':>14}")
+    header = (
+        f"{'step':>5}  {metric + ' mean':>10}  {'p-value':>8}  {'best layer':>13}  {'navca mean':>10}  "
+        f"{'chrF':>6}  {'copies':>6}  {'COMET':>6}  {'r (running)':>14}"
+    )
     lines = [header, "-" * len(header)]
     for record in records:
         scores = (record.get("pairs") or {}).get(pair) or {}
@@ -98,8 +103,16 @@ def alignment_change(records: Sequence[dict], pair: str, metric: str = "nasca") 
     else:
         verdict = "alignment did NOT move beyond noise"
     return {
-        "baseline_step": records[0]["step"], "final_step": records[-1]["step"],
-        "baseline_mean": first[f"{metric}_mean"], "final_mean": last[f"{metric}_mean"], "delta": delta,
-        "baseline_best": max(before), "final_best": max(after),
-        "layers_rose": rose, "layers_fell": fell, "sign_test_p": sign_p, "noise_threshold": noise, "verdict": verdict,
+        "baseline_step": records[0]["step"],
+        "final_step": records[-1]["step"],
+        "baseline_mean": first[f"{metric}_mean"],
+        "final_mean": last[f"{metric}_mean"],
+        "delta": delta,
+        "baseline_best": max(before),
+        "final_best": max(after),
+        "layers_rose": rose,
+        "layers_fell": fell,
+        "sign_test_p": sign_p,
+        "noise_threshold": noise,
+        "verdict": verdict,
     }

@@ -12,10 +12,12 @@ piece of work is wrapped in attempt() and its error is gathered like a result. r
 error into MeasurementError (strict=True) or a logged error (strict=False, training goes on).
 The low-level collectives themselves live in distributed.py.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from neuronxa_callback.parallel.collectives import broadcast_object, gather_objects, merge_parts
 

@@ -15,6 +15,7 @@ The callback keeps that rule by running the same sequence of calls on every rank
 *between* collectives (an exception is turned into a payload, never skips a collective).
 With a single process they are cheap pass-throughs, so the same code path serves both.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

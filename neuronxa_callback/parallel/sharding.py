@@ -40,6 +40,7 @@ batch sizes and sequence lengths may differ. Hence the sharded engine:
 
 Every collective here has a timeout (`timeout`, seconds): a rank that never arrives gives an error naming the step.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,7 +88,7 @@ def _fsdp_classes() -> tuple[type | None, type | None]:
 
 
 def sharding_engine(model: Any) -> str | None:
-    """"fsdp1" (a FullyShardedDataParallel wrapper inside), "fsdp2" (a module with the FSDPModule mixin of
+    """ "fsdp1" (a FullyShardedDataParallel wrapper inside), "fsdp2" (a module with the FSDPModule mixin of
     `fully_shard`), "zero3" (parameters carrying DeepSpeed's ds_id / ds_status) or None (replicated weights).
 
     Looks at every submodule, so a PEFT wrapper around a sharded model and a sharded model around a PEFT model are
@@ -199,13 +200,23 @@ class ShardedEngine:
         except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
             error = f"{type(failure).__name__}: {failure}"
         key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
-        total = agree_on_count(mine, key, what="NeuronXA encode under sharded parameters", timeout=self.timeout,
-                               error=error)
+        total = agree_on_count(
+            mine, key, what="NeuronXA encode under sharded parameters", timeout=self.timeout, error=error
+        )
         with _ForwardCounter(model) as counter:
             try:
-                encoded = encode(model, tokenizer, sentences, representations=representations, pooling=pooling,
-                                 batch_size=batch_size, max_length=max_length, shard=(rank, world), progress=progress,
-                                 plan=plan)
+                encoded = encode(
+                    model,
+                    tokenizer,
+                    sentences,
+                    representations=representations,
+                    pooling=pooling,
+                    batch_size=batch_size,
+                    max_length=max_length,
+                    shard=(rank, world),
+                    progress=progress,
+                    plan=plan,
+                )
             finally:
                 # Also after a failure between forwards: the other ranks are waiting for this rank's share.
                 if dummy is not None:
@@ -236,8 +247,13 @@ class ShardedEngine:
         rank, world = self.rank, self.world
         sources, examples = list(sources), list(examples)
         mine = my_share(len(sources), rank, world)
-        settings = {"source_lang": source_lang, "target_lang": target_lang, "prompt": prompt, "examples": examples,
-                    "batch_size": batch_size}
+        settings = {
+            "source_lang": source_lang,
+            "target_lang": target_lang,
+            "prompt": prompt,
+            "examples": examples,
+            "batch_size": batch_size,
+        }
         plan, calls, dummy, pad_id, error = None, 0, None, 0, None
         try:
             # translate()'s own plan and checks, before the agreement: a bad input fails on every rank at once.
@@ -247,17 +263,38 @@ class ShardedEngine:
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
             error = f"{type(failure).__name__}: {failure}"
-        key = fingerprint("translate", sources, source_lang, target_lang, prompt, [tuple(e) for e in examples],
-                          batch_size, max_new_tokens)
-        total = agree_on_count(calls, key, what=f"translation {source_lang}->{target_lang} under sharded parameters",
-                               timeout=self.timeout, error=error)
+        key = fingerprint(
+            "translate",
+            sources,
+            source_lang,
+            target_lang,
+            prompt,
+            [tuple(e) for e in examples],
+            batch_size,
+            max_new_tokens,
+        )
+        total = agree_on_count(
+            calls,
+            key,
+            what=f"translation {source_lang}->{target_lang} under sharded parameters",
+            timeout=self.timeout,
+            error=error,
+        )
         synced = world > 1
         hypotheses: list[str] = []
         with generation_target(self.model) as target:
             try:
                 if mine:
-                    hypotheses = translate(target, tokenizer, [sources[i] for i in mine], max_new_tokens=max_new_tokens,
-                                           progress=progress, synced_gpus=synced, plan=plan, **settings)
+                    hypotheses = translate(
+                        target,
+                        tokenizer,
+                        [sources[i] for i in mine],
+                        max_new_tokens=max_new_tokens,
+                        progress=progress,
+                        synced_gpus=synced,
+                        plan=plan,
+                        **settings,
+                    )
             finally:
                 if synced and dummy is not None:
                     _dummy_generate(target, dummy, pad_id, total - calls)
@@ -283,8 +320,14 @@ def encode_sharded(
     every rank making the same number of forward passes. Call it on every rank with the same sentences and settings;
     gather the results as under DDP (distributed.gather_encoded). In a single process it is encode() itself.
     """
-    return ShardedEngine(model, timeout=timeout).encode(tokenizer, sentences, representations=representations,
-                                                         pooling=pooling, batch_size=batch_size, max_length=max_length)
+    return ShardedEngine(model, timeout=timeout).encode(
+        tokenizer,
+        sentences,
+        representations=representations,
+        pooling=pooling,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
 
 
 def translate_sharded(
@@ -306,8 +349,15 @@ def translate_sharded(
     uneven output lengths keep the ranks in step. In a single process it is generation.translate() itself.
     """
     return ShardedEngine(model, timeout=timeout).translate(
-        tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=examples,
-        batch_size=batch_size, max_new_tokens=max_new_tokens)
+        tokenizer,
+        sources,
+        source_lang=source_lang,
+        target_lang=target_lang,
+        prompt=prompt,
+        examples=examples,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 # ----- agreement ------------------------------------------------------------------------------------------------------
@@ -322,7 +372,9 @@ def fingerprint(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode("utf-8"))
 
 
-def agree_on_count(count: int, key: int, *, what: str, timeout: float = DEFAULT_TIMEOUT_S, error: str | None = None) -> int:
+def agree_on_count(
+    count: int, key: int, *, what: str, timeout: float = DEFAULT_TIMEOUT_S, error: str | None = None
+) -> int:
     """Collective: the largest `count` over all ranks, once every rank has arrived with the same `key`.
 
     `error` (this rank's failure while preparing, or None) travels with the count, so one rank's failure becomes a
@@ -394,8 +446,8 @@ def dummy_forwards(model: nn.Module, input_ids: list[int], count: int) -> None:
         return
     import torch
 
-    from neuronxa_callback.instrument.isolation import left_as_found
     from neuronxa_callback.instrument.activations import _accepted_kwargs, _input_device
+    from neuronxa_callback.instrument.isolation import left_as_found
 
     accepted = _accepted_kwargs(model)
     kwargs: dict[str, Any] = {}
@@ -436,8 +488,15 @@ def _dummy_generate(model: nn.Module, input_ids: list[int], pad_id: int, count: 
     ids = torch.tensor([input_ids], dtype=torch.long, device=_input_device(model))
     with generation_mode(model):
         for _ in range(count):
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
-                           max_new_tokens=1, pad_token_id=pad_id, synced_gpus=True)
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=1,
+                pad_token_id=pad_id,
+                synced_gpus=True,
+            )
 
 
 # ----- back to the shards ---------------------------------------------------------------------------------------------
@@ -494,7 +553,11 @@ def reshard(model: nn.Module, optimizer: Any = None) -> None:
         else:
             for parameter in model.parameters():
                 status = getattr(parameter, "ds_status", None)
-                if status is not None and status.name == "AVAILABLE" and not getattr(parameter, "ds_active_sub_modules", None):
+                if (
+                    status is not None
+                    and status.name == "AVAILABLE"
+                    and not getattr(parameter, "ds_active_sub_modules", None)
+                ):
                     parameter.partition()
 
 
@@ -521,8 +584,10 @@ def unsharded_parameters(model: nn.Module) -> list[str]:
         return out
     if engine == "zero3":
         return [
-            name for name, p in model.named_parameters()
-            if getattr(p, "ds_status", None) is not None and p.ds_status.name != "NOT_AVAILABLE"
+            name
+            for name, p in model.named_parameters()
+            if getattr(p, "ds_status", None) is not None
+            and p.ds_status.name != "NOT_AVAILABLE"
             and not getattr(p, "ds_persist", False)
         ]
     return []

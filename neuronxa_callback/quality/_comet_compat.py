@@ -31,6 +31,7 @@ Nothing else is patched: numpy 2 needs no change in the code paths used for scor
 tests/test_comet.py). Each patch is applied at most once (idempotent) and only when the installed versions
 need it; ``applied_patches()`` lists what was applied.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -19,6 +19,7 @@ letters and digits, it equals it, or their difflib similarity ratio is at least 
 or two in a sentence). Hypotheses shorter than ``min_chars`` normalised characters are never flagged (a one-word
 answer "Yes." is not evidence of copying).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -70,8 +71,14 @@ def _similar(norm: str, other: str, threshold: float) -> bool:
     return matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold
 
 
-def find_copies(hypotheses: Sequence[str], examples: Sequence[Sequence[str]], *, sources: Sequence[str] | None = None,
-                threshold: float = COPY_THRESHOLD, min_chars: int = 12) -> CopyReport:
+def find_copies(
+    hypotheses: Sequence[str],
+    examples: Sequence[Sequence[str]],
+    *,
+    sources: Sequence[str] | None = None,
+    threshold: float = COPY_THRESHOLD,
+    min_chars: int = 12,
+) -> CopyReport:
     """Flag each hypothesis that equals or nearly equals (ratio >= threshold) an example's source or target, or (with
     ``sources``, aligned with ``hypotheses``) its own source sentence."""
     if not 0.0 < threshold <= 1.0:
@@ -99,8 +106,13 @@ def find_copies(hypotheses: Sequence[str], examples: Sequence[Sequence[str]], *,
     return CopyReport(tuple(flags), tuple(matches))
 
 
-def mask_copies(hypotheses: Sequence[str], examples: Sequence[Sequence[str]], *, sources: Sequence[str] | None = None,
-                threshold: float = COPY_THRESHOLD) -> tuple[list[str], CopyReport]:
+def mask_copies(
+    hypotheses: Sequence[str],
+    examples: Sequence[Sequence[str]],
+    *,
+    sources: Sequence[str] | None = None,
+    threshold: float = COPY_THRESHOLD,
+) -> tuple[list[str], CopyReport]:
     """(hypotheses with every copy replaced by "", the CopyReport): what the quality scorers should see."""
     report = find_copies(hypotheses, examples, sources=sources, threshold=threshold)
     return ["" if flag else hypothesis for hypothesis, flag in zip(hypotheses, report.flags)], report

@@ -8,15 +8,18 @@ load_fewshot_examples: the bundled pool, `data/bundled_fewshot.jsonl`, written f
 bundled evaluation and training sentences, so a run never prompts with (or trains on) the pairs it scores.
 select_fewshot_examples: the scored pairs' own source first (see its docstring), the bundled pool otherwise.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
-def load_fewshot_examples(source_lang: str, target_lang: str, *, k: int = 3,
-                          exclude: Iterable[str] = ()) -> list[tuple[str, str]]:
+def load_fewshot_examples(
+    source_lang: str, target_lang: str, *, k: int = 3, exclude: Iterable[str] = ()
+) -> list[tuple[str, str]]:
     """Return up to `k` (source, target) example pairs, skipping any whose source or target is in `exclude`."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
@@ -27,8 +30,11 @@ def load_fewshot_examples(source_lang: str, target_lang: str, *, k: int = 3,
     # The bundled loader already parses the pool (errors name file:line; a missing language lists those it has).
     pool = load_parallel("bundled", split="fewshot", pivot=source_lang, languages=(target_lang,), num_pairs=None)
     excluded = set(exclude)
-    examples = [(source, target) for source, target in zip(pool.sentences(source_lang), pool.sentences(target_lang))
-                if source not in excluded and target not in excluded]
+    examples = [
+        (source, target)
+        for source, target in zip(pool.sentences(source_lang), pool.sentences(target_lang))
+        if source not in excluded and target not in excluded
+    ]
     return examples[:k]
 
 
@@ -81,8 +87,9 @@ def _candidate_tables(spec: Any, source_lang: str, target_lang: str, split: str,
     return [(_data._load_table(spec, None if _data._is_one_table(spec) else wanted, split, token, None), True)]
 
 
-def _pick(table, source_lang: str, target_lang: str, k: int, scored_ids: set[str], scored_texts: set[str],
-          same_split: bool) -> list[int]:
+def _pick(
+    table, source_lang: str, target_lang: str, k: int, scored_ids: set[str], scored_texts: set[str], same_split: bool
+) -> list[int]:
     if source_lang not in table.columns or target_lang not in table.columns:
         return []
     source, target = table.columns[source_lang], table.columns[target_lang]
@@ -94,8 +101,16 @@ def _pick(table, source_lang: str, target_lang: str, k: int, scored_ids: set[str
     return positions[:k]
 
 
-def select_fewshot_examples(spec: Any, source_lang: str, target_lang: str, *, k: int = 3, scored: Any = None,
-                            split: str = "devtest", token: str | None = None) -> FewShotExamples:
+def select_fewshot_examples(
+    spec: Any,
+    source_lang: str,
+    target_lang: str,
+    *,
+    k: int = 3,
+    scored: Any = None,
+    split: str = "devtest",
+    token: str | None = None,
+) -> FewShotExamples:
     """k prompt examples for source_lang -> target_lang from the source of the scored pairs, never a scored line.
 
         data = load_parallel(ntrex_dir, languages=("ita",), num_pairs=100)
@@ -116,7 +131,9 @@ def select_fewshot_examples(spec: Any, source_lang: str, target_lang: str, *, k:
     if k == 0:
         return FewShotExamples((), "none (zero-shot)", ())
     scored_ids = set(scored.ids) if scored is not None else set()
-    scored_texts = {text for lang in scored.languages for text in scored.sentences(lang)} if scored is not None else set()
+    scored_texts = (
+        {text for lang in scored.languages for text in scored.sentences(lang)} if scored is not None else set()
+    )
     tried = []
     tables = _candidate_tables(spec, source_lang, target_lang, split, token)
     if not (isinstance(spec, str) and spec.strip().lower() == "bundled"):

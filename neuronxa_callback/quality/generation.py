@@ -14,6 +14,7 @@ translate() may be called in the middle of training (from a callback): it leaves
 them (train/eval flags of every module, gradient checkpointing, config.use_cache, tokenizer.padding_side) and runs under
 torch.no_grad(). It works on plain, PEFT-wrapped and bitsandbytes 4-bit models alike, since it only calls generate().
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,15 @@ from neuronxa_callback.quality.prompts import build_prompt, check_examples, reso
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Translation", "TranslatePlan", "make_translations", "translate", "translate_plan", "build_prompt",
-           "generation_mode"]
+__all__ = [
+    "Translation",
+    "TranslatePlan",
+    "make_translations",
+    "translate",
+    "translate_plan",
+    "build_prompt",
+    "generation_mode",
+]
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,16 @@ class TranslatePlan:
     input_ids: list[list[int]]
     batches: list[list[int]]
 
-    def made_for(self, sources: Sequence[str], *, source_lang: str, target_lang: str, prompt: str,
-                 examples: Sequence[Sequence[str]], batch_size: int) -> bool:
+    def made_for(
+        self,
+        sources: Sequence[str],
+        *,
+        source_lang: str,
+        target_lang: str,
+        prompt: str,
+        examples: Sequence[Sequence[str]],
+        batch_size: int,
+    ) -> bool:
         settings = (source_lang, target_lang, prompt, tuple(check_examples(examples)), batch_size)
         return self.settings == settings and self.sources == tuple(sources)
 
@@ -184,7 +200,9 @@ def translate_plan(
     if not sources:
         return TranslatePlan(sources, settings, [], [])
     prompts = [
-        build_prompt(s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked, tokenizer=tokenizer)
+        build_prompt(
+            s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked, tokenizer=tokenizer
+        )
         for s in sources
     ]
     # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
@@ -221,8 +239,13 @@ def translate(
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"translate: max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    settings = {"source_lang": source_lang, "target_lang": target_lang, "prompt": prompt, "examples": examples,
-                "batch_size": batch_size}
+    settings = {
+        "source_lang": source_lang,
+        "target_lang": target_lang,
+        "prompt": prompt,
+        "examples": examples,
+        "batch_size": batch_size,
+    }
     if plan is None:
         plan = translate_plan(tokenizer, sources, **settings)
     elif not plan.made_for(sources, **settings):

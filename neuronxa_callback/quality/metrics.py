@@ -20,15 +20,16 @@ DataLoader workers, ``exit()`` in non-zero ranks). Batches are formed exactly as
 Security: COMET checkpoints (``checkpoints/model.ckpt``) are Python pickles; loading one can run arbitrary
 code. Load only checkpoints you trust.
 """
+
 from __future__ import annotations
 
 import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class QualityScorer:
         for label, values in (("sources", sources), ("references", references)):
             if values is not None and len(values) != len(hypotheses):
                 raise ValueError(
-                    f"{type(self).__name__}.score: {label} has {len(values)} items but hypotheses has "
-                    f"{len(hypotheses)}"
+                    f"{type(self).__name__}.score: {label} has {len(values)} items but hypotheses has {len(hypotheses)}"
                 )
         return sources, hypotheses, references
 

@@ -13,6 +13,7 @@ Usage::
 
 Prompts name languages in words ("German"), since models have read "German:" far more often than "deu_Latn:".
 """
+
 from __future__ import annotations
 
 import string
@@ -110,7 +111,9 @@ def template_fields(template: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as error:
-        raise PromptError(f"prompt template {template!r} is malformed ({error}); write literal braces as {{{{ }}}}") from None
+        raise PromptError(
+            f"prompt template {template!r} is malformed ({error}); write literal braces as {{{{ }}}}"
+        ) from None
     fields = []
     for _, field, _, _ in parsed:
         if field is None:
@@ -171,10 +174,14 @@ def build_prompt(
     source_name, target_name = language_name(source_lang), language_name(target_lang)
     style = resolve_style(prompt, tokenizer)
     if style == "fewshot":
-        return _fewshot_block(examples, source_name, target_name) + f"{source_name}: {_one_line(source)}\n{target_name}:"
+        return (
+            _fewshot_block(examples, source_name, target_name) + f"{source_name}: {_one_line(source)}\n{target_name}:"
+        )
     if style == "chat":
         if not getattr(tokenizer, "chat_template", None):
-            raise PromptError("prompt='chat' needs a tokenizer with a chat_template; use prompt='fewshot' for base models")
+            raise PromptError(
+                "prompt='chat' needs a tokenizer with a chat_template; use prompt='fewshot' for base models"
+            )
         messages = []
         for example_source, example_target in examples:
             messages.append({"role": "user", "content": _chat_instruction(example_source, source_name, target_name)})
@@ -183,9 +190,13 @@ def build_prompt(
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     fields = template_fields(prompt)
     if "source" not in fields:
-        raise PromptError(f"prompt template {prompt!r} has no {{source}} field: the sentence would never reach the model")
+        raise PromptError(
+            f"prompt template {prompt!r} has no {{source}} field: the sentence would never reach the model"
+        )
     if examples and "examples" not in fields:
-        raise PromptError(f"prompt template {prompt!r} has no {{examples}} field, so the {len(examples)} examples would be ignored")
+        raise PromptError(
+            f"prompt template {prompt!r} has no {{examples}} field, so the {len(examples)} examples would be ignored"
+        )
     return prompt.format(
         source_lang=source_name,
         target_lang=target_name,

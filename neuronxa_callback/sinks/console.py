@@ -11,6 +11,7 @@ by default. When the user configured logging at INFO (``logging.basicConfig(leve
 ``neuronxa_callback``), the line goes to that logger only; otherwise it is written above the progress bar with
 ``tqdm.write`` (stderr), so it never appears twice and never breaks the bar.
 """
+
 from __future__ import annotations
 
 import logging

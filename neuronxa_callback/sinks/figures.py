@@ -11,11 +11,12 @@ Every function takes plain data and an output path, writes a PNG and returns the
 matplotlib's object-oriented API (matplotlib.figure.Figure), never through pyplot: no display is needed, and a
 notebook user's backend and open figures are left alone.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 _QUALITY_COLOURS = {"comet": "tab:red", "cometkiwi": "tab:purple", "chrf": "tab:green", "bleu": "tab:brown"}
 _QUALITY_LABELS = {"comet": "COMET", "cometkiwi": "CometKiwi", "chrf": "chrF", "bleu": "BLEU"}
@@ -48,19 +49,28 @@ def _label(metric: str) -> str:
     return metric.upper() if metric in ("nasca", "navca", "mexa") else _QUALITY_LABELS.get(metric, metric)
 
 
-def plot_layer_heatmap(steps: Sequence[int], per_layer: Sequence[Sequence[float]], path: str | Path, *, pair: str,
-                       metric: str = "nasca") -> Path:
+def plot_layer_heatmap(
+    steps: Sequence[int], per_layer: Sequence[Sequence[float]], path: str | Path, *, pair: str, metric: str = "nasca"
+) -> Path:
     """Layer x step heatmap: one column per measurement, layer 0 at the bottom."""
     if len(steps) == 0 or len(steps) != len(per_layer):
-        raise ValueError(f"plot_layer_heatmap: need one per-layer list per step, got {len(steps)} steps and "
-                         f"{len(per_layer)} lists")
+        raise ValueError(
+            f"plot_layer_heatmap: need one per-layer list per step, got {len(steps)} steps and {len(per_layer)} lists"
+        )
     import numpy as np
 
     values = np.array([list(row) for row in per_layer], dtype=float).T  # [layers, steps]
     num_layers = values.shape[0]
     fig, ax = _subplots((max(5.0, 1.0 + 0.45 * len(steps)), max(3.5, 0.9 + 0.22 * num_layers)))
-    image = ax.imshow(values, aspect="auto", origin="lower", cmap="viridis", vmin=0.0,
-                      vmax=max(1e-6, float(np.nanmax(values))), interpolation="nearest")
+    image = ax.imshow(
+        values,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        vmin=0.0,
+        vmax=max(1e-6, float(np.nanmax(values))),
+        interpolation="nearest",
+    )
     tick_every = max(1, math.ceil(len(steps) / 12))
     ax.set_xticks(range(0, len(steps), tick_every))
     ax.set_xticklabels([str(steps[i]) for i in range(0, len(steps), tick_every)], rotation=45 if len(steps) > 6 else 0)
@@ -73,9 +83,16 @@ def plot_layer_heatmap(steps: Sequence[int], per_layer: Sequence[Sequence[float]
     return _save(fig, path)
 
 
-def plot_alignment_and_quality(steps: Sequence[int], alignment: Sequence[float],
-                               quality: dict[str, Sequence[float | None]], path: str | Path, *, pair: str,
-                               metric: str = "nasca", chance: float | None = None) -> Path:
+def plot_alignment_and_quality(
+    steps: Sequence[int],
+    alignment: Sequence[float],
+    quality: dict[str, Sequence[float | None]],
+    path: str | Path,
+    *,
+    pair: str,
+    metric: str = "nasca",
+    chance: float | None = None,
+) -> Path:
     """Layer-mean alignment (left axis) and translation quality scores (right axis) over training steps.
 
     ``quality`` maps metric name -> one value per step (None where not measured); metrics with no values are skipped.
@@ -85,15 +102,19 @@ def plot_alignment_and_quality(steps: Sequence[int], alignment: Sequence[float],
     fig, ax = _subplots((8.0, 4.8))
     lines = ax.plot(steps, alignment, marker="o", color="tab:blue", label=f"{_label(metric)} (layer mean)")
     if chance is not None:
-        lines += [ax.axhline(chance, color="tab:blue", linestyle=":", linewidth=1,
-                             label=f"chance level ({chance:.4f})")]
+        lines += [
+            ax.axhline(chance, color="tab:blue", linestyle=":", linewidth=1, label=f"chance level ({chance:.4f})")
+        ]
     ax.set_xlabel("training step")
     ax.set_ylabel(f"{_label(metric)} (layer mean)", color="tab:blue")
     ax.tick_params(axis="y", labelcolor="tab:blue")
     plotted = {name: values for name, values in quality.items() if any(v is not None for v in values)}
     # chrF/BLEU live on 0-100 and COMET/CometKiwi on about 0-1: one shared axis would flatten COMET to a line,
     # so each scale gets its own right-hand axis (the second one offset outwards).
-    groups = [[n for n in plotted if n not in ("comet", "cometkiwi")], [n for n in plotted if n in ("comet", "cometkiwi")]]
+    groups = [
+        [n for n in plotted if n not in ("comet", "cometkiwi")],
+        [n for n in plotted if n in ("comet", "cometkiwi")],
+    ]
     groups = [group for group in groups if group]
     for index, group in enumerate(groups):
         twin = ax.twinx()
@@ -102,29 +123,48 @@ def plot_alignment_and_quality(steps: Sequence[int], alignment: Sequence[float],
         for name in group:
             values = plotted[name]
             if len(values) != len(steps):
-                raise ValueError(f"plot_alignment_and_quality: quality[{name!r}] has {len(values)} values for "
-                                 f"{len(steps)} steps")
+                raise ValueError(
+                    f"plot_alignment_and_quality: quality[{name!r}] has {len(values)} values for {len(steps)} steps"
+                )
             xs = [s for s, v in zip(steps, values) if v is not None]
             ys = [v for v in values if v is not None]
             colour = _QUALITY_COLOURS.get(name, "tab:gray")
             lines += twin.plot(xs, ys, marker="s", linestyle="--", color=colour, label=_label(name))
-        twin.set_ylabel(" / ".join(_label(name) for name in group),
-                        color=_QUALITY_COLOURS.get(group[0], "black") if len(group) == 1 else "black")
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.16),
-              ncol=min(4, len(lines)), fontsize="small", frameon=False)
+        twin.set_ylabel(
+            " / ".join(_label(name) for name in group),
+            color=_QUALITY_COLOURS.get(group[0], "black") if len(group) == 1 else "black",
+        )
+    ax.legend(
+        lines,
+        [line.get_label() for line in lines],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=min(4, len(lines)),
+        fontsize="small",
+        frameon=False,
+    )
     what = "Alignment and translation quality" if plotted else f"{_label(metric)} (layer mean)"
     ax.set_title(f"{what} over training — {pair}")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def plot_alignment_vs_quality(alignment: Sequence[float], quality: Sequence[float], path: str | Path, *, pair: str,
-                              quality_metric: str, steps: Sequence[int] | None = None,
-                              metric: str = "nasca") -> Path:
+def plot_alignment_vs_quality(
+    alignment: Sequence[float],
+    quality: Sequence[float],
+    path: str | Path,
+    *,
+    pair: str,
+    quality_metric: str,
+    steps: Sequence[int] | None = None,
+    metric: str = "nasca",
+) -> Path:
     """Scatter of layer-mean alignment against a quality score, one point per measurement, with Pearson r annotated."""
     if len(alignment) != len(quality) or len(alignment) == 0:
-        raise ValueError(f"plot_alignment_vs_quality: need equally many (>= 1) alignment and quality values, got "
-                         f"{len(alignment)} and {len(quality)}")
+        raise ValueError(
+            f"plot_alignment_vs_quality: need equally many (>= 1) alignment and quality values, got "
+            f"{len(alignment)} and {len(quality)}"
+        )
     from neuronxa_callback.measure.history import correlate
 
     fig, ax = _subplots((5.5, 4.5))
@@ -133,12 +173,21 @@ def plot_alignment_vs_quality(alignment: Sequence[float], quality: Sequence[floa
     fig.colorbar(points, ax=ax, label="training step" if steps is not None else "measurement")
     result = correlate(list(alignment), list(quality))
     if result["pearson"] is not None:
-        text = (f"Pearson r = {result['pearson']:.3f} (p = {result['pearson_pvalue']:.3g})\n"
-                f"Spearman ρ = {result['spearman']:.3f}, n = {result['n']}")
+        text = (
+            f"Pearson r = {result['pearson']:.3f} (p = {result['pearson_pvalue']:.3g})\n"
+            f"Spearman ρ = {result['spearman']:.3f}, n = {result['n']}"
+        )
     else:
         text = f"no correlation: {result['reason']}"
-    ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize="small",
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    ax.text(
+        0.03,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        va="top",
+        fontsize="small",
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+    )
     ax.set_xlabel(f"{_label(metric)} (layer mean)")
     ax.set_ylabel(_label(quality_metric))
     ax.set_title(f"{_label(metric)} vs {_label(quality_metric)} — {pair}")
@@ -146,15 +195,24 @@ def plot_alignment_vs_quality(alignment: Sequence[float], quality: Sequence[floa
     return _save(fig, path)
 
 
-def plot_layer_correlations(per_layer_r: Sequence[float | None], path: str | Path, *, pair: str, quality_metric: str,
-                            best_layer: int | None = None, metric: str = "nasca") -> Path:
+def plot_layer_correlations(
+    per_layer_r: Sequence[float | None],
+    path: str | Path,
+    *,
+    pair: str,
+    quality_metric: str,
+    best_layer: int | None = None,
+    metric: str = "nasca",
+) -> Path:
     """Bar per layer: Pearson r between that layer's alignment and the quality score; best layer highlighted."""
     if len(per_layer_r) == 0:
         raise ValueError("plot_layer_correlations: per_layer_r is empty")
     layers = list(range(len(per_layer_r)))
     heights = [r if r is not None else 0.0 for r in per_layer_r]
-    colours = ["tab:orange" if i == best_layer else ("lightgray" if r is None else "tab:blue")
-               for i, r in enumerate(per_layer_r)]
+    colours = [
+        "tab:orange" if i == best_layer else ("lightgray" if r is None else "tab:blue")
+        for i, r in enumerate(per_layer_r)
+    ]
     fig, ax = _subplots((max(6.0, 1.5 + 0.3 * len(layers)), 4.0))
     ax.bar(layers, heights, color=colours, edgecolor="black", linewidth=0.4)
     ax.axhline(0.0, color="black", linewidth=0.8)

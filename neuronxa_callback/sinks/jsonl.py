@@ -11,14 +11,15 @@ Usage::
 The trackers (W&B, trackio, TensorBoard, MLflow) get a few names per record instead (trackers.py, metric_names.py);
 this file is the complete record, and the one every report and resume reads.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from neuronxa_callback.sinks.routing import MeasurementLogger
 
@@ -45,8 +46,12 @@ def _parse_lines(path: Path, *, tolerate_truncated_tail: bool) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             if is_tail and tolerate_truncated_tail:
-                logger.warning("%s:%d: dropping a truncated last line (the run was probably interrupted while "
-                               "writing it): %s", path, number, error)
+                logger.warning(
+                    "%s:%d: dropping a truncated last line (the run was probably interrupted while writing it): %s",
+                    path,
+                    number,
+                    error,
+                )
                 continue
             raise JsonlFormatError(f"{path}:{number}: not valid JSON ({error})") from None
         if not isinstance(record, dict):
@@ -100,8 +105,12 @@ class JsonlLogger(MeasurementLogger):
             if resume_step is not None:
                 kept = [r for r in self.records if not isinstance(r.get("step"), int) or r["step"] <= resume_step]
                 if len(kept) < len(self.records):
-                    logger.info("%s: dropping %d record(s) measured after step %d (resuming from that checkpoint)",
-                                self.path, len(self.records) - len(kept), resume_step)
+                    logger.info(
+                        "%s: dropping %d record(s) measured after step %d (resuming from that checkpoint)",
+                        self.path,
+                        len(self.records) - len(kept),
+                        resume_step,
+                    )
             rewritten = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
             self.records = kept
             if rewritten != raw:

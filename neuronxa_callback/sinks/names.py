@@ -43,15 +43,17 @@ Usage::
     names.headline_for(record, "wandb")["eval/neuronxa/eng_Latn-isl_Latn/nasca_mean"]
     names.detail_scalars(record)["neuronxa/eng_Latn-isl_Latn/nasca/layer_07"]
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-PREFIX = "neuronxa"                 # details and media
-TRAINER_PREFIX = "eval_neuronxa"    # the headline through trainer.log; the integrations rewrite "eval_" to "eval/"
-STEP_METRIC = "train/global_step"   # the Trainer's x axis on W&B and trackio; one x axis per run
+PREFIX = "neuronxa"  # details and media
+TRAINER_PREFIX = "eval_neuronxa"  # the headline through trainer.log; the integrations rewrite "eval_" to "eval/"
+STEP_METRIC = "train/global_step"  # the Trainer's x axis on W&B and trackio; one x axis per run
 # The groups trainer_key() puts the headline in (each pair's numbers; early stopping's own group).
 HEADLINE_GROUPS = (f"{TRAINER_PREFIX}/", f"{TRAINER_PREFIX}_early_stopping/")
 ALIGNMENT_METRICS = ("nasca", "navca", "mexa")
@@ -133,7 +135,7 @@ def backend_key(key: str, backend: str) -> str:
     """The name `backend` shows for a ``trainer.log`` key: what the Trainer's integration for it writes
     (W&B, trackio, TensorBoard: ``eval_x`` -> ``eval/x``; MLflow: the key, unsupported characters as "_")."""
     if backend in REWRITING_BACKENDS and key.startswith("eval_"):
-        return "eval/" + key[len("eval_"):]
+        return "eval/" + key[len("eval_") :]
     if backend == "mlflow":
         return re.sub(r"[^0-9A-Za-z_\-\.\ :/]", "_", key)
     return key
@@ -204,8 +206,11 @@ def detail_scalars(record: dict) -> dict[str, float]:
     headline = set(headline_scalars(record))
     cut = len(PREFIX) + 1
     # Early stopping is all in the headline; its raw "value" is the pair's layer mean, already there.
-    return {name: value for name, value in flatten_record(record).items()
-            if name[cut:] not in headline and not name[cut:].startswith("early_stopping/")}
+    return {
+        name: value
+        for name, value in flatten_record(record).items()
+        if name[cut:] not in headline and not name[cut:].startswith("early_stopping/")
+    }
 
 
 def layer_key(pair: str, metric: str, layer: int) -> str:
@@ -238,8 +243,16 @@ def translation_rows(record: dict) -> dict[str, tuple[list[str], list[list[Any]]
         rows = []
         for block in blocks:
             for row in block.get("translations") or []:
-                rows.append([int(record["step"]), str(block.get("direction", "")), str(row.get("id", "")),
-                             str(row.get("source", "")), str(row.get("hypothesis", "")), str(row.get("reference", ""))])
+                rows.append(
+                    [
+                        int(record["step"]),
+                        str(block.get("direction", "")),
+                        str(row.get("id", "")),
+                        str(row.get("source", "")),
+                        str(row.get("hypothesis", "")),
+                        str(row.get("reference", "")),
+                    ]
+                )
         if rows:
             tables[pair] = (columns, rows)
     return tables
@@ -287,15 +300,20 @@ def summary_line(record: dict) -> str:
             items.append(text)
         for name, value in headline.items():
             if name.startswith(f"{pair}/") and "_mean" not in name and "best_layer" not in name:
-                items.append(f"{name[len(pair) + 1:]} {_short(value)}")
+                items.append(f"{name[len(pair) + 1 :]} {_short(value)}")
         parts.append(f"{pair} " + ", ".join(items))
     stopping = record.get("early_stopping")
     if stopping:
-        parts.append(f"early stopping: {stopping.get('bad_measurements', 0)} bad"
-                     + (f", STOP ({stopping.get('reason')})" if stopping.get("should_stop") else ""))
+        parts.append(
+            f"early stopping: {stopping.get('bad_measurements', 0)} bad"
+            + (f", STOP ({stopping.get('reason')})" if stopping.get("should_stop") else "")
+        )
     timing = record.get("timing") or {}
-    seconds = [f"{key.replace('_seconds', '')} {value:.0f} s" for key, value in timing.items()
-               if key in ("alignment_seconds", "generation_seconds", "quality_seconds") and _number(value)]
+    seconds = [
+        f"{key.replace('_seconds', '')} {value:.0f} s"
+        for key, value in timing.items()
+        if key in ("alignment_seconds", "generation_seconds", "quality_seconds") and _number(value)
+    ]
     text = f"step {record.get('step')}: " + "; ".join(parts)
     return text + (f" [{', '.join(seconds)}]" if seconds else "")
 

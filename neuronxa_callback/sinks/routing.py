@@ -16,6 +16,7 @@ Usage (NeuronXACallback, rank 0)::
     ...
     log_report_figures_to([wandb, trackers], jsonl)                # at the end, before the runs close
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from neuronxa_callback.sinks.jsonl import JsonlLogger
     from neuronxa_callback.settings import CallbackSettings
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
     from neuronxa_callback.sinks.trackers import TrackerHub, WandbSink
 
 logger = logging.getLogger("neuronxa_callback")  # the callback's logger: the name users configure
@@ -82,12 +83,23 @@ def _keep_earlier_run(path: Path) -> None:
         number += 1
         kept = path.with_name(f"{path.stem}.{stamp}-{number}{path.suffix}")
     path.rename(kept)
-    logger.warning("NeuronXACallback: %s held an earlier run's records; kept them as %s (this run starts a new "
-                   "file; resume from a checkpoint to continue a run)", path, kept.name)
+    logger.warning(
+        "NeuronXACallback: %s held an earlier run's records; kept them as %s (this run starts a new "
+        "file; resume from a checkpoint to continue a run)",
+        path,
+        kept.name,
+    )
 
 
-def run_summary(directory: Path, jsonl: JsonlLogger | None, *, step: int, measured: int, failures: list[str],
-                stop_reason: str | None) -> dict:
+def run_summary(
+    directory: Path,
+    jsonl: JsonlLogger | None,
+    *,
+    step: int,
+    measured: int,
+    failures: list[str],
+    stop_reason: str | None,
+) -> dict:
     """What the run measured, written to `directory`/summary.json (best effort) and returned."""
     path = Path(directory) / "metrics.jsonl"
     summary = {
@@ -101,8 +113,9 @@ def run_summary(directory: Path, jsonl: JsonlLogger | None, *, step: int, measur
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
-                                                  encoding="utf-8")
+        (path.parent / "summary.json").write_text(
+            json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     except OSError as error:
         logger.warning("NeuronXACallback: could not write the run summary next to %s (%s)", path, error)
     return summary
@@ -141,9 +154,12 @@ def hint_attach(args: Any, attached: bool) -> None:
     missed = [name for name in trackers_of(args) if name != "wandb"]
     if attached or not missed:
         return
-    logger.info("NeuronXACallback: the Trainer reports to %s, which only see the alignment when the callback is "
-                "attached: call callback.attach(trainer) (now it goes to the JSONL%s only)",
-                ", ".join(missed), " and W&B" if "wandb" in trackers_of(args) else "")
+    logger.info(
+        "NeuronXACallback: the Trainer reports to %s, which only see the alignment when the callback is "
+        "attached: call callback.attach(trainer) (now it goes to the JSONL%s only)",
+        ", ".join(missed),
+        " and W&B" if "wandb" in trackers_of(args) else "",
+    )
 
 
 def log_report_figures_to(loggers: list[Any], jsonl: JsonlLogger | None) -> None:

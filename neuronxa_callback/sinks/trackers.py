@@ -35,18 +35,34 @@ Two routes, so that every number has one name per backend whether the callback i
 
 Every tracker failure is a warning: the JSONL stays the complete record.
 """
+
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from neuronxa_callback.sinks.routing import MeasurementLogger
-from neuronxa_callback.sinks.names import (HEADLINE_GROUPS, PREFIX, STEP_METRIC, backend_key, best_values, detail_scalars,
-                           figure_key, headline_for, heatmap_key, translation_rows, translations_key)
 # Made in metric_names.py; importable from here too (monitor.py takes summary_line from here, hosts headline_scalars).
-from neuronxa_callback.sinks.names import flatten_record, headline_scalars, summary_line, trainer_scalars  # noqa: F401
+from neuronxa_callback.sinks.names import (  # noqa: F401
+    HEADLINE_GROUPS,
+    PREFIX,
+    STEP_METRIC,
+    backend_key,
+    best_values,
+    detail_scalars,
+    figure_key,
+    flatten_record,
+    headline_for,
+    headline_scalars,
+    heatmap_key,
+    summary_line,
+    trainer_scalars,
+    translation_rows,
+    translations_key,
+)
+from neuronxa_callback.sinks.routing import MeasurementLogger
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +74,8 @@ class TrackerSink:
     """A backend: scalars on the Trainer's step, images (PNG paths) and tables. A `TrackerHub` (or, for W&B alone,
     the sink itself) decides what goes in; the sink only writes it."""
 
-    name = "tracker"     # the backend, as metric_names.backend_key knows it
-    label = ""           # how warnings name it (default: name)
+    name = "tracker"  # the backend, as metric_names.backend_key knows it
+    label = ""  # how warnings name it (default: name)
 
     def log(self, step: int, scalars: dict[str, float], images: dict[str, Path], tables: Tables) -> None:
         raise NotImplementedError
@@ -83,8 +99,9 @@ class _Measured:
     """The records measured so far, the newest one per step (a heatmap shows them all), and what each becomes."""
 
     def __init__(self, previous_records: Sequence[dict] = ()) -> None:
-        self.records: list[dict] = sorted((r for r in previous_records if isinstance(r.get("step"), int)),
-                                          key=lambda r: r["step"])
+        self.records: list[dict] = sorted(
+            (r for r in previous_records if isinstance(r.get("step"), int)), key=lambda r: r["step"]
+        )
         self.last_added: int | None = None
 
     @property
@@ -104,17 +121,26 @@ class _Measured:
         pairs = sorted({pair for r in self.records for pair in (r.get("pairs") or {})})
         for pair in pairs:
             for metric in ("nasca",):  # one heatmap per pair: each measurement's image holds every earlier one
-                rows = [(r["step"], r["pairs"][pair][metric]) for r in self.records
-                        if isinstance((r.get("pairs") or {}).get(pair, {}).get(metric), list)]
+                rows = [
+                    (r["step"], r["pairs"][pair][metric])
+                    for r in self.records
+                    if isinstance((r.get("pairs") or {}).get(pair, {}).get(metric), list)
+                ]
                 if not rows:
                     continue
-                path = plot_layer_heatmap([s for s, _ in rows], [v for _, v in rows],
-                                          figure_dir / f"{metric}-heatmap-{pair}.png", pair=pair, metric=metric)
+                path = plot_layer_heatmap(
+                    [s for s, _ in rows],
+                    [v for _, v in rows],
+                    figure_dir / f"{metric}-heatmap-{pair}.png",
+                    pair=pair,
+                    metric=metric,
+                )
                 images[heatmap_key(pair, metric)] = path
         return images
 
-    def publish(self, record: dict, sinks: Sequence[TrackerSink], *, headline: bool, heatmaps: bool,
-                tables: bool) -> None:
+    def publish(
+        self, record: dict, sinks: Sequence[TrackerSink], *, headline: bool, heatmaps: bool, tables: bool
+    ) -> None:
         """`record` (already added) to each sink: its details, media and, with `headline` (no trainer.log delivers
         it), the headline under the sink's backend names. A failing sink is a warning; the others still get it."""
         step = record["step"]
@@ -125,11 +151,15 @@ class _Measured:
                 try:
                     images = self.heatmaps(Path(figure_dir))
                 except Exception as error:  # a figure is a convenience: the numbers still go out
-                    logger.warning("NeuronXA: the heatmap of step %d failed (%s: %s)", step, type(error).__name__,
-                                   error)
+                    logger.warning(
+                        "NeuronXA: the heatmap of step %d failed (%s: %s)", step, type(error).__name__, error
+                    )
             try:
-                table_map = ({translations_key(pair): table for pair, table in translation_rows(record).items()}
-                             if tables else {})
+                table_map = (
+                    {translations_key(pair): table for pair, table in translation_rows(record).items()}
+                    if tables
+                    else {}
+                )
                 details = detail_scalars(record)
             except Exception as error:  # a malformed record: the JSONL has it as it is
                 logger.warning("NeuronXA: step %d not sent to the trackers (%s: %s)", step, type(error).__name__, error)
@@ -140,15 +170,21 @@ class _Measured:
                     sink.log(step, scalars, images, table_map)
                     sink.summarize(self.records)
                 except Exception as error:
-                    logger.warning("NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
-                                   step, _label(sink), type(error).__name__, error)
+                    logger.warning(
+                        "NeuronXA: logging step %d to %s failed (%s: %s); the JSONL has it",
+                        step,
+                        _label(sink),
+                        type(error).__name__,
+                        error,
+                    )
 
 
 def _report_figures(figures: dict[str, str | Path], heatmaps: bool) -> dict[str, Path]:
     """The report's figures under their names; its heatmap is the last live heatmap again: left out when those
     were logged."""
-    return {figure_key(name): Path(path) for name, path in figures.items()
-            if not (heatmaps and name.startswith("heatmap/"))}
+    return {
+        figure_key(name): Path(path) for name, path in figures.items() if not (heatmaps and name.startswith("heatmap/"))
+    }
 
 
 def _send_figures(sinks: Sequence[TrackerSink], step: int | None, figures: dict[str, Path]) -> None:
@@ -196,9 +232,19 @@ class WandbSink(TrackerSink, MeasurementLogger):
     name = "wandb"
     label = "W&B"
 
-    def __init__(self, *, project: str | None = None, name: str | None = None, dir: str | Path | None = None,
-                 config: dict | None = None, init: bool = True, previous_records: Sequence[dict] = (),
-                 heatmaps: bool = True, tables: bool = True, follow_active_run: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        dir: str | Path | None = None,
+        config: dict | None = None,
+        init: bool = True,
+        previous_records: Sequence[dict] = (),
+        heatmaps: bool = True,
+        tables: bool = True,
+        follow_active_run: bool = False,
+    ) -> None:
         self.heatmaps, self.tables = heatmaps, tables
         self._measured = _Measured(previous_records)
         self._run = None
@@ -216,8 +262,12 @@ class WandbSink(TrackerSink, MeasurementLogger):
 
             self._wandb = wandb
             if wandb.run is None and init:
-                self._run = wandb.init(project=project, name=name, dir=str(dir) if dir is not None else None,
-                                       config=_without_secrets(config or {}))
+                self._run = wandb.init(
+                    project=project,
+                    name=name,
+                    dir=str(dir) if dir is not None else None,
+                    config=_without_secrets(config or {}),
+                )
                 self._owns_run = True
             else:
                 self._run = wandb.run
@@ -226,8 +276,11 @@ class WandbSink(TrackerSink, MeasurementLogger):
                 return
             self._define(self._run)
         except Exception as error:  # W&B problems must never stop training
-            logger.warning("NeuronXA: could not set up W&B (%s: %s); measurements stay in the JSONL only",
-                           type(error).__name__, error)
+            logger.warning(
+                "NeuronXA: could not set up W&B (%s: %s); measurements stay in the JSONL only",
+                type(error).__name__,
+                error,
+            )
             self._run = None
 
     @staticmethod
@@ -388,8 +441,10 @@ class MlflowSink(TrackerSink):
         for key, path in images.items():
             self._mlflow.log_artifact(str(path), artifact_path=f"{key.rsplit('/', 1)[0]}/step_{step:06d}")
         for key, (columns, rows) in tables.items():
-            self._mlflow.log_table({column: [row[i] for row in rows] for i, column in enumerate(columns)},
-                                   artifact_file=f"{key}/step_{step:06d}.json")
+            self._mlflow.log_table(
+                {column: [row[i] for row in rows] for i, column in enumerate(columns)},
+                artifact_file=f"{key}/step_{step:06d}.json",
+            )
 
     def log_report_figures(self, step, figures):
         if self._mlflow.active_run() is None:
@@ -414,8 +469,12 @@ def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> st
     return "\n".join(lines)
 
 
-_SINK_BY_CALLBACK = {"WandbCallback": "wandb", "TrackioCallback": "trackio", "TensorBoardCallback": "tensorboard",
-                     "MLflowCallback": "mlflow"}
+_SINK_BY_CALLBACK = {
+    "WandbCallback": "wandb",
+    "TrackioCallback": "trackio",
+    "TensorBoardCallback": "tensorboard",
+    "MLflowCallback": "mlflow",
+}
 
 
 def sinks_for(trainer: Any) -> list[TrackerSink]:
@@ -446,8 +505,15 @@ class TrackerHub(MeasurementLogger):
     With ``trainer=None`` (and explicit `sinks`) there is no ``trainer.log``: each sink then also gets the headline,
     under the names its Trainer integration would have given it."""
 
-    def __init__(self, trainer: Any, *, previous_records: Sequence[dict] = (), heatmaps: bool = True,
-                 tables: bool = True, sinks: Sequence[TrackerSink] | None = None) -> None:
+    def __init__(
+        self,
+        trainer: Any,
+        *,
+        previous_records: Sequence[dict] = (),
+        heatmaps: bool = True,
+        tables: bool = True,
+        sinks: Sequence[TrackerSink] | None = None,
+    ) -> None:
         self._trainer = trainer
         self.sinks = list(sinks) if sinks is not None else sinks_for(trainer)
         self.heatmaps, self.tables = heatmaps, tables
@@ -463,8 +529,9 @@ class TrackerHub(MeasurementLogger):
             if scalars:
                 self._log_through_trainer(step, scalars)
         if self.sinks:
-            self._measured.publish(record, self.sinks, headline=self._trainer is None, heatmaps=self.heatmaps,
-                                   tables=self.tables)
+            self._measured.publish(
+                record, self.sinks, headline=self._trainer is None, heatmaps=self.heatmaps, tables=self.tables
+            )
 
     def _log_through_trainer(self, step: int, scalars: dict[str, float]) -> None:
         """trainer.log adds "epoch" and the step to a copy in log_history and dispatches on_log to the integrations,
@@ -476,21 +543,26 @@ class TrackerHub(MeasurementLogger):
         # TRL's trainers average their own train metrics (entropy, mean_token_accuracy, ...) in `_metrics` and merge
         # them into whichever log() call comes next, then clear them: held back here, they stay with the loss entry.
         pending = getattr(self._trainer, "_metrics", None)
-        held = {mode: dict(values) for mode, values in pending.items()
-                if isinstance(values, dict)} if isinstance(pending, dict) else {}
+        held = (
+            {mode: dict(values) for mode, values in pending.items() if isinstance(values, dict)}
+            if isinstance(pending, dict)
+            else {}
+        )
         for mode in held:
             pending[mode].clear()
         try:
             self._trainer.log(dict(scalars))
         except Exception as error:
-            logger.warning("NeuronXA: trainer.log of step %d failed (%s: %s); the JSONL has it",
-                           step, type(error).__name__, error)
+            logger.warning(
+                "NeuronXA: trainer.log of step %d failed (%s: %s); the JSONL has it", step, type(error).__name__, error
+            )
         finally:
             for mode, values in held.items():
                 pending[mode].update(values)
             if should_log:
-                for current in {id(c): c for c in (control, getattr(self._trainer, "control", None))
-                                if c is not None}.values():
+                for current in {
+                    id(c): c for c in (control, getattr(self._trainer, "control", None)) if c is not None
+                }.values():
                     current.should_log = True
 
     def log_figures(self, figures: dict[str, str | Path]) -> None:

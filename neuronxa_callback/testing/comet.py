@@ -14,10 +14,11 @@ Layout written (as Unbabel/wmt22-comet-da on the hub)::
 
 The weights are random (seeded), so the scores mean nothing; they exercise the real comet code paths.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 

@@ -10,6 +10,7 @@ Usage::
 Every model type in TINY_MODEL_TYPES builds from its config alone, so tests can cover each architecture that
 neuronxa_callback.instrument.architectures supports without downloading anything.
 """
+
 from __future__ import annotations
 
 import functools
@@ -158,12 +159,16 @@ def tiny_model(model_type: str = "llama", tokenizer=None, num_layers: int = 2, s
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if model_type not in TINY_MODEL_TYPES:
-        raise ValueError(f"neuronxa_callback.testing.tiny: no tiny config for model_type={model_type!r}; known: {TINY_MODEL_TYPES}")
+        raise ValueError(
+            f"neuronxa_callback.testing.tiny: no tiny config for model_type={model_type!r}; known: {TINY_MODEL_TYPES}"
+        )
     tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
     special = dict(
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
     )
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **_config_kwargs(model_type, num_layers, hidden_size, special))
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), **_config_kwargs(model_type, num_layers, hidden_size, special)
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.eval()
