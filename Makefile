@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-slow test-all demo demo-long bench clean
+.PHONY: venv test test-slow test-all demo demo-long study bench docs lint typecheck wheel-test clean
 
 venv: $(STAMP)
 
@@ -56,8 +56,30 @@ demo: $(DEMO_STAMP)
 demo-long: $(DEMO_STAMP)
 	$(PY) recipes/demo.py --long
 
+# Alignment vs quality over 3 seeds of the demo (12 measurements each), then runs/study/study.md: see docs/study/.
+# Hours on a loaded 2-core machine; a finished seed is not run again, so it can be restarted.
+study: $(DEMO_STAMP)
+	$(PY) recipes/study.py
+
 bench: venv
 	for f in bench/bench_*.py; do echo "== $$f"; NEURONXA_SHARED=$(SHARED) $(PY) $$f || exit 1; done
+
+# The documentation site into site/ (MkDocs Material); --strict: a broken link, anchor or API reference fails.
+docs: venv
+	$(PY) -m mkdocs build --strict -d site
+
+# Lint and format check (ruff, config in pyproject.toml); `ruff check --fix . && ruff format .` fixes most of it.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# mypy over the public API modules ([tool.mypy] in pyproject.toml lists them and the documented exceptions).
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# Build the sdist and wheel, install the wheel into a fresh venv (not editable) and use it from outside the checkout.
+wheel-test: venv
+	$(PY) tools/wheel_smoke.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The version pyproject.toml gave the installed distribution (its one source of truth)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neuronxa_callback")
+    except PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 # public name -> defining module
 _EXPORTS: dict[str, str] = {
@@ -40,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "find_copies": "quality.copies",
     "mask_copies": "quality.copies",
     "CopyReport": "quality.copies",
+    "identify_languages": "quality.language_id",
+    "LanguageReport": "quality.language_id",
     "measure_alignment": "alignment.report",
     "score_encoded": "alignment.report",
     "AlignmentReport": "alignment.report",
@@ -63,6 +76,9 @@ _EXPORTS: dict[str, str] = {
     "load_model_and_tokenizer": "instrument.models",
     "prepare_for_training": "instrument.models",
     "translate": "quality.generation",
+    "reference_likelihood": "quality.likelihood",
+    "summarize_likelihood": "quality.likelihood",
+    "ReferenceLikelihood": "quality.likelihood",
     "QualityScore": "quality.metrics",
     "ChrFScorer": "quality.metrics",
     "BLEUScorer": "quality.metrics",
@@ -83,6 +99,12 @@ _EXPORTS: dict[str, str] = {
     "anc": "alignment.similarity",
     "similarity_per_layer": "alignment.similarity",
     "SimilarityError": "alignment.similarity",
+    # paired statistics with sentences as the unit
+    "paired_change": "alignment.statistics",
+    "describe_change": "alignment.statistics",
+    "sentence_scores": "alignment.statistics",
+    "score_intervals": "alignment.statistics",
+    "StatisticsError": "alignment.statistics",
     "score_checkpoints": "offline.checkpoints",
     "find_checkpoints": "offline.checkpoints",
     "CheckpointError": "offline.checkpoints",
@@ -90,6 +112,10 @@ _EXPORTS: dict[str, str] = {
     "load_benchmarks": "offline.correlation",
     "load_alignment_scores": "offline.correlation",
     "CorrelationInputError": "offline.correlation",
+    # alignment vs quality over a set of runs (seeds): the study's analysis and results page
+    "analyze_study": "offline.study",
+    "load_study_runs": "offline.study",
+    "write_study_page": "offline.study",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -118,6 +144,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         weak_alignment,
     )
     from neuronxa_callback.alignment.similarity import SimilarityError, anc, cka, similarity_per_layer, svcca
+    from neuronxa_callback.alignment.statistics import (
+        StatisticsError,
+        describe_change,
+        paired_change,
+        score_intervals,
+        sentence_scores,
+    )
     from neuronxa_callback.data.loaders import (
         ParallelDataError,
         ParallelSet,
@@ -146,6 +179,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from neuronxa_callback.offline.report import write_report
     from neuronxa_callback.offline.run_summary import alignment_change, summary_lines
+    from neuronxa_callback.offline.study import analyze_study, load_study_runs, write_study_page
     from neuronxa_callback.parallel.sharding import (
         ShardedMeasurementError,
         encode_sharded,
@@ -160,6 +194,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         select_fewshot_examples,
     )
     from neuronxa_callback.quality.generation import Translation, make_translations, translate
+    from neuronxa_callback.quality.language_id import LanguageReport, identify_languages
+    from neuronxa_callback.quality.likelihood import ReferenceLikelihood, reference_likelihood, summarize_likelihood
     from neuronxa_callback.quality.metrics import (
         BLEUScorer,
         ChrFScorer,

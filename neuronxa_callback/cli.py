@@ -5,6 +5,8 @@ neuronxa score --model ./my-model --source-file en.txt --target-file is.txt --so
 neuronxa translate --model gemma-3-270m --data ntrex --languages ita --direction x2en --output translations.json
 neuronxa report runs/demo
 neuronxa score runs/demo --languages isl_Latn --quality      # every checkpoint-N of a run -> its metrics.jsonl
+neuronxa score runs/demo --workers 2                          # the checkpoints side by side in 2 worker processes
+neuronxa score-models llama=./llama qwen=./qwen --languages deu,isl --output-dir scores --workers 2
 neuronxa correlate llama=llama.json qwen=qwen.json --benchmarks results.csv --measures nasca,mexa
 """
 
@@ -120,13 +122,46 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _add_scoring_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """What is measured and how (`score` and `score-models`)."""
+    group = parser.add_argument_group("scoring")
+    group.add_argument(
+        "--representation",
+        choices=sorted(_REPRESENTATIONS),
+        default="all",
+        help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)",
+    )
+    group.add_argument(
+        "--measures",
+        type=_comma_list,
+        default=None,
+        help="instead of --representation: any of nasca,navca,mexa,cka,svcca,anc (CKA/SVCCA/ANC on the "
+        "hidden-state embedding; 'anc:nas' etc. for another representation). Appendix C.2 baselines",
+    )
+    group.add_argument(
+        "--svcca-directions",
+        type=_positive_int,
+        default=10,
+        help="SVD directions kept per side for SVCCA (default 10; must be < n-1)",
+    )
+    group.add_argument("--pooling", choices=["weighted", "mean", "last"], default="weighted")
+    group.add_argument("--batch-size", type=_positive_int, default=16)
+    group.add_argument(
+        "--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)"
+    )
+    group.add_argument("--layers", type=_layer_range, default=None, help="layer range START:STOP for the layer mean")
+    group.add_argument(
+        "--center",
+        action="store_true",
+        help="BEYOND THE PAPER: subtract each language's mean representation before the cosine",
+    )
+    return group
 
-    try:
-        return version("neuronxa_callback")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
+
+def _version() -> str:
+    from neuronxa_callback import __version__
+
+    return __version__
 
 
 def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
@@ -202,37 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--comet-model", default=None, help="COMET model name or local directory")
     runs.add_argument("--max-new-tokens", type=_positive_int, default=64)
     runs.add_argument("--num-fewshot", type=int, default=3)
-    group = score.add_argument_group("scoring")
-    group.add_argument(
-        "--representation",
-        choices=sorted(_REPRESENTATIONS),
-        default="all",
-        help="nas (NASCA), nav (NAVCA), embedding (MEXA baseline) or all (default)",
-    )
-    group.add_argument(
-        "--measures",
-        type=_comma_list,
-        default=None,
-        help="instead of --representation: any of nasca,navca,mexa,cka,svcca,anc (CKA/SVCCA/ANC on the "
-        "hidden-state embedding; 'anc:nas' etc. for another representation). Appendix C.2 baselines",
-    )
-    group.add_argument(
-        "--svcca-directions",
+    fan_out = runs.add_mutually_exclusive_group()
+    fan_out.add_argument(
+        "--workers",
         type=_positive_int,
-        default=10,
-        help="SVD directions kept per side for SVCCA (default 10; must be < n-1)",
+        default=None,
+        metavar="N",
+        help="score the checkpoints side by side in N local worker processes, each holding the base model once "
+        "(default: one after another in this process)",
     )
-    group.add_argument("--pooling", choices=["weighted", "mean", "last"], default="weighted")
-    group.add_argument("--batch-size", type=_positive_int, default=16)
-    group.add_argument(
-        "--max-length", type=_positive_int, default=256, help="tokens per sentence (longer ones are cut)"
+    fan_out.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="score the checkpoints in Ray actors (--ray-actors of them): a local Ray instance, or the cluster at "
+        "ADDRESS (the run directory must be on storage every node sees)",
     )
-    group.add_argument("--layers", type=_layer_range, default=None, help="layer range START:STOP for the layer mean")
-    group.add_argument(
-        "--center",
-        action="store_true",
-        help="BEYOND THE PAPER: subtract each language's mean representation before the cosine",
+    runs.add_argument("--ray-actors", type=_positive_int, default=2, metavar="N", help="Ray actors (default 2)")
+    runs.add_argument(
+        "--worker-threads", type=_positive_int, default=None, metavar="N", help="torch threads per worker or actor"
     )
+    group = _add_scoring_arguments(score)
     group.add_argument("--output", type=Path, default=None, help="write the result JSON here (default: stdout)")
     group.add_argument("--plot", type=Path, default=None, help="write the layer profile per pair as a PNG")
 
@@ -288,6 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot-dir", type=Path, default=None, help="write one scatter PNG per benchmark and measure"
     )
 
+    models = commands.add_parser(
+        "score-models",
+        parents=shared,
+        help="score several models on the same pairs, one JSON each (for correlate), side by side with --workers",
+    )
+    models.add_argument(
+        "models", nargs="+", metavar="[NAME=]MODEL", help="local directories or hub ids; NAME names the output file"
+    )
+    models.add_argument(
+        "--output-dir", type=Path, required=True, help="one NAME.json per model (the JSON of `score --output`)"
+    )
+    loading = models.add_argument_group("models")
+    loading.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype")
+    loading.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    loading.add_argument("--trust-remote-code", action="store_true", help="allow the models' own code")
+    loading.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN)")
+    _add_data_arguments(models)
+    _add_scoring_arguments(models)
+    fan_out = models.add_argument_group("fan-out (default: one model after another in this process)")
+    spread = fan_out.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="N local worker processes")
+    spread.add_argument(
+        "--ray", nargs="?", const=True, default=False, metavar="ADDRESS", help="Ray actors (local instance or ADDRESS)"
+    )
+    fan_out.add_argument("--ray-actors", type=_positive_int, default=2, metavar="N", help="Ray actors (default 2)")
+    fan_out.add_argument("--worker-threads", type=_positive_int, default=None, metavar="N", help="torch threads each")
+
     report = commands.add_parser(
         "report", parents=shared, help="figures and a Markdown summary from a run's metrics.jsonl"
     )
@@ -297,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output-dir", type=Path, default=None, help="where to write (default: <run_dir>/neuronxa/report)"
     )
+
+    doctor = commands.add_parser(
+        "doctor", parents=shared, help="what this environment can do, and the install line for what it cannot"
+    )
+    doctor.add_argument(
+        "--imports", action="store_true", help="also import bitsandbytes and COMET to prove they load (~15 s)"
+    )
+    doctor.add_argument("--strict", action="store_true", help="exit 1 when a check finds something missing or broken")
     return parser
 
 
@@ -420,6 +482,9 @@ def _score_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         device=args.device,
         token=_token(args),
         on_record=announce,
+        workers=args.ray_actors if args.ray else args.workers,
+        ray=args.ray,
+        worker_threads=args.worker_threads,
         **kwargs,
     )
     logger.info("%d checkpoint(s) scored", len(written))
@@ -496,7 +561,9 @@ def _split_measures(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from neuronxa_callback.quality.copies import mask_copies
     from neuronxa_callback.quality.fewshot import select_fewshot_examples
-    from neuronxa_callback.quality.generation import translate
+    from neuronxa_callback.quality.generation import translate, translation_prompts
+    from neuronxa_callback.quality.language_id import identify_languages
+    from neuronxa_callback.quality.likelihood import reference_likelihood, summarize_likelihood
     from neuronxa_callback.quality.metrics import make_scorers
 
     data = _load_data(args, parser)
@@ -539,30 +606,51 @@ def _translate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             max_new_tokens=args.max_new_tokens,
             progress=not args.quiet,
         )
+        # The reference's log-likelihood after the same prompts (quality/likelihood.py): nats per UTF-8 byte.
+        prompts, add_special_tokens = translation_prompts(
+            tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=args.prompt, examples=examples
+        )
+        likelihood = summarize_likelihood(
+            reference_likelihood(
+                model,
+                tokenizer,
+                prompts,
+                references,
+                batch_size=args.batch_size,
+                add_special_tokens=add_special_tokens,
+            )
+        )
         # Keyed by the metric names asked for ("chrf", "comet"), as in the callback's JSONL, not the display names.
         # A hypothesis that copies a prompt example or echoes its source is scored as empty (copies.py); the rate sits
         # next to the scores.
         scored_hypotheses, copies = mask_copies(hypotheses, examples, sources=sources)
+        languages = identify_languages(hypotheses, expected=target_lang)  # off-target: another language than the target
         scores = {
             name: scorer.score(sources, scored_hypotheses, references).to_dict()
             for name, scorer in zip(metrics, scorers)
         }
         results[f"{source_lang}->{target_lang}"] = {
             "scores": scores,
+            "likelihood": likelihood,
             **copies.to_dict(ids=data.ids),
+            **languages.to_dict(),
             "fewshot": chosen.to_dict(),
             "translations": [
-                {"id": sid, "source": s, "hypothesis": h, "reference": r}
-                for sid, s, h, r in zip(data.ids, sources, hypotheses, references)
+                {"id": sid, "source": s, "hypothesis": h, "reference": r, "language": lang}
+                for sid, s, h, r, lang in zip(data.ids, sources, hypotheses, references, languages.detected)
             ],
         }
         logger.info(
-            "%s->%s: %s; %d of %d hypotheses copy a prompt example (scored as empty)",
+            "%s->%s: %s, ref_logprob %s nats/byte; %d of %d hypotheses copy a prompt example (scored as empty); "
+            "off-target (not in %s): %s",
             source_lang,
             target_lang,
             ", ".join(f"{name} {score['system']:.2f}" for name, score in scores.items()),
+            "-" if likelihood["ref_logprob"] is None else f"{likelihood['ref_logprob']:.4f}",
             copies.count,
             len(hypotheses),
+            target_lang,
+            "-" if languages.rate is None else f"{languages.count} of {languages.judged}",
         )
     payload = {
         "model": args.model,
@@ -614,6 +702,68 @@ def _correlate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         logger.info("wrote %s", args.output_csv)
     if args.output_json:
         _write_json({"tables": [table.to_dict() for table in tables]}, args.output_json)
+    return 0
+
+
+def _named_model(spec: str) -> tuple[str, str]:
+    """'NAME=MODEL' -> (NAME, MODEL); a bare MODEL is named after its last path component."""
+    if "=" in spec and not Path(spec).exists():
+        name, _, model = spec.partition("=")
+        return name.strip(), model.strip()
+    return Path(spec.rstrip("/")).name or spec, spec
+
+
+def _score_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`neuronxa score-models`: each model's scores on the same pairs into OUTPUT_DIR/NAME.json (what
+    `neuronxa correlate NAME=OUTPUT_DIR/NAME.json ...` reads), in order, or fanned out over workers."""
+    import torch
+
+    from neuronxa_callback.offline.fanout import score_models
+
+    named = [_named_model(spec) for spec in args.models]
+    names = [name for name, _ in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not all(names):
+        parser.error(f"score-models: every model needs its own NAME (NAME=MODEL); repeated or empty: {repeated}")
+    representations, similarity = _split_measures(args, parser)
+    data = _load_data(args, parser)
+    load = {
+        "dtype": getattr(torch, args.dtype) if args.dtype else None,
+        "device": args.device,
+        "trust_remote_code": args.trust_remote_code,
+        "token": _token(args),
+    }
+    measure = {
+        "representations": representations,
+        "pooling": args.pooling,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "layers": args.layers,
+        "center": args.center,
+        "similarity": similarity,
+        "svcca_directions": args.svcca_directions,
+    }
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    scored = score_models(
+        [model for _, model in named],
+        data,
+        load=load,
+        measure=measure,
+        workers=args.ray_actors if args.ray else args.workers,
+        ray=args.ray,
+        threads=args.worker_threads,
+        spool_dir=args.output_dir / "workers",
+    )
+    written = []
+    for name, (model, payload) in zip(names, scored):
+        path = args.output_dir / f"{name}.json"
+        _write_json(payload, path)
+        written.append(f"{name}={path}")
+        means = ", ".join(
+            f"{pair} nasca {entry.get('nasca_mean', float('nan')):.3f}" for pair, entry in payload["pairs"].items()
+        )
+        logger.info("%s (%s): %s", name, model, means)
+    logger.info("next: neuronxa correlate %s --benchmarks BENCHMARKS.csv", " ".join(written))
     return 0
 
 
@@ -694,7 +844,7 @@ def _one_handler_per_record(command: str) -> None:
     from huggingface_hub.utils import logging as hub_logging  # configures the library's handler on import
 
     libraries = [hub_logging.get_logger()]
-    if command in ("score", "translate"):  # these load transformers anyway; `report` never imports it
+    if command in ("score", "score-models", "translate"):  # these load transformers; `report` never imports it
         from transformers.utils import logging as transformers_logging
 
         libraries.append(transformers_logging.get_logger("transformers"))
@@ -706,17 +856,30 @@ def _one_handler_per_record(command: str) -> None:
 def _silence_libraries(command: str) -> None:
     """--quiet: no progress bars or info messages from transformers / the hub either (only warnings and errors)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    if command in ("score", "translate"):  # these load a model; `report` never imports transformers
+    if command in ("score", "score-models", "translate"):  # these load a model; `report` never imports transformers
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
 
 
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from neuronxa_callback.doctor import doctor
+
+    return doctor(strict=args.strict, imports=args.imports)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"score": _score, "translate": _translate, "report": _report, "correlate": _correlate}
+    handlers = {
+        "score": _score,
+        "score-models": _score_models,
+        "translate": _translate,
+        "report": _report,
+        "correlate": _correlate,
+        "doctor": _doctor,
+    }
     try:
         _configure_logging(args)
         _check_outputs(args)

@@ -21,6 +21,10 @@ calls it at a few points of its loop:
 Under torch.distributed every rank calls the same methods in the same order (they are collectives); rank 0 scores
 and writes. NeuronXACallback is this object driven by the Hugging Face Trainer's events.
 
+Out of band (measure_in="worker" or "ray"): measure() snapshots the weights and returns; a worker scores the
+snapshot and the record is written when its result arrives (due() and measure() collect what has arrived, in step
+order; at most worker_max_in_flight in flight; end() waits for the rest). See neuronxa_callback/worker/.
+
 Guarantees: a step is measured at most once; a measurement leaves the model, tokenizer and RNG as it found them; a
 failed measurement is logged and the run goes on unless strict=True; a monitor that cannot start raises in begin()
 unless strict=False (then it measures nothing and says so in end()).
@@ -29,15 +33,20 @@ unless strict=False (then it measures nothing and says so in end()).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from neuronxa_callback.instrument.isolation import left_as_found
-from neuronxa_callback.measure.measurement import check_without_model, prepare_inputs, run_measurement, translate_all
-from neuronxa_callback.measure.quality_step import score_quality
+from neuronxa_callback.measure.measurement import (
+    check_without_model,
+    prepare_inputs,
+    record_pieces,
+    run_measurement,
+    score_translations,
+    translate_all,
+)
 from neuronxa_callback.measure.record import (
     add_to_history,
     eval_metrics,
@@ -114,6 +123,7 @@ class AlignmentMonitor:
         self._last_record: dict | None = None  # rank 0: the record of the last measurement, as written
         self._measured_this_run = 0
         self._failures: list[str] = []
+        self._out_of_band = None  # worker.dispatch.OutOfBand when measurements run outside this process
 
     # ----- state for resume ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -157,7 +167,10 @@ class AlignmentMonitor:
         return self._jsonl.path if self._jsonl is not None else None
 
     def due(self, step: int) -> bool:
-        """Whether the schedule (every eval_steps optimizer steps) measures at `step`."""
+        """Whether the schedule (every eval_steps optimizer steps) measures at `step`. Out of band it also writes
+        the records whose results have arrived (a collective then: every rank calls due() at every step)."""
+        if self._out_of_band is not None and self._disabled is None:
+            self._collect(step)
         return self.schedule.measures_at(step) and step != self.last_measured_step
 
     def begin(
@@ -172,6 +185,12 @@ class AlignmentMonitor:
         rank, _ = rank_and_world()
         self._output_dir = Path(output_dir) / self.settings.output_subdir
         local_error = attempt(lambda: self._begin_local(model, tokenizer, step, sinks, rank))[1]
+        if self.settings.measure_in != "process":  # the worker must be able to start now, not at the first step
+            from neuronxa_callback.worker.dispatch import OutOfBand
+
+            self._close_out_of_band()
+            self._out_of_band = OutOfBand(self.settings, self._output_dir / "snapshots")
+            local_error = self._out_of_band.start(model, tokenizer, local_error)
         # Every rank must agree whether measuring is on, and on the schedule counters (rank 0 owns the files).
         last = self._last_record
         shared = agree(
@@ -197,7 +216,9 @@ class AlignmentMonitor:
             logger.error("%s; training goes on WITHOUT alignment measurements (strict=False)", message)
 
     def _begin_local(self, model, tokenizer, step: int, sinks: SinkFactory | None, rank: int) -> None:
-        self._inputs = prepare_inputs(self.settings, model, tokenizer, rank, data=self._data)
+        self._inputs = prepare_inputs(
+            self.settings, model, tokenizer, rank, data=self._data, scorers=self.settings.measure_in == "process"
+        )
         if rank != 0:
             return
         # A file this monitor already wrote (an evaluation before training) is its own, not an earlier run's.
@@ -237,29 +258,38 @@ class AlignmentMonitor:
         quality_every-th one. A step already measured, or a monitor that did not begin, measures nothing."""
         if self._disabled is not None or not self._ready or step == self.last_measured_step:
             return False
-        settings = self.settings
         index = self.measurement_index
         with_quality = self.schedule.translates(index, final=final or trigger == "train_end")
         if rank_and_world()[0] == 0:
             say(self._announcement(trigger, step, with_quality))
+        if self._out_of_band is not None:
+            return self._measure_out_of_band(model, step=step, epoch=epoch, trigger=trigger, with_quality=with_quality)
         with left_as_found(model, tokenizer, rng=True):
             outcome = run_measurement(
                 self._inputs,
                 model,
                 tokenizer,
                 with_quality=with_quality,
-                record=lambda report, translations, timing: self._record(
-                    trigger, step, epoch, report, translations, timing
+                record=lambda *measured: self._record(
+                    trigger, step, epoch, index, record_pieces(self._inputs, *measured)
                 ),
             )
         # The step counts as measured even when it failed: retrying the same step would fail the same way.
         self.last_measured_step = step
         self.measurement_index += 1
-        self._last_ok, self._last_quality = outcome["error"] is None, with_quality
+        self._last_quality = with_quality
+        return self._settle(step, trigger, outcome)
+
+    def _settle(self, step: int, trigger: str, outcome: dict) -> bool:
+        """Every rank: the outcome of the measurement at `step` (broadcast by rank 0) into the counters, the
+        failure list and the stop flag. True when it succeeded."""
+        if step == self.last_measured_step:
+            self._last_ok = outcome["error"] is None
         if outcome["error"] is not None:
             self._failures.append(f"step {step}: {outcome['error']}")
             report_failure(
-                f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}", settings.strict
+                f"NeuronXACallback: measurement at step {step} ({trigger}) failed: {outcome['error']}",
+                self.settings.strict,
             )
             return False
         self._measured_this_run += 1
@@ -274,6 +304,8 @@ class AlignmentMonitor:
         the report's figures to the sinks, the run summary, and the sinks finished."""
         try:
             self.measure(model, tokenizer, step=step, epoch=epoch, trigger="train_end")
+            if self._out_of_band is not None and self._disabled is None:
+                self._collect(step, wait=True)  # every measurement in flight, at most worker_timeout
             self.complete_final_quality(model, tokenizer, step=step)
             if rank_and_world()[0] == 0:
                 _sinks.log_report_figures_to(self._sinks, self._jsonl)
@@ -282,6 +314,7 @@ class AlignmentMonitor:
             for sink in self._sinks:
                 sink.finish()
             self._sinks = []
+            self._close_out_of_band()
 
     def complete_final_quality(self, model: Any, tokenizer: Any, *, step: int) -> None:
         """Give the run's last measurement its quality point when it was measured without one (collective).
@@ -290,6 +323,8 @@ class AlignmentMonitor:
         time-budget callback, an evaluation at the last step): that record is completed with translations and their
         scores in place (same step, same index, one JSONL line), so every run's last measurement carries quality.
         """
+        if self._out_of_band is not None and self._disabled is None and self._ready:
+            self._collect(step, wait=True)  # the last measurement's result decides whether quality is missing
         if (
             not self.settings.quality_every
             or self._disabled is not None
@@ -299,47 +334,135 @@ class AlignmentMonitor:
             or self._last_quality
         ):
             return
+        self._last_quality = True  # tried: a failure would fail the same way again
+        if self._out_of_band is not None:
+            self._measure_out_of_band(model, step=step, epoch=None, trigger="train_end", kind="quality")
+            self._collect(step, wait=True)
+            return
         with left_as_found(model, tokenizer, rng=True):
             translations, error, seconds = translate_all(self._inputs, model, tokenizer)
             outcome = {"error": error}
             if rank_and_world()[0] == 0 and error is None:
-                outcome = {"error": attempt(lambda: self._add_quality(translations, seconds))[1]}
+                outcome = {
+                    "error": attempt(
+                        lambda: self._add_quality(*score_translations(self._inputs, translations), seconds)
+                    )[1]
+                }
             outcome = broadcast_object(outcome)
-        self._last_quality = True  # tried: a failure would fail the same way again
+        self._settle_quality(step, outcome)
+
+    def _settle_quality(self, step: int, outcome: dict) -> None:
         if outcome["error"] is not None:
             self._failures.append(f"final quality at step {step}: {outcome['error']}")
             report_failure(
                 f"NeuronXACallback: final quality at step {step} failed: {outcome['error']}", self.settings.strict
             )
 
+    # ----- out of band: snapshots to a worker, records when results arrive (neuronxa_callback/worker/) -------------
+    def _measure_out_of_band(
+        self,
+        model: Any,
+        *,
+        step: int,
+        epoch: float | None,
+        trigger: str,
+        with_quality: bool = True,
+        kind: str = "measure",
+    ) -> bool:
+        """Collective: snapshot `model` for the worker (waiting while worker_max_in_flight are in flight), then
+        write what has arrived. True when the snapshot was handed over (its record comes later)."""
+        job = {"kind": kind, "step": step, "epoch": epoch, "trigger": trigger, "index": self.measurement_index}
+        job["with_quality"] = with_quality
+        error = self._out_of_band.submit(model, job)
+        if kind == "measure":
+            self.last_measured_step = step
+            self.measurement_index += 1
+            self._last_ok, self._last_quality = False, with_quality  # _last_ok: when its result arrives
+        if error is not None:
+            outcome = {"error": f"snapshot for the worker failed: {error}"}
+            if kind == "measure":
+                self._settle(step, trigger, outcome)
+            else:
+                self._settle_quality(step, outcome)
+            return False
+        # An evaluation hands its metrics to the host now (eval_neuronxa_*): wait for it.
+        self._collect(step, wait=trigger == "evaluate")
+        return True
+
+    def _collect(self, step: int, *, wait: bool = False) -> None:
+        """Collective: rank 0 writes the records of the results that have arrived (in step order; wait=True: all of
+        them, at most worker_timeout); every rank then settles them. `step`: the training step now, where a stop
+        that one of them asks for takes effect (recorded as early_stopping.applied_at_step)."""
+        arrived = []
+        if rank_and_world()[0] == 0:
+            for job_id, job, result in self._out_of_band.finished(wait=wait):
+                arrived.append((job, self._write_result(job, result, step)))
+                self._out_of_band.release(job_id)
+        for job, outcome in broadcast_object(arrived):
+            if job["kind"] == "quality":
+                self._settle_quality(job["step"], outcome)
+            else:
+                self._settle(job["step"], job["trigger"], outcome)
+
+    def _write_result(self, job: dict, result: dict, applied_at_step: int) -> dict:
+        """Rank 0: a worker's result as a record (or its quality added to the last record); the outcome."""
+        failed = {"error": result.get("error"), "eval_metrics": {}, "should_stop": False, "reason": None}
+        if result.get("error") is not None:
+            return failed
+        if job["kind"] == "quality":
+            scored = (result["quality"], result["quality_seconds"], result["generation_seconds"])
+            return {"error": attempt(lambda: self._add_quality(*scored))[1]}
+        pieces = result["pieces"]
+        pieces["timing"].update(job["timing"])
+        outcome, error = attempt(
+            lambda: self._record(
+                job["trigger"], job["step"], job["epoch"], job["index"], pieces, applied_at_step=applied_at_step
+            )
+        )
+        return outcome if error is None else {**failed, "error": error}
+
+    def _close_out_of_band(self) -> None:
+        if self._out_of_band is not None:
+            self._out_of_band.close()
+            self._out_of_band = None
+
     # ----- rank 0: scores, history, early stopping, sinks --------------------------------------------------------------
     def _record(
-        self, trigger: str, step: int, epoch: float | None, report, translations, timing: dict[str, float]
+        self,
+        trigger: str,
+        step: int,
+        epoch: float | None,
+        index: int,
+        pieces: dict,
+        *,
+        applied_at_step: int | None = None,
     ) -> dict:
-        settings, inputs = self.settings, self._inputs
-        report_dict = report.to_dict()
-        quality = None
-        start = time.perf_counter()
-        if translations is not None:
-            quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
-        timing["quality_seconds"] = time.perf_counter() - start if translations is not None else 0.0
+        """Rank 0: one measurement's pieces (measurement.record_pieces, scored here or in a worker) as a written
+        record; returns the outcome every rank settles. applied_at_step: out of band, the training step at which
+        the result arrived (a stop it asks for takes effect there)."""
+        settings, report_dict = self.settings, pieces["report_dict"]
         record, decision = measurement_record(
             trigger,
             step,
             epoch,
-            index=self.measurement_index,
+            index=index,
             report_dict=report_dict,
-            quality=quality,
-            timing=timing,
+            quality=pieces["quality"],
+            likelihood=pieces.get("likelihood"),
+            timing=pieces["timing"],
             settings=settings,
-            data=inputs.data,
+            data=self._inputs.data,
             history=self.history,
             plateau=self.plateau,
         )
         should_stop, reason = (decision.should_stop, decision.reason) if decision is not None else (False, None)
+        if applied_at_step is not None and "early_stopping" in record:
+            record["early_stopping"]["applied_at_step"] = applied_at_step
         if should_stop:
             pair = record["early_stopping"]["pair"]
-            say(f"stopping training at step {step}: {pair} {settings.early_stopping_metric.upper()} {reason}")
+            at = step if applied_at_step is None else applied_at_step
+            late = f" (measured at step {step})" if at != step else ""
+            say(f"stopping training at step {at}{late}: {pair} {settings.early_stopping_metric.upper()} {reason}")
         self._write(record)
         return {
             "error": None,
@@ -348,12 +471,10 @@ class AlignmentMonitor:
             "reason": reason,
         }
 
-    def _add_quality(self, translations: dict, generation_seconds: float) -> None:
-        """Rank 0: score `translations` and write the last record again with them (its JSONL line is replaced; the
-        sinks get the same step again, so its quality joins the alignment already logged there)."""
-        settings, inputs, old = self.settings, self._inputs, self._last_record
-        start = time.perf_counter()
-        quality = score_quality(translations, inputs.data, inputs.scorers, settings, inputs.examples)
+    def _add_quality(self, quality: dict, quality_seconds: float, generation_seconds: float) -> None:
+        """Rank 0: write the last record again with `quality` (its JSONL line is replaced; the sinks get the same
+        step again, so its quality joins the alignment already logged there)."""
+        settings, old = self.settings, self._last_record
         record: dict[str, Any] = {}
         for key, value in old.items():  # same key order as a record measured with quality
             if key != "quality":
@@ -362,7 +483,7 @@ class AlignmentMonitor:
                 record["quality"] = quality
         timing = dict(old.get("timing") or {})
         timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + generation_seconds
-        timing["quality_seconds"] = timing.get("quality_seconds", 0.0) + time.perf_counter() - start
+        timing["quality_seconds"] = timing.get("quality_seconds", 0.0) + quality_seconds
         record["timing"] = timing
         record["correlation"] = add_to_history(self.history, record, settings)  # replaces this step's entry
         self._write(record)

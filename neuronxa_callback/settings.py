@@ -26,7 +26,11 @@ SAMPLES = ("first", "random")
 SMOOTHINGS = ("none", "ema", "window")
 REPORT_TO = ("auto", "wandb", "none")
 STOP_METRICS = ("nasca", "navca")
+STOP_CRITERIA = ("min_delta", "paired_test")
 QUALITY_METRIC_NAMES = ("chrf", "bleu")
+# Where measurements run: inside the training process (training waits), in a worker process on this machine, or in
+# a Ray actor (neuronxa_callback/worker/).
+MEASURE_IN = ("process", "worker", "ray")
 
 
 class SettingsError(ValueError):
@@ -123,10 +127,22 @@ class CallbackSettings:
     early_stopping_window: int = 3
     early_stopping_factor: float = 0.5
     early_stopping_min_steps: int = 0
+    # "min_delta": improvement = the (smoothed) layer mean beats the best by more than min_delta (as before);
+    # "paired_test": improvement = a significant paired test over sentences vs the best measurement (p < alpha) and a
+    # change above min_delta. The default stays "min_delta" so existing configs and saved detector states keep their
+    # meaning; docs/guide/statistics.md recommends "paired_test".
+    early_stopping_criterion: str = "min_delta"
+    early_stopping_alpha: float = 0.05
     report_to: str = "auto"
     wandb_project: str | None = None
     output_subdir: str = "neuronxa"
     strict: bool | None = None
+    measure_in: str = "process"
+    worker_device: str = "cpu"
+    worker_threads: int | None = None
+    worker_max_in_flight: int = 2
+    worker_timeout: float = 600.0
+    ray_address: str | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CallbackSettings:
@@ -235,6 +251,13 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
         raise _fail("early_stopping_factor", raw["early_stopping_factor"], "a smoothing factor in (0, 1]")
     out["early_stopping_factor"] = factor
     out["early_stopping_min_steps"] = _int("early_stopping_min_steps", raw["early_stopping_min_steps"], minimum=0)
+    out["early_stopping_criterion"] = _choice(
+        "early_stopping_criterion", raw["early_stopping_criterion"], STOP_CRITERIA
+    )
+    alpha = _number("early_stopping_alpha", raw["early_stopping_alpha"], minimum=0.0, maximum=1.0)
+    if alpha in (0.0, 1.0):
+        raise _fail("early_stopping_alpha", raw["early_stopping_alpha"], "a significance level in (0, 1)")
+    out["early_stopping_alpha"] = alpha
     # A metric is named after its representation: "nasca" needs "nas" measured, "navca" needs "nav".
     stop_metric = out["early_stopping_metric"]
     needed = {"nasca": "nas", "navca": "nav"}[stop_metric]
@@ -248,7 +271,29 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(report_to, (list, tuple)):  # report_to=["wandb"] like TrainingArguments
         report_to = "wandb" if "wandb" in report_to else "none"
     out["report_to"] = _choice("report_to", report_to, REPORT_TO)
+    out.update(_validated_worker(raw))
     subdir = raw["output_subdir"]
     if not isinstance(subdir, str) or not subdir.strip() or subdir.startswith("/") or ".." in subdir.split("/"):
         raise _fail("output_subdir", subdir, "a relative directory name inside args.output_dir")
+    return out
+
+
+def _validated_worker(raw: dict[str, Any]) -> dict[str, Any]:
+    """The out-of-band settings: where measurements run and how far they may lag behind training."""
+    out = {"measure_in": _choice("measure_in", raw["measure_in"], MEASURE_IN)}
+    device = raw["worker_device"]
+    if not isinstance(device, str) or not (
+        device == "cpu" or device == "cuda" or device.startswith(("cuda:", "xpu", "mps"))
+    ):
+        raise _fail("worker_device", device, '"cpu", "cuda" or "cuda:<index>"')
+    out["worker_device"] = device
+    out["worker_threads"] = _int("worker_threads", raw["worker_threads"], minimum=1, none_ok=True)
+    out["worker_max_in_flight"] = _int("worker_max_in_flight", raw["worker_max_in_flight"], minimum=1)
+    timeout = _number("worker_timeout", raw["worker_timeout"], minimum=0.0)
+    if timeout == 0.0:
+        raise _fail("worker_timeout", raw["worker_timeout"], "a number of seconds > 0")
+    out["worker_timeout"] = timeout
+    out["ray_address"] = _optional_string("ray_address", raw["ray_address"])
+    if out["ray_address"] is not None and out["measure_in"] != "ray":
+        raise _fail("ray_address", raw["ray_address"], 'None unless measure_in="ray"')
     return out

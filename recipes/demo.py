@@ -457,7 +457,15 @@ def _show_progress() -> None:
 
 
 def _print_change(change: dict, num_pairs: int) -> None:
-    if "delta" in change:
+    if "pvalue" in change:  # the paired test over sentences (records with per-sentence verdicts)
+        print(
+            f"NASCA layer mean {change['baseline_mean']:.3f} (step {change['baseline_step']}) -> "
+            f"{change['final_mean']:.3f} (step {change['final_step']}): {change['verdict']}, "
+            f"{change['sentences_changed']} of {change['n']} sentences changed ({change['method']} sign-flip test; "
+            f"95% bootstrap interval over sentences). Best layer {change['baseline_best']:.3f} -> "
+            f"{change['final_best']:.3f}; {change['layers_rose']} layers rose, {change['layers_fell']} fell."
+        )
+    elif "delta" in change:
         print(
             f"{change['verdict']}: NASCA layer mean {change['baseline_mean']:.3f} (step {change['baseline_step']}) -> "
             f"{change['final_mean']:.3f} (step {change['final_step']}), change {change['delta']:+.3f}; "

@@ -94,6 +94,13 @@ def test_bench_generation_quick(capsys):
         )
 
 
+def test_bench_reference_likelihood_quick(capsys):
+    values, names = run_quick("bench_reference_likelihood", capsys)
+    assert names[-1] == "likelihood_vs_alignment" and float(values["likelihood_vs_alignment"]) > 0
+    assert float(values["ref_logprob_nats_per_byte"]) < 0
+    assert float(values["batch1_vs_batched_max_abs_diff_nats"]) < 1e-3  # batching only pads
+
+
 def test_bench_capture_quick(capsys):
     values, names = run_quick("bench_capture", capsys)
     assert names[-1] == "capture_time_ratio_interleaved"
@@ -111,3 +118,14 @@ def test_bench_comet_quick(capsys, shared_dir):
     assert values["segments"] == "10"
     # Our loop and comet's own predict() score the same model on the same segments.
     assert float(values["max_abs_score_difference_vs_predict"]) < 1e-4
+
+
+@pytest.mark.slow  # three modes, each warmed up, and a worker process started per out-of-band run
+def test_bench_out_of_band_quick(capsys):
+    values, names = run_quick("bench_out_of_band", capsys)
+    assert names[-1] == "out_of_band_training_throughput_ratio"
+    assert float(values["out_of_band_training_throughput_ratio"]) > 0
+    # --quick: 6 steps, eval_steps=3: steps 0, 3 and 6 measured in both modes that measure.
+    assert values["process_measurements_per_run"] == values["worker_measurements_per_run"] == "3"
+    assert float(values["worker_queue_wait_seconds_median"]) >= 0
+    assert len(values["load_average_before"].split()) == 3

@@ -223,6 +223,9 @@ def test_demo_end_to_end_tiny(model_dir, tmp_path):
     assert summary["steps_done"] == 2 and summary["wall_seconds"] > 0 and summary["seconds_before_demo"] >= 30
     assert summary["alignment_change"]["final_step"] == 2
     assert summary["control_alignment_change"]["final_step"] == 2 and summary["cpu_seconds"] > 0
+    # The verdict is the paired test over the 8 sentences (the records carry each sentence's verdicts).
+    assert summary["alignment_change"]["method"] in ("exact", "no_change") and summary["alignment_change"]["n"] == 8
+    assert "(paired p=" in completed.stdout and "sign-flip test" in completed.stdout
     assert (out / "neuronxa" / "report" / "report.md").is_file()
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "W&B offline run missing"
     # trackio too (inside the run directory), and the last line is the command that opens its dashboard.

@@ -112,8 +112,8 @@ def test_translation_rows_cover_every_direction():
     record = full_record()
     assert translation_rows(record) == {
         PAIR: (
-            ["step", "direction", "id", "source", "hypothesis", "reference"],
-            [[100, "isl_Latn->eng_Latn", "s0", "Halló heimur", "Hello world", "Hello, world"]],
+            ["step", "direction", "id", "source", "hypothesis", "reference", "language"],
+            [[100, "isl_Latn->eng_Latn", "s0", "Halló heimur", "Hello world", "Hello, world", ""]],
         )
     }
     one = record["quality"][PAIR]

@@ -88,7 +88,7 @@ def parallel_sentences(data: ParallelSet) -> list[str]:
 class AlignmentReport:
     """Scores of every (pivot, target) pair and metric, with the data, settings and timing that produced them.
 
-    scores[pair][metric] is a scoring.PairScore. to_dict() is the CLI JSON; from_dict() reads it back.
+    `scores[pair][metric]` is a `scoring.PairScore`. `to_dict()` is the CLI JSON; `from_dict()` reads it back.
     """
 
     model: str | None
@@ -179,6 +179,14 @@ class AlignmentReport:
                 metric: nan_to_none(_copy_retrieval(score.retrieval)) for metric, score in by_metric.items()
             }
             entry["signature"] = {metric: score.signature() for metric, score in by_metric.items()}
+            # Each sentence's Eq. 4 verdict per layer (hex bitmasks): what alignment/statistics.py tests changes on.
+            aligned = {
+                metric: {"n": score.n, "layers": list(score.layers), "masks": list(score.aligned)}
+                for metric, score in by_metric.items()
+                if score.aligned
+            }
+            if aligned:
+                entry["aligned"] = aligned
             if self.similarity.get(pair):
                 entry["similarity"] = {key: _json_copy(value) for key, value in self.similarity[pair].items()}
             invalid = {
@@ -231,6 +239,7 @@ class AlignmentReport:
                         retrieval=none_to_nan(_copy_retrieval(entry["retrieval"][metric])),
                         settings=_metric_settings(settings, representation, model, data["origin"]),
                         invalid_layers=list((entry.get("invalid_layers") or {}).get(metric, [])),
+                        aligned=list(((entry.get("aligned") or {}).get(metric) or {}).get("masks") or []),
                     )
         except (KeyError, TypeError) as error:
             problem = f"{type(error).__name__}: {error}"
@@ -468,7 +477,7 @@ def measure_alignment(
     representations = normalize_representations(representations)
     extras = measure_names(similarity) if similarity else []
     encoded_representations = tuple(dict.fromkeys([*representations, *(r for _, _, r in extras)]))
-    options = {
+    options: dict[str, Any] = {
         "representations": encoded_representations,
         "pooling": pooling,
         "batch_size": batch_size,

@@ -32,6 +32,8 @@ import dataclasses
 import math
 from typing import Any
 
+from neuronxa_callback.alignment.statistics import aligned_masks
+
 __all__ = [
     "METRIC_FOR_REPRESENTATION",
     "REPRESENTATION_FOR_METRIC",
@@ -50,6 +52,7 @@ __all__ = [
     "select_layers",
     "weak_alignment",
     "weak_alignment_counts",
+    "weak_alignment_indicators",
 ]
 
 METRIC_FOR_REPRESENTATION = {"nas": "nasca", "nav": "navca", "embedding": "mexa"}
@@ -161,11 +164,16 @@ def non_finite_layers(C) -> list[int]:
     return (~torch.isfinite(C)).flatten(1).any(dim=1).nonzero().flatten().tolist()
 
 
+def weak_alignment_indicators(C):
+    """Paper Eq. 4 per sentence: bool [L, n] (or [n]), True where sentence i is weakly aligned at layer l."""
+    C = _check_square(C, "weak_alignment_indicators")
+    row_wins, column_wins = _diagonal_wins(C)
+    return row_wins & column_wins
+
+
 def weak_alignment_counts(C):
     """Number k of weakly aligned sentences per layer (paper Eq. 4 before dividing by n): int64 [L] (or scalar)."""
-    C = _check_square(C, "weak_alignment_counts")
-    row_wins, column_wins = _diagonal_wins(C)
-    return (row_wins & column_wins).sum(dim=-1)
+    return weak_alignment_indicators(_check_square(C, "weak_alignment_counts")).sum(dim=-1)
 
 
 def weak_alignment(C):
@@ -297,6 +305,8 @@ class PairScore:
     invalid_layers: layers with non-finite representations (e.g. float16 overflow). They have no score: NaN in every
     per-layer list, left out of ``mean`` and of max-pooling (NaN / best_layer None when no selected layer is left).
     to_dict() writes their NaNs as None (JSON has no NaN) and lists invalid_layers only when there are any.
+    aligned: per layer the Eq. 4 verdict of every sentence as a hex bitmask (bit i = sentence i; None for an invalid
+    layer; statistics.aligned_masks), the unit of the paired tests in alignment/statistics.py.
     """
 
     metric: str
@@ -310,6 +320,7 @@ class PairScore:
     retrieval: dict[str, Any]
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     invalid_layers: list[int] = dataclasses.field(default_factory=list)
+    aligned: list[str | None] = dataclasses.field(default_factory=list)
 
     @property
     def num_layers(self) -> int:
@@ -349,12 +360,14 @@ class PairScore:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairScore:
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - {"settings", "invalid_layers"} - set(data)
+        missing = fields - {"settings", "invalid_layers", "aligned"} - set(data)
         if missing:
             raise ScoringError(f"scoring.PairScore.from_dict: missing keys {sorted(missing)}")
         values = {key: value for key, value in data.items() if key in fields}
         if values.get("invalid_layers"):
-            values = {key: (value if key == "settings" else none_to_nan(value)) for key, value in values.items()}
+            values = {
+                key: (value if key in ("settings", "aligned") else none_to_nan(value)) for key, value in values.items()
+            }
         return cls(**values)
 
 
@@ -396,7 +409,8 @@ def score_matrices(
     selected = select_layers(num_layers, layers)
     invalid = non_finite_layers(C)
     valid = [i for i in selected if i not in invalid]
-    counts = weak_alignment_counts(C).tolist()
+    indicators = weak_alignment_indicators(C)
+    counts = indicators.sum(dim=-1).tolist()
     per_layer = _blank([count / n for count in counts], invalid)
     mean = float(sum(per_layer[i] for i in valid) / len(valid)) if valid else math.nan
     src2tgt, tgt2src, both = (_blank(values.tolist(), invalid) for values in retrieval_accuracy(C))
@@ -423,6 +437,7 @@ def score_matrices(
         retrieval=retrieval,
         settings=settings,
         invalid_layers=invalid,
+        aligned=aligned_masks(indicators, invalid),
     )
 
 

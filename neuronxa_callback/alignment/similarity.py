@@ -235,7 +235,7 @@ def similarity_per_layer(
     selected = select_layers(source.shape[0], layers)
     function = _FUNCTIONS[measure]
     kwargs = {"directions": directions} if measure == "svcca" else {}
-    per_layer = []
+    per_layer: list[float | None] = []
     for layer in range(source.shape[0]):
         if not (torch.isfinite(source[layer]).all() and torch.isfinite(target[layer]).all()):
             # An overflowed layer (activations.encode leaves its rows NaN) has no measure; SVD would fail on it.
@@ -259,7 +259,7 @@ def similarity_per_layer(
 
 def measure_names(specs: Sequence[str], default_representation: str = "embedding") -> list[tuple[str, str, str]]:
     """[(key, measure, representation)] for measure specs; key is the spec as written in outputs ("cka", "anc:nas")."""
-    out = []
+    out: list[tuple[str, str, str]] = []
     for spec in specs:
         measure, representation = parse_measure(spec, default_representation)
         key = measure if representation == default_representation else f"{measure}:{representation}"

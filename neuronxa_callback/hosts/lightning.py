@@ -148,6 +148,8 @@ class NeuronXALightningCallback(pl.Callback):
         self._seen_step, self._epoch = step, _epoch(trainer, batch_idx)
         if self.monitor.due(step):
             self._measure(trainer, pl_module, "step")
+        elif self.monitor.should_stop:  # out of band: a result that arrived at this step asked to stop
+            trainer.should_stop = True
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not self.settings.measure_on_evaluate:

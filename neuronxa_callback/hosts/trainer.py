@@ -124,12 +124,18 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         that copies a prompt example is scored as empty; the copy rate is logged next to every quality score.
     early_stopping_*: stop when `early_stopping_metric` of `early_stopping_pair` (default: the first pair) has not
         improved by more than min_delta for `patience` measurements (smoothing "none", "ema" with `factor`, or
-        "window" of `window` values; never before `min_steps`). None = off.
+        "window" of `window` values; never before `min_steps`). None = off. early_stopping_criterion="paired_test"
+        (default "min_delta"): improvement = a paired test over sentences against the best measurement with
+        p < early_stopping_alpha (0.05) and a change above min_delta (docs/guide/statistics.md).
     report_to: "auto" (W&B iff "wandb" in TrainingArguments.report_to), "wandb" or "none". The JSONL is always written.
     output_subdir: the JSONL goes to <args.output_dir>/<output_subdir>/metrics.jsonl (and summary.json at the end).
     strict: None (default): a callback that cannot start stops the run before training, a later failed measurement
         is logged and training goes on; True: every failure raises MeasurementError; False: never raise, even when
         nothing can be measured (the end of the run says so).
+    measure_in: "process" (default: training waits for each measurement), "worker" (a process on this machine scores
+        snapshots of the weights while training goes on) or "ray" (a Ray actor). worker_device ("cpu", "cuda:1"),
+        worker_threads, worker_max_in_flight (snapshots awaiting results before training waits; the wait is recorded),
+        worker_timeout (seconds), ray_address (None: a local Ray instance). See docs/guide/out-of-band.md.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -197,6 +203,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kwargs):
         if self.monitor.due(state.global_step):
             self._measure("step", args, state, control, kwargs)
+        elif self.monitor.should_stop:  # out of band: a result that arrived at this step asked to stop
+            control.should_training_stop = True
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):

@@ -25,13 +25,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from neuronxa_callback.alignment import statistics
+from neuronxa_callback.alignment.statistics import correlate, first_differences
+
+__all__ = ["QUALITY_METRICS", "Decision", "MeasurementHistory", "PlateauDetector", "correlate"]
+
 # The quality scores a history correlates with alignment, in the order records, reports and trackers list them.
-QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi")
-MIN_POINTS = 3  # a correlation over fewer than three points is always +-1 or undefined: not worth reporting
+# Higher is better for each, so a positive r means alignment and quality rise together. "ref_logprob": the log-
+# likelihood of the reference translation in nats per UTF-8 byte (quality/likelihood.py), at every measurement.
+QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi", "ref_logprob")
+MIN_POINTS = statistics.MIN_CORRELATION_POINTS  # fewer points: r is always +-1 or undefined, not worth reporting
 # Up to this many points the p-values are exact: all n! pairings of the two series (7! = 5040). The t-approximation
-# scipy uses otherwise is far off for a handful of measurements: three perfectly ranked points get Spearman p = 0,
-# where the exact two-sided p is 2/6.
-EXACT_PVALUE_MAX_POINTS = 7
+# is far off for a handful of measurements: three perfectly ranked points get Spearman p = 0, where the exact
+# two-sided p is 2/6.
+EXACT_PVALUE_MAX_POINTS = statistics.EXACT_CORRELATION_MAX_POINTS
 
 
 def _finite(value: Any) -> float | None:
@@ -40,56 +47,6 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def correlate(x: Sequence[float], y: Sequence[float]) -> dict:
-    """Pearson and Spearman correlation of two equally long series.
-
-    Usage: ``correlate([0.1, 0.2, 0.3], [10, 12, 15])["pearson"]``.
-
-    Returns {"n", "pearson", "pearson_pvalue", "spearman", "spearman_pvalue", "reason"}; the coefficients are None
-    (never NaN) when there are fewer than three points or a series is constant, and "reason" then says why. The
-    p-values are two-sided: exact permutation tests up to EXACT_PVALUE_MAX_POINTS points (Spearman's as Pearson's on
-    ranks), scipy's t-distribution ones above.
-    """
-    if len(x) != len(y):
-        raise ValueError(f"correlate: x has {len(x)} values but y has {len(y)}")
-    n = len(x)
-    result: dict[str, Any] = {
-        "n": n,
-        "pearson": None,
-        "pearson_pvalue": None,
-        "spearman": None,
-        "spearman_pvalue": None,
-        "reason": None,
-    }
-    if n < MIN_POINTS:
-        result["reason"] = f"fewer than {MIN_POINTS} points (n={n})"
-        return result
-    if len(set(x)) == 1:
-        result["reason"] = "alignment series is constant"
-        return result
-    if len(set(y)) == 1:
-        result["reason"] = "quality series is constant"
-        return result
-    from scipy import stats  # lazily: scipy import costs ~0.3 s
-
-    pearson = stats.pearsonr(x, y)
-    spearman = stats.spearmanr(x, y)
-    pearson_pvalue, spearman_pvalue = pearson.pvalue, spearman.pvalue
-    if n <= EXACT_PVALUE_MAX_POINTS:
-        every_pairing = stats.PermutationMethod(n_resamples=math.factorial(n))
-        pearson_pvalue = stats.pearsonr(x, y, method=every_pairing).pvalue
-        spearman_pvalue = stats.pearsonr(stats.rankdata(x), stats.rankdata(y), method=every_pairing).pvalue
-    result.update(
-        pearson=_finite(pearson.statistic),
-        pearson_pvalue=_finite(pearson_pvalue),
-        spearman=_finite(spearman.statistic),
-        spearman_pvalue=_finite(spearman_pvalue),
-    )
-    if result["pearson"] is None or result["spearman"] is None:
-        result["reason"] = "correlation undefined (near-constant series)"
-    return result
 
 
 class MeasurementHistory:
@@ -132,8 +89,12 @@ class MeasurementHistory:
         alignment_means: dict[str, float],
         per_layer: dict[str, list[float]],
         quality: dict[str, dict[str, float | None]] | None = None,
+        aligned: dict[str, dict[str, dict]] | None = None,
     ) -> dict:
-        """Record one measurement and return the running correlations (see correlations())."""
+        """Record one measurement and return the running correlations (see correlations()).
+
+        `aligned`: `{pair: {metric: record["pairs"][pair]["aligned"][metric]}}`, each sentence's verdict per layer;
+        kept so that later measurements can be tested against this one (changes())."""
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
         missing = set(alignment_means) ^ set(per_layer)
@@ -151,6 +112,8 @@ class MeasurementHistory:
                 for pair, scores in (quality or {}).items()
             },
         }
+        if aligned:
+            measurement["aligned"] = {pair: dict(by_metric) for pair, by_metric in aligned.items() if by_metric}
         self._measurements[step] = measurement
         return self.correlations()
 
@@ -173,8 +136,10 @@ class MeasurementHistory:
         }
 
     def correlations(self) -> dict[str, dict[str, dict]]:
-        """The JSONL "correlation" block: {pair: {metric: {n, pearson, pearson_pvalue, spearman, spearman_pvalue, reason,
-        per_layer_pearson, per_layer_spearman, best_layer}}}, only where >= 3 measurements carry that quality score."""
+        """The JSONL "correlation" block: {pair: {metric: {n, pearson, pearson_pvalue, pearson_ci, spearman,
+        spearman_pvalue, spearman_ci, reason, ci_reason, per_layer_pearson, per_layer_spearman, best_layer,
+        differences}}}, only where >= 3 measurements carry that quality score. "differences" is statistics.correlate
+        on the first differences between consecutive such measurements (a trend both series share cannot make it)."""
         result: dict[str, dict[str, dict]] = {}
         for pair in self.pairs:
             series = self.series(pair)
@@ -186,8 +151,54 @@ class MeasurementHistory:
                 alignment = [series["alignment"][i] for i in kept]
                 entry = correlate(alignment, quality)
                 entry.update(self._per_layer(pair, [series["per_layer"][i] for i in kept], quality))
+                entry["differences"] = correlate(first_differences(alignment), first_differences(quality))
                 result.setdefault(pair, {})[metric] = entry
         return result
+
+    def sentence_scores(self, step: int, pair: str, metric: str) -> list[float] | None:
+        """Per-sentence layer means (statistics.sentence_scores) of `metric` for `pair` at `step`, or None when that
+        measurement kept no verdicts for it (e.g. records written before they were recorded)."""
+        aligned = ((self._measurements.get(step) or {}).get("aligned") or {}).get(pair, {}).get(metric)
+        if not aligned:
+            return None
+        try:
+            return statistics.sentence_scores(aligned).tolist()
+        except statistics.StatisticsError:  # no valid layer: nothing to pair
+            return None
+
+    def changes(self, step: int) -> dict[str, dict[str, dict]]:
+        """The JSONL "change" block for the measurement at `step`: {pair: {metric: {"mean_ci": [lo, hi],
+        "vs_baseline": change, "vs_previous": change}}}, where change is statistics.paired_change of the per-sentence
+        layer means against the first earlier measurement with verdicts (the baseline) and the latest earlier one, plus
+        "step" (the step compared with). A comparison needs the same number of sentences; it is absent otherwise."""
+        measurement = self._measurements.get(step) or {}
+        earlier = [s for s in self.steps if s < step]
+        result: dict[str, dict[str, dict]] = {}
+        for pair, by_metric in (measurement.get("aligned") or {}).items():
+            for metric in by_metric:
+                current = self.sentence_scores(step, pair, metric)
+                if current is None:
+                    continue
+                entry: dict[str, Any] = {"mean_ci": statistics.bootstrap_interval(current)}
+                baseline_step, baseline = self._comparable(earlier, pair, metric, len(current))
+                if baseline is not None:
+                    entry["vs_baseline"] = {"step": baseline_step, **statistics.paired_change(baseline, current)}
+                    previous_step, previous = self._comparable(reversed(earlier), pair, metric, len(current))
+                    entry["vs_previous"] = (
+                        {**entry["vs_baseline"]}
+                        if previous_step == baseline_step
+                        else {"step": previous_step, **statistics.paired_change(previous, current)}
+                    )
+                result.setdefault(pair, {})[metric] = entry
+        return result
+
+    def _comparable(self, steps, pair: str, metric: str, n: int) -> tuple[int | None, list[float] | None]:
+        """The first of `steps` whose per-sentence scores can be paired with n sentences, and those scores."""
+        for step in steps:
+            scores = self.sentence_scores(step, pair, metric)
+            if scores is not None and len(scores) == n:
+                return step, scores
+        return None, None
 
     @staticmethod
     def _per_layer(pair: str, per_layer: list[list[float]], quality: list[float]) -> dict:
@@ -201,7 +212,7 @@ class MeasurementHistory:
         spearman: list[float | None] = []
         for layer in range(num_layers):
             points = [(row[layer], q) for row, q in zip(per_layer, quality) if row[layer] is not None]
-            entry = correlate([x for x, _ in points], [q for _, q in points])
+            entry = correlate([x for x, _ in points], [q for _, q in points], pvalues=False)
             pearson.append(entry["pearson"])
             spearman.append(entry["spearman"])
         defined = [(r, i) for i, r in enumerate(pearson) if r is not None]
@@ -225,7 +236,13 @@ class MeasurementHistory:
             )
         history = cls(state.get("quality_metrics", QUALITY_METRICS))
         for row in state["measurements"]:
-            history.append(int(row["step"]), row["alignment"], row["per_layer"], row.get("quality") or None)
+            history.append(
+                int(row["step"]),
+                row["alignment"],
+                row["per_layer"],
+                row.get("quality") or None,
+                aligned=row.get("aligned") or None,
+            )
         return history
 
 
@@ -241,13 +258,19 @@ class Decision:
     best_step: int | None
     smoothed: float
     bad_measurements: int
+    # criterion="paired_test": the paired test's p against the best measurement (None when it was not made).
+    pvalue: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["pvalue"] is None:  # the min_delta rule has no p-value: records stay as they were
+            del data["pvalue"]
+        return data
 
 
 _SMOOTHINGS = ("none", "ema", "window")
 _MODES = ("max", "min")
+CRITERIA = ("min_delta", "paired_test")
 
 
 class PlateauDetector:
@@ -261,9 +284,18 @@ class PlateauDetector:
             if decision.should_stop:
                 break
 
-    The value is smoothed first ("ema": s = a*x + (1-a)*s_prev with a = smoothing_factor; "window": mean of the last
-    `window` values), then compared with the best smoothed value so far: an improvement is a change in the `mode`
-    direction by more than `min_delta`. `patience` counts measurements, not steps. No stop before step `min_steps`.
+    criterion="min_delta" (the default): the value is smoothed first ("ema": s = a*x + (1-a)*s_prev with
+    a = smoothing_factor; "window": mean of the last `window` values), then compared with the best smoothed value so
+    far: an improvement is a change in the `mode` direction by more than `min_delta`.
+
+    criterion="paired_test": an improvement is a change over the best measurement so far that is significant in the
+    paired sign-flip test over sentences (statistics.sign_flip_pvalue, p < `alpha`) and larger than `min_delta`; pass
+    each measurement's per-sentence layer means as ``update(step, value, sentences=...)``. The detector keeps the best
+    measurement's vector, so small gains add up until they are significant. Smoothing is not used for the decision
+    (the test already weighs the noise); a measurement without `sentences` (or with another n) falls back to the
+    min_delta rule on the raw value.
+
+    `patience` counts measurements, not steps. No stop before step `min_steps`.
     """
 
     def __init__(
@@ -275,6 +307,8 @@ class PlateauDetector:
         window: int = 3,
         mode: str = "max",
         min_steps: int = 0,
+        criterion: str = "min_delta",
+        alpha: float = 0.05,
     ) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1 (measurements), got {patience!r}")
@@ -290,6 +324,10 @@ class PlateauDetector:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
             raise ValueError(f"min_steps must be an int >= 0, got {min_steps!r}")
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+            raise ValueError(f"alpha (significance level of the paired test) must be in (0, 1), got {alpha!r}")
         self.patience = patience
         self.min_delta = float(min_delta)
         self.smoothing = smoothing
@@ -297,6 +335,8 @@ class PlateauDetector:
         self.window = window
         self.mode = mode
         self.min_steps = min_steps
+        self.criterion = criterion
+        self.alpha = float(alpha)
         self.reset()
 
     def reset(self) -> None:
@@ -306,6 +346,8 @@ class PlateauDetector:
         self.best: float | None = None
         self.best_step: int | None = None
         self.bad_measurements = 0
+        self.best_sentences: list[float] | None = None  # criterion="paired_test": the best measurement's vector
+        self.last_pvalue: float | None = None
 
     def _smooth(self, value: float) -> float:
         if self.smoothing == "ema" and self.smoothed is not None:
@@ -322,8 +364,20 @@ class PlateauDetector:
             return smoothed > self.best + self.min_delta
         return smoothed < self.best - self.min_delta
 
-    def update(self, step: int, value: float) -> Decision:
-        """Feed one measurement (steps strictly increasing) and get the decision for it."""
+    def _improves_paired(self, value: float, sentences: list[float] | None) -> bool | None:
+        """The paired test's verdict against the best measurement, or None when it cannot be made."""
+        self.last_pvalue = None
+        if sentences is None or self.best_sentences is None or len(sentences) != len(self.best_sentences):
+            return None
+        differences = [after - before for before, after in zip(self.best_sentences, sentences)]
+        delta = sum(differences) / len(differences)
+        self.last_pvalue, _ = statistics.sign_flip_pvalue(differences)
+        gain = delta if self.mode == "max" else -delta
+        return self.last_pvalue < self.alpha and gain > self.min_delta
+
+    def update(self, step: int, value: float, sentences: Sequence[float] | None = None) -> Decision:
+        """Feed one measurement (steps strictly increasing) and get the decision for it. `sentences`: its
+        per-sentence layer means, used by criterion="paired_test"."""
         if self.steps and step <= self.steps[-1]:
             raise ValueError(
                 f"step {step} is not after the last step {self.steps[-1]}; "
@@ -335,13 +389,25 @@ class PlateauDetector:
         self.steps.append(int(step))
         self.values.append(value_f)
         self.smoothed = self._smooth(value_f)
-        if self._improves(self.smoothed):
-            self.best, self.best_step, self.bad_measurements = self.smoothed, int(step), 0
+        paired = sentences is not None and self.criterion == "paired_test"
+        vector = [float(v) for v in sentences] if paired else None
+        improves = self._improves_paired(value_f, vector) if paired else None
+        if improves is None:
+            improves = self._improves(value_f if paired else self.smoothed)
+        if improves:
+            self.best, self.best_step, self.bad_measurements = value_f if paired else self.smoothed, int(step), 0
+            self.best_sentences = vector
         else:
             self.bad_measurements += 1
         should_stop = self.bad_measurements >= self.patience and step >= self.min_steps
         reason = None
-        if should_stop:
+        if should_stop and paired:
+            reason = (
+                f"no significant improvement (paired test over sentences, p < {self.alpha:g}, change > "
+                f"{self.min_delta:g}) over the best {self.best:.4f} (step {self.best_step}) for "
+                f"{self.bad_measurements} measurements (patience {self.patience})"
+            )
+        elif should_stop:
             reason = (
                 f"no improvement of the {self.smoothing} smoothed value by more than {self.min_delta:g} over the "
                 f"best {self.best:.4f} (step {self.best_step}) for {self.bad_measurements} measurements "
@@ -356,6 +422,7 @@ class PlateauDetector:
             best_step=self.best_step,
             smoothed=self.smoothed,
             bad_measurements=self.bad_measurements,
+            pvalue=self.last_pvalue if paired else None,
         )
 
     def args(self) -> dict:
@@ -367,6 +434,8 @@ class PlateauDetector:
             "window": self.window,
             "mode": self.mode,
             "min_steps": self.min_steps,
+            "criterion": self.criterion,
+            "alpha": self.alpha,
         }
 
     def state(self) -> dict:
@@ -380,6 +449,7 @@ class PlateauDetector:
                 "best": self.best,
                 "best_step": self.best_step,
                 "bad_measurements": self.bad_measurements,
+                "best_sentences": self.best_sentences,
             },
         }
 
@@ -397,4 +467,6 @@ class PlateauDetector:
         detector.best = attributes["best"]
         detector.best_step = attributes["best_step"]
         detector.bad_measurements = int(attributes["bad_measurements"])
+        best_sentences = attributes.get("best_sentences")  # absent in states saved before the paired test existed
+        detector.best_sentences = [float(v) for v in best_sentences] if best_sentences is not None else None
         return detector

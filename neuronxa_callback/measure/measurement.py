@@ -1,5 +1,6 @@
 """One measurement across ranks: what it needs (MeasurementInputs, prepared once per train()) and running it:
-encode on every rank, gather, score on rank 0, translate on every rank, gather, record on rank 0, broadcast.
+encode on every rank, gather, score on rank 0, (quality on) the reference likelihood on every rank, gather, translate
+on every rank, gather, record on rank 0, broadcast.
 Each rank's share goes through the model's engine (sharding.engine_for: replicated or sharded weights, chosen once
 per measurement), which also puts sharded parameters back at the end.
 
@@ -21,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neuronxa_callback.measure.quality_step import fewshot_examples, load_scorers, merge_translations, translate_share
+from neuronxa_callback.measure.quality_step import (
+    fewshot_examples,
+    likelihood_share,
+    load_scorers,
+    merge_translations,
+    score_likelihood,
+    translate_share,
+)
 from neuronxa_callback.parallel.agreement import attempt, gather_attempts, gather_encoded_attempts
 from neuronxa_callback.parallel.collectives import broadcast_object
 
@@ -110,10 +118,11 @@ def _check_stop_pair(settings: CallbackSettings, data: ParallelSet) -> None:
 
 
 def prepare_inputs(
-    settings: CallbackSettings, model, tokenizer, rank: int, data: ParallelSet | None = None
+    settings: CallbackSettings, model, tokenizer, rank: int, data: ParallelSet | None = None, *, scorers: bool = True
 ) -> MeasurementInputs:
     """Load and check everything that needs the model or the data; raises ValueError subclasses naming the problem.
-    `data`: the scored pairs when check_without_model already read them."""
+    `data`: the scored pairs when check_without_model already read them. `scorers=False`: leave the quality scorers
+    (COMET) unloaded, for a training process whose measurements run out of band (the worker loads them)."""
     from neuronxa_callback.instrument.architectures import activation_modules
 
     if model is None:
@@ -127,9 +136,29 @@ def prepare_inputs(
     inputs = MeasurementInputs(settings=settings, data=data)
     if settings.quality_every:
         inputs.examples = fewshot_examples(data, settings)
-        if rank == 0:
+        if rank == 0 and scorers:
             inputs.scorers = load_scorers(settings)
     return inputs
+
+
+def score_translations(inputs: MeasurementInputs, translations: dict) -> tuple[dict, float]:
+    """Rank 0: the quality scores of `translations` (quality_step.score_quality) and the seconds they took."""
+    from neuronxa_callback.measure.quality_step import score_quality
+
+    start = time.perf_counter()
+    quality = score_quality(translations, inputs.data, inputs.scorers, inputs.settings, inputs.examples)
+    return quality, time.perf_counter() - start
+
+
+def record_pieces(
+    inputs: MeasurementInputs, report: Any, translations: dict | None, timing: dict, likelihood: dict | None = None
+) -> dict:
+    """Rank 0: what a record needs from one measurement (run_measurement's `record` arguments), scored where the
+    measurement ran (in the training process, or in an out-of-band worker that sends it back): {"report_dict",
+    "quality" (None without translations), "likelihood", "timing"}; `timing` gains quality_seconds."""
+    quality, seconds = score_translations(inputs, translations) if translations is not None else (None, 0.0)
+    timing["quality_seconds"] = seconds
+    return {"report_dict": report.to_dict(), "quality": quality, "likelihood": likelihood, "timing": timing}
 
 
 def encode_all(inputs: MeasurementInputs, engine, tokenizer) -> Any:
@@ -175,15 +204,32 @@ def translate_all(inputs: MeasurementInputs, model, tokenizer, engine=None) -> t
     return translations, error, time.perf_counter() - start
 
 
+def likelihood_all(inputs: MeasurementInputs, tokenizer, engine) -> tuple[dict | None, str | None, float]:
+    """Collective: every rank scores the reference likelihood of its share; rank 0 gets (the record's "likelihood"
+    section, first error, seconds). It runs at every measurement while quality is on (quality_every > 0): forwards
+    of length-sorted batches, no generation."""
+    start = time.perf_counter()
+    mine, error = attempt(
+        lambda: likelihood_share(tokenizer, inputs.data, inputs.settings, inputs.examples, engine=engine)
+    )
+    parts, error = gather_attempts(mine, error)
+    section = None
+    if parts is not None and error is None:
+        section, error = attempt(lambda: score_likelihood(parts, inputs.data))
+    return section, error, time.perf_counter() - start
+
+
 def run_measurement(
     inputs: MeasurementInputs,
     model,
     tokenizer,
     *,
     with_quality: bool,
-    record: Callable[[Any, dict | None, dict[str, float]], dict],
+    record: Callable[[Any, dict | None, dict[str, float], dict | None], dict],
 ) -> dict:
-    """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data."""
+    """The collective part: every rank runs the same sequence of gathers and broadcasts, errors travel as data.
+    `record(report, translations, timing, likelihood)` runs on rank 0 (likelihood: likelihood_all's section, None
+    when quality is off)."""
     from neuronxa_callback.instrument.memory import PeakMemory
     from neuronxa_callback.parallel.sharding import engine_for
 
@@ -199,6 +245,11 @@ def run_measurement(
         report, error = attempt(lambda: score_alignment(inputs, encoded, model))
     alignment_seconds = time.perf_counter() - start
 
+    likelihood, likelihood_seconds = None, 0.0
+    if inputs.settings.quality_every:  # every rank, whatever failed before: the same collectives on all of them
+        likelihood, likelihood_error, likelihood_seconds = likelihood_all(inputs, tokenizer, engine)
+        error = error or likelihood_error
+
     translations, generation_seconds, generation_memory = None, 0.0, None
     if with_quality:
         with PeakMemory(device) as generation_memory:
@@ -213,11 +264,12 @@ def run_measurement(
         timing = {
             "alignment_seconds": alignment_seconds,
             "generation_seconds": generation_seconds,
+            **({"likelihood_seconds": likelihood_seconds} if likelihood is not None else {}),
             **alignment_memory.to_dict("alignment"),
         }
         if generation_memory is not None:
             timing.update(generation_memory.to_dict("generation"))
-        result, error = attempt(lambda: record(report, translations, timing))
+        result, error = attempt(lambda: record(report, translations, timing, likelihood))
         outcome = result if error is None else {**outcome, "error": error}
     return broadcast_object(outcome)
 

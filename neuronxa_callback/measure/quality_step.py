@@ -8,6 +8,8 @@ Usage (what _measurement.run_measurement and the callback's rank-0 record step d
     mine = translate_share(model, tokenizer, data, settings, examples, engine=engine)  # every rank; engine_for(model)
     translations = merge_translations(parts)                         # rank 0, after gathering `mine`
     quality = score_quality(translations, data, scorers, settings, examples)        # rank 0 -> record["quality"]
+    mine = likelihood_share(tokenizer, data, settings, examples, engine=engine)     # every rank, every measurement
+    likelihood = score_likelihood(gathered_parts, data)                              # rank 0 -> record["likelihood"]
 """
 
 from __future__ import annotations
@@ -140,6 +142,71 @@ def merge_translations(parts: list[dict]) -> dict[tuple[str, str], list[str]]:
     return merged
 
 
+def likelihood_share(
+    tokenizer,
+    data: ParallelSet,
+    settings: CallbackSettings,
+    examples: dict[tuple[str, str], Any],
+    *,
+    engine: Any,
+) -> dict[tuple[str, str], list[tuple[int, Any]]]:
+    """This rank's reference likelihoods {(src, tgt): [(i, ReferenceLikelihood), ...]} of every quality direction, on
+    the sentences translate_share translates, after the very prompts it translates with (quality/likelihood.py);
+    through `engine` (a collective under sharded parameters)."""
+    from neuronxa_callback.quality.generation import translation_prompts
+
+    out = {}
+    for source_lang, target_lang in directions(data, settings):
+        sources = quality_slice(data.sentences(source_lang), settings)
+        prompts, add_special_tokens = translation_prompts(
+            tokenizer,
+            sources,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            prompt=settings.prompt,
+            examples=example_pairs(examples, (source_lang, target_lang)),
+        )
+        out[(source_lang, target_lang)] = engine.reference_likelihood(
+            tokenizer,
+            prompts,
+            list(quality_slice(data.sentences(target_lang), settings)),
+            batch_size=settings.batch_size,
+            add_special_tokens=add_special_tokens,
+        )
+    return out
+
+
+LIKELIHOOD_SCORES = ("ref_logprob", "ref_logprob_per_char", "ref_logprob_per_token")
+
+
+def score_likelihood(parts: list[dict], data: ParallelSet) -> dict[str, dict]:
+    """The record's "likelihood" section from the ranks' likelihood_share results: {pair: {"direction",
+    "ref_logprob" (nats per UTF-8 byte of the references), "ref_logprob_per_char", "ref_logprob_per_token",
+    "sentences", "tokens", "bytes", "chars"}}; with direction="both" each direction is under "directions" and the
+    pair's scores are the mean over the two."""
+    from neuronxa_callback.quality.likelihood import summarize_likelihood
+
+    per_pair: dict[str, list[dict]] = {}
+    for source_lang, target_lang in parts[0]:
+        rows = sorted((row for part in parts for row in part[(source_lang, target_lang)]), key=lambda row: row[0])
+        entry = {"direction": f"{source_lang}->{target_lang}", **summarize_likelihood([r for _, r in rows])}
+        entry.update({name: finite(entry[name]) for name in LIKELIHOOD_SCORES})  # NaN from a float16 overflow: None
+        other = target_lang if source_lang == data.pivot else source_lang
+        per_pair.setdefault(data.pair_name(other), []).append(entry)
+    out = {}
+    for pair, entries in per_pair.items():
+        if len(entries) == 1:
+            out[pair] = entries[0]
+            continue
+        combined: dict[str, Any] = {"direction": "both"}
+        for name in LIKELIHOOD_SCORES:
+            values = [e.get(name) for e in entries]
+            combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+        combined["directions"] = {e["direction"]: e for e in entries}
+        out[pair] = combined
+    return out
+
+
 def finite(value: Any) -> float | None:
     """float(value), or None for NaN/inf/non-numbers (the JSONL never holds NaN)."""
     try:
@@ -162,8 +229,14 @@ def score_quality(
 
     A hypothesis that copies one of its prompt's few-shot examples, or echoes its own source sentence, is scored as an
     empty string (copies.py): it stays in the set as a failed translation and earns nothing; its row in "translations"
-    says "copy_of". `examples`: fewshot_examples' result, the examples the translations were prompted with."""
+    says "copy_of". `examples`: fewshot_examples' result, the examples the translations were prompted with.
+
+    Language fidelity (language_id.py): "off_target", "off_target_rate" (hypotheses, as the model wrote them, in
+    another language than the target among those judged), "language_judged" and "language_id"; each row in
+    "translations" says its "language" (and "off_target": true when it is). With direction="both" the counts add up.
+    Null when no identifier is installed or it does not know the target language."""
     from neuronxa_callback.quality.copies import mask_copies
+    from neuronxa_callback.quality.language_id import LanguageReport, identify_languages
 
     per_pair: dict[str, list[dict]] = {}
     for (source_lang, target_lang), hypotheses in translations.items():
@@ -187,6 +260,15 @@ def score_quality(
                 )
                 entry[name] = None
         entry.update(copies.to_dict(ids=data.ids[: len(sources)]))
+        # The raw hypotheses: an echoed source is a copy AND in the wrong language; both are worth knowing.
+        try:
+            languages = identify_languages(list(hypotheses), expected=target_lang)
+        except Exception as error:  # like a broken metric: the other scores stand, the rate is null
+            report_failure(
+                f"NeuronXACallback: language identification failed ({type(error).__name__}: {error})", settings.strict
+            )
+            languages = LanguageReport(target_lang, (None,) * len(hypotheses), (None,) * len(hypotheses), False, None)
+        entry.update(languages.to_dict())
         entry["fewshot"] = chosen.to_dict() if chosen else {"origin": "none", "ids": []}
         entry["signatures"] = signatures
         entry["translations"] = [
@@ -196,6 +278,8 @@ def score_quality(
                 "hypothesis": hypotheses[i],
                 "reference": references[i],
                 **({"copy_of": copies.matches[i]} if copies.flags[i] else {}),
+                "language": languages.detected[i],
+                **({"off_target": True} if languages.off_target[i] else {}),
             }
             for i in range(len(sources))
         ]
@@ -206,7 +290,10 @@ def score_quality(
             out[pair] = entries[0]
             continue
         copy_keys = ("copies", "copy_rate", "copy_policy", "copied_ids", "fewshot")
-        names = [k for k in entries[0] if k not in ("direction", "signatures", "translations") + copy_keys]
+        language_keys = ("off_target", "off_target_rate", "language_judged", "language_id")
+        names = [
+            k for k in entries[0] if k not in ("direction", "signatures", "translations") + copy_keys + language_keys
+        ]
         combined: dict[str, Any] = {"direction": "both"}
         for name in names:
             values = [e.get(name) for e in entries]
@@ -215,6 +302,21 @@ def score_quality(
         combined["copies"] = sum(e["copies"] for e in entries)
         combined["copy_rate"] = combined["copies"] / total if total else 0.0
         combined["copy_policy"] = entries[0]["copy_policy"]
+        combined.update(_combined_language_fidelity(entries))
         combined["directions"] = {e["direction"]: e for e in entries}
         out[pair] = combined
     return out
+
+
+def _combined_language_fidelity(entries: list[dict]) -> dict:
+    """Both directions' off-target counts added up (null when either direction was not measured)."""
+    judged = [e.get("language_judged") for e in entries]
+    if any(n is None for n in judged):
+        return {"off_target": None, "off_target_rate": None, "language_judged": None, "language_id": None}
+    count = sum(e["off_target"] for e in entries)
+    return {
+        "off_target": count,
+        "off_target_rate": count / sum(judged) if sum(judged) else None,
+        "language_judged": sum(judged),
+        "language_id": entries[0]["language_id"],
+    }

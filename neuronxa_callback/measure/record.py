@@ -42,13 +42,23 @@ def new_plateau(settings: CallbackSettings) -> PlateauDetector | None:
         smoothing_factor=settings.early_stopping_factor,
         window=settings.early_stopping_window,
         min_steps=settings.early_stopping_min_steps,
+        criterion=settings.early_stopping_criterion,
+        alpha=settings.early_stopping_alpha,
     )
 
 
 def build_record(
-    trigger: str, step: int, epoch: float | None, report_dict: dict, quality: dict | None, *, measurement_index: int
+    trigger: str,
+    step: int,
+    epoch: float | None,
+    report_dict: dict,
+    quality: dict | None,
+    *,
+    measurement_index: int,
+    likelihood: dict | None = None,
 ) -> dict:
-    """The record's head: schema, step, trigger, time, index, pairs and (when scored) quality."""
+    """The record's head: schema, step, trigger, time, index, pairs, (when translated) quality and (whenever quality
+    is on: every measurement) the reference likelihood."""
     record = {
         "schema": SCHEMA_VERSION,
         "event": "measurement",
@@ -61,7 +71,26 @@ def build_record(
     }
     if quality is not None:
         record["quality"] = quality
+    if likelihood is not None:
+        record["likelihood"] = likelihood
     return record
+
+
+def quality_scores(record: dict, metrics: tuple[str, ...] | None = None) -> dict[str, dict[str, float | None]]:
+    """{pair: {metric: value}} of a record's quality metrics (history.QUALITY_METRICS by default): the translation
+    scores of its "quality" section (present when it translated) and the reference likelihood of its "likelihood"
+    section (present at every measurement while quality is on). What the history correlates and reports plot."""
+    from neuronxa_callback.measure.history import QUALITY_METRICS
+
+    metrics = QUALITY_METRICS if metrics is None else metrics
+    out: dict[str, dict[str, float | None]] = {}
+    for section in ("quality", "likelihood"):
+        for pair, scores in (record.get(section) or {}).items():
+            row = out.setdefault(pair, {m: None for m in metrics})
+            for metric in metrics:
+                if (scores or {}).get(metric) is not None:
+                    row[metric] = scores[metric]
+    return out
 
 
 def measurement_record(
@@ -77,16 +106,21 @@ def measurement_record(
     data: ParallelSet,
     history: MeasurementHistory,
     plateau: PlateauDetector | None = None,
+    likelihood: dict | None = None,
 ) -> tuple[dict, object]:
     """The one way a measurement becomes a record (the callback, the monitor, checkpoint scoring): head, running
-    correlations (the measurement joins `history`), the plateau detector's decision when there is one, and the tail.
-    Returns (record, the detector's decision or None)."""
-    record = build_record(trigger, step, epoch, report_dict, quality, measurement_index=index)
+    correlations (the measurement joins `history`), the paired changes against the history's baseline and previous
+    measurement ("change", see MeasurementHistory.changes), the plateau detector's decision when there is one, and
+    the tail. Returns (record, the detector's decision or None)."""
+    record = build_record(trigger, step, epoch, report_dict, quality, measurement_index=index, likelihood=likelihood)
     record["correlation"] = add_to_history(history, record, settings)
+    change = history.changes(int(step))
+    if change:
+        record["change"] = change
     decision = None
     if plateau is not None:
         pair = settings.early_stopping_pair or next(iter(report_dict["pairs"]))
-        decision = plateau.update(step, stop_value(record, settings))
+        decision = plateau.update(step, stop_value(record, settings), stop_sentences(history, record, settings))
         record["early_stopping"] = {"metric": settings.early_stopping_metric, "pair": pair, **decision.to_dict()}
     finish_record(record, report_dict, timing, settings, data)
     return record, decision
@@ -112,13 +146,20 @@ def stop_value(record: dict, settings: CallbackSettings) -> float | None:
     return float(value) if value is not None else None
 
 
+def stop_sentences(history: MeasurementHistory, record: dict, settings: CallbackSettings) -> list[float] | None:
+    """The early-stopping metric's per-sentence layer means for the early-stopping pair (the paired test's input)."""
+    pairs = record.get("pairs") or {}
+    if not pairs:
+        return None
+    pair = settings.early_stopping_pair or next(iter(pairs))
+    return history.sentence_scores(int(record["step"]), pair, settings.early_stopping_metric)
+
+
 def add_to_history(
     history: MeasurementHistory, record: dict, settings: CallbackSettings | None = None, *, metric: str | None = None
 ) -> dict:
     """Add one JSONL record to the history and return the running correlations (the record's "correlation").
     The alignment series is `metric`'s layer mean (default: NASCA when NAS is measured, else NAVCA)."""
-    from neuronxa_callback.measure.history import QUALITY_METRICS
-
     if metric is None:
         metric = "nasca" if settings is None or "nas" in settings.representations else "navca"
     pairs = record.get("pairs") or {}
@@ -126,10 +167,12 @@ def add_to_history(
         pair: scores[f"{metric}_mean"] for pair, scores in pairs.items() if scores.get(f"{metric}_mean") is not None
     }
     per_layer = {pair: scores[metric] for pair, scores in pairs.items() if pair in means}
-    quality = {pair: {m: q.get(m) for m in QUALITY_METRICS} for pair, q in (record.get("quality") or {}).items()}
+    quality = quality_scores(record)
+    # Every metric's per-sentence verdicts, not only the series metric: "change" tests each of them.
+    aligned = {pair: scores["aligned"] for pair, scores in pairs.items() if scores.get("aligned")}
     if not means:
         return {}
-    return history.append(int(record["step"]), means, per_layer, quality or None)
+    return history.append(int(record["step"]), means, per_layer, quality or None, aligned=aligned or None)
 
 
 def history_from_records(records: list[dict], metric: str = "nasca") -> MeasurementHistory:
@@ -149,7 +192,7 @@ def rebuild_from_records(
         add_to_history(history, record, settings)
         decision_value = stop_value(record, settings)
         if plateau is not None and decision_value is not None:
-            plateau.update(record["step"], decision_value)
+            plateau.update(record["step"], decision_value, stop_sentences(history, record, settings))
     return history, plateau
 
 

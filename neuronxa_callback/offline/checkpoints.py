@@ -242,65 +242,146 @@ def _settings(kwargs: dict[str, Any]):
     return CallbackSettings.from_kwargs(**kwargs)
 
 
-def _score_one(
-    checkpoint: Checkpoint,
+def checkpoint_pieces(
     model,
     tokenizer,
     data,
     settings,
     scorers,
-    index: int,
-    history_records,
+    *,
+    model_name: str,
     similarity: Sequence[str],
     svcca_directions: int,
     quality: bool,
 ) -> dict:
+    """One checkpoint's measurement: {"report_dict", "quality", "likelihood", "timing"}, the arguments
+    measurement_record takes besides the history. The same function runs here and in a fan-out worker (fanout.py)."""
     from neuronxa_callback.alignment.report import measure_alignment
     from neuronxa_callback.measure import quality_step
-    from neuronxa_callback.measure import record as records
 
     started = time.perf_counter()
     report = measure_alignment(
         model,
         tokenizer,
         data,
-        model_name=str(checkpoint.path),
+        model_name=model_name,
         similarity=similarity,
         svcca_directions=svcca_directions,
         **settings.encode_options(),
     )
     alignment_seconds = time.perf_counter() - started
     report_dict = report.to_dict()
-    quality_block, generation_seconds, quality_seconds = None, 0.0, 0.0
+    quality_block, likelihood, generation_seconds, quality_seconds = None, None, 0.0, 0.0
+    timing: dict[str, float] = {}
     if quality:
-        started = time.perf_counter()
+        from neuronxa_callback.parallel.sharding import ReplicatedEngine
+
         examples = quality_step.fewshot_examples(data, settings)
+        started = time.perf_counter()
+        # The same reference likelihood as during training: one process holds the whole model.
+        mine = quality_step.likelihood_share(tokenizer, data, settings, examples, engine=ReplicatedEngine(model, 0, 1))
+        likelihood = quality_step.score_likelihood([mine], data)
+        timing["likelihood_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
         mine = quality_step.translate_share(model, tokenizer, data, settings, examples)
         translations = quality_step.merge_translations([mine])
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
         quality_block = quality_step.score_quality(translations, data, scorers, settings, examples)
         quality_seconds = time.perf_counter() - started
-    history, _ = records.rebuild_from_records(list(history_records), settings)
     timing = {
         "alignment_seconds": alignment_seconds,
         "generation_seconds": generation_seconds,
         "quality_seconds": quality_seconds,
+        **timing,
     }
+    return {"report_dict": report_dict, "quality": quality_block, "likelihood": likelihood, "timing": timing}
+
+
+def _checkpoint_record(checkpoint: Checkpoint, pieces: dict, index: int, history_records, settings, data) -> dict:
+    """The JSONL record of a checkpoint from its pieces; the running correlation covers `history_records`."""
+    from neuronxa_callback.measure import record as records
+
+    history, _ = records.rebuild_from_records(list(history_records), settings)
     record, _ = records.measurement_record(
         "checkpoint",
         checkpoint.step,
         checkpoint.epoch,
         index=index,
-        report_dict=report_dict,
-        quality=quality_block,
-        timing=timing,
+        report_dict=pieces["report_dict"],
+        quality=pieces["quality"],
+        likelihood=pieces["likelihood"],
+        timing=pieces["timing"],
         settings=settings,
         data=data,
         history=history,
     )
     record["checkpoint"] = str(checkpoint.path)
     return record
+
+
+def load_checkpoint(loader: _Loader, checkpoint: Checkpoint, include_base: bool | None):
+    """(model, tokenizer, release) of a checkpoint, or None when it is skipped (logged): a guessed base
+    (include_base=None) that cannot be loaded, or a checkpoint deleted since it was listed."""
+    from neuronxa_callback.instrument.models import ModelLoadError
+
+    if checkpoint.kind == "base":
+        try:
+            model, tokenizer = loader.base(checkpoint.base_model)
+        except ModelLoadError as error:
+            if include_base:
+                raise
+            logger.warning("no step-0 baseline: %s", error)
+            return None
+        return model, tokenizer, lambda: None
+    try:
+        return loader.load(checkpoint)
+    except (OSError, ValueError):
+        # save_total_limit rotation can delete a checkpoint between listing and loading: skip it then.
+        if checkpoint.path.exists():
+            raise
+        logger.warning("%s was deleted before it could be scored; skipped", checkpoint.path)
+        return None
+
+
+def score_one_checkpoint(
+    loader: _Loader, checkpoint: Checkpoint, data, settings, scorers, options: dict
+) -> dict | None:
+    """Load, measure and release one checkpoint: its pieces (checkpoint_pieces), or None when it was skipped.
+    options: include_base, similarity, svcca_directions, quality."""
+    loaded = load_checkpoint(loader, checkpoint, options["include_base"])
+    if loaded is None:
+        return None
+    model, tokenizer, release = loaded
+    try:
+        return checkpoint_pieces(
+            model,
+            tokenizer,
+            data,
+            settings,
+            scorers,
+            model_name=str(checkpoint.path),
+            similarity=options["similarity"],
+            svcca_directions=options["svcca_directions"],
+            quality=options["quality"],
+        )
+    finally:
+        release()
+
+
+def scored_data(settings, token: str | None):
+    """The pairs every checkpoint is measured on (the callback's data settings)."""
+    from neuronxa_callback.data.loaders import load_parallel
+
+    return load_parallel(
+        settings.data,
+        pivot=settings.pivot,
+        languages=settings.languages,
+        num_pairs=settings.num_pairs,
+        sample=settings.sample,
+        seed=settings.seed,
+        token=token,
+    )
 
 
 def score_checkpoints(
@@ -319,6 +400,10 @@ def score_checkpoints(
     device: str | None = None,
     token: str | None = None,
     on_record: Callable[[dict], None] | None = None,
+    workers: int | None = None,
+    ray: bool | str = False,
+    worker_threads: int | None = None,
+    worker_timeout: float = 600.0,
     **callback_kwargs: Any,
 ) -> list[dict]:
     """Score every unscored checkpoint of `run_dir` into the JSONL; returns the records written by this call.
@@ -332,9 +417,11 @@ def score_checkpoints(
     rescore=True scores checkpoints already in the JSONL again (their records are replaced). watch=SECONDS polls for
     new checkpoints until interrupted (or max_polls polls); while watching, a checkpoint is scored only once its
     trainer_state.json exists (written last).
+    workers=N: N local worker processes score the checkpoints side by side, each holding the base model once
+    (fanout.py); ray=True (a local Ray instance unless one is initialised) or ray="ADDRESS": Ray actors (workers
+    of them, default 2). The records are the sequential path's, written in step order. worker_threads: torch
+    threads per worker; worker_timeout: seconds a worker may take to start or to score one checkpoint.
     """
-    from neuronxa_callback.data.loaders import load_parallel
-    from neuronxa_callback.instrument.models import ModelLoadError
     from neuronxa_callback.sinks.jsonl import JsonlLogger
 
     run_dir = Path(run_dir)
@@ -350,87 +437,93 @@ def score_checkpoints(
     if quality:
         callback_kwargs.setdefault("quality_every", 1)
     settings = _settings(callback_kwargs)
-    data = load_parallel(
-        settings.data,
-        pivot=settings.pivot,
-        languages=settings.languages,
-        num_pairs=settings.num_pairs,
-        sample=settings.sample,
-        seed=settings.seed,
-        token=token,
-    )
+    data = scored_data(settings, token)
     output = Path(output) if output is not None else run_dir / settings.output_subdir / "metrics.jsonl"
     jsonl = JsonlLogger(output)
     loader = _Loader(run_dir, dtype=dtype, device=device, token=token)
+    options = {
+        "include_base": include_base,
+        "similarity": tuple(similarity),
+        "svcca_directions": svcca_directions,
+        "quality": quality,
+    }
     scorers = None
-    written: list[dict] = []
-    polls = 0
-    scored_now: set[int] = set()
-    unavailable: set[int] = set()  # a guessed base (include_base=None) that could not be loaded: not tried again
-    while True:
-        found = find_checkpoints(run_dir, base_model=base_model)
-        checkpoints = _with_base(run_dir, found, include_base)
-        done = (scored_now if rescore else {r.get("step") for r in jsonl.records}) | unavailable
-        todo = [c for c in checkpoints if c.step not in done and (watch is None or c.complete)]
-        if not todo and polls == 0:
-            reason = _nothing_to_score(run_dir, found, done, output)
-            logger.log(
-                logging.WARNING if not found and watch is None else logging.INFO,
-                "%s%s",
-                reason,
-                f"; polling every {watch:g} s" if watch is not None else "",
-            )
+    pool = None  # fanout.WorkerPool, started at the first checkpoint to score when workers / ray ask for one
+
+    def score_here(todo: list[Checkpoint]):
+        nonlocal scorers
         for checkpoint in todo:
             if quality and scorers is None:
                 from neuronxa_callback.measure import quality_step
 
                 scorers = quality_step.load_scorers(settings)
             logger.info("scoring %s (step %d)", checkpoint.path, checkpoint.step)
-            if checkpoint.kind == "base":
-                try:
-                    model, tokenizer = loader.base(checkpoint.base_model)
-                except ModelLoadError as error:
-                    if include_base:
-                        raise
-                    logger.warning("no step-0 baseline: %s", error)
-                    unavailable.add(checkpoint.step)
+            yield checkpoint, score_one_checkpoint(loader, checkpoint, data, settings, scorers, options)
+
+    def score_in_workers(todo: list[Checkpoint]):
+        nonlocal pool
+        if pool is None:
+            from neuronxa_callback.offline.fanout import WorkerPool
+
+            bases = {c.base_model for c in planned if c.kind == "adapter" and c.base_model}
+            base = {
+                "run_dir": str(run_dir),
+                "base_model": next(iter(bases)) if len(bases) == 1 else None,
+                "dtype": dtype,
+                "device": device,
+                "token": token,
+                "options": options,
+            }
+            pool = WorkerPool(
+                callback_kwargs,
+                base,
+                workers=workers or 2,
+                ray=ray,
+                device=device,
+                threads=worker_threads,
+                timeout=worker_timeout,
+                spool_dir=output.parent / "workers",
+            )
+        yield from pool.score_in_order(todo)
+
+    written: list[dict] = []
+    polls = 0
+    scored_now: set[int] = set()
+    unavailable: set[int] = set()  # a guessed base (include_base=None) that could not be loaded: not tried again
+    try:
+        while True:
+            found = find_checkpoints(run_dir, base_model=base_model)
+            checkpoints = _with_base(run_dir, found, include_base)
+            done = (scored_now if rescore else {r.get("step") for r in jsonl.records}) | unavailable
+            todo = [c for c in checkpoints if c.step not in done and (watch is None or c.complete)]
+            if not todo and polls == 0:
+                reason = _nothing_to_score(run_dir, found, done, output)
+                logger.log(
+                    logging.WARNING if not found and watch is None else logging.INFO,
+                    "%s%s",
+                    reason,
+                    f"; polling every {watch:g} s" if watch is not None else "",
+                )
+            scored = score_in_workers(todo) if todo and (workers or ray) else score_here(todo)
+            for checkpoint, pieces in scored:
+                if pieces is None:  # skipped (logged where it was loaded)
+                    if checkpoint.kind == "base":
+                        unavailable.add(checkpoint.step)
                     continue
-                release = lambda: None  # noqa: E731
-            else:
-                try:
-                    model, tokenizer, release = loader.load(checkpoint)
-                except (OSError, ValueError):
-                    # save_total_limit rotation can delete a checkpoint between listing and loading: skip it then.
-                    if checkpoint.path.exists():
-                        raise
-                    logger.warning("%s was deleted before it could be scored; skipped", checkpoint.path)
-                    continue
-            try:
                 earlier = sorted(
                     (r for r in jsonl.records if isinstance(r.get("step"), int) and r["step"] < checkpoint.step),
                     key=lambda r: r["step"],
                 )
-                record = _score_one(
-                    checkpoint,
-                    model,
-                    tokenizer,
-                    data,
-                    settings,
-                    scorers,
-                    len(jsonl.records),
-                    earlier,
-                    similarity,
-                    svcca_directions,
-                    quality,
-                )
-            finally:
-                release()
-            jsonl.log_measurement(record)
-            scored_now.add(checkpoint.step)
-            written.append(record)
-            if on_record is not None:
-                on_record(record)
-        polls += 1
-        if watch is None or (max_polls is not None and polls >= max_polls):
-            return written
-        time.sleep(watch)
+                record = _checkpoint_record(checkpoint, pieces, len(jsonl.records), earlier, settings, data)
+                jsonl.log_measurement(record)
+                scored_now.add(checkpoint.step)
+                written.append(record)
+                if on_record is not None:
+                    on_record(record)
+            polls += 1
+            if watch is None or (max_polls is not None and polls >= max_polls):
+                return written
+            time.sleep(watch)
+    finally:
+        if pool is not None:
+            pool.close()

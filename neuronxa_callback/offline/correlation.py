@@ -95,7 +95,8 @@ def load_benchmarks(path: str | Path) -> list[BenchmarkRow]:
                 f"{','.join(BENCHMARK_COLUMNS)}, got {','.join(header)}"
             )
         index = {c: header.index(c) for c in BENCHMARK_COLUMNS}
-        rows, seen = [], {}
+        rows: list[Any] = []
+        seen: dict[Any, int] = {}
         for line_number, cells in enumerate(reader, start=2):
             if not any(cell.strip() for cell in cells):
                 continue

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from neuronxa_callback.measure.history import QUALITY_METRICS
-from neuronxa_callback.measure.record import history_from_records
+from neuronxa_callback.measure.record import history_from_records, quality_scores
 from neuronxa_callback.sinks.jsonl import read_jsonl
 
 ALIGNMENT_METRIC = "nasca"
@@ -139,6 +139,36 @@ def write_report(run_dir_or_jsonl: str | Path, out_dir: str | Path | None = None
     return files
 
 
+def _interval(interval) -> str:
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "–"
+
+
+def _mean_interval(scores: dict) -> str:
+    """The NASCA layer mean's bootstrap interval over sentences, from the record's per-sentence verdicts."""
+    from neuronxa_callback.alignment import statistics
+
+    aligned = (scores.get("aligned") or {}).get(ALIGNMENT_METRIC)
+    if not aligned:
+        return "–"
+    try:
+        return _interval(statistics.score_intervals(aligned)["mean"])
+    except statistics.StatisticsError:
+        return "–"
+
+
+def _change_text(records: list[dict], pair: str, start: int, end: int) -> str:
+    """ "rose: +0.025 [0.010, 0.040] (paired p=0.003)" between two steps, or the bare change without verdicts."""
+    from neuronxa_callback.offline.run_summary import alignment_change
+
+    if start == end:
+        return "+0.0000 (the same measurement)"
+    chosen = [r for r in records if r["step"] in (start, end)]
+    change = alignment_change(chosen, pair, ALIGNMENT_METRIC)
+    if "pvalue" in change:
+        return change["verdict"].removeprefix("alignment ")
+    return f"{change['delta']:+.4f}" if "delta" in change else "–"
+
+
 def _first_label(step: int, records: list[dict]) -> str:
     """The first row's name: "baseline" only for step 0, the model before any update; a run measured from a later step
     (checkpoints scored without their base model, a resumed run) starts with a fine-tuned model, named by its step."""
@@ -157,8 +187,8 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
     lines = [
         f"## {pair}",
         "",
-        "| | step | NASCA (layer mean) | p-value | best layer (NASCA) |",
-        "|---|---|---|---|---|",
+        "| | step | NASCA (layer mean) | p-value | best layer (NASCA) | 95% interval |",
+        "|---|---|---|---|---|---|",
     ]
     for label, i in rows:
         per_layer = series["per_layer"][i]
@@ -167,17 +197,20 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
         best = f"{top} ({_fmt(per_layer[top], 3)})" if top is not None else "–"
         lines.append(
             f"| {label} | {steps[i]} | {_fmt(alignment[i])} | {_fmt_p(by_step[steps[i]].get('nasca_pvalue'))} "
-            f"| {best} |"
+            f"| {best} | {_mean_interval(by_step[steps[i]])} |"
         )
-    change = alignment[-1] - alignment[0]
     lines += [
         "",
-        f"Change {first} → final: {change:+.4f}; {first} → best: {alignment[best_index] - alignment[0]:+.4f}.",
+        f"Change {first} → final: {_change_text(records, pair, steps[0], steps[-1])}; "
+        f"{first} → best: {_change_text(records, pair, steps[0], steps[best_index])}.",
+        "",
+        "Intervals: 95% bootstrap over sentences; p of a change: paired sign-flip test over sentences "
+        "(docs/guide/statistics.md).",
         "",
     ]
     trends = []
     for metric in QUALITY_METRICS:
-        values = [(s, r.get("quality", {}).get(pair, {}).get(metric)) for s, r in ((r["step"], r) for r in records)]
+        values = [(r["step"], quality_scores(r).get(pair, {}).get(metric)) for r in records]
         values = [(s, v) for s, v in values if isinstance(v, (int, float)) and math.isfinite(v)]
         if values:
             first, last = values[0], values[-1]
@@ -197,18 +230,40 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
             + "; ".join(f"step {step}: {count} ({_fmt(100 * (rate or 0.0), 0)} %)" for step, count, rate in copies)
             + "."
         )
+    off_target = [
+        (r["step"], r["quality"][pair]["off_target"], r["quality"][pair].get("off_target_rate"))
+        for r in records
+        if isinstance((r.get("quality") or {}).get(pair, {}).get("off_target"), int)
+    ]
+    if off_target:  # hypotheses in another language than the target (quality/language_id.py)
+        lines.append(
+            "Off-target hypotheses (another language than the target): "
+            + "; ".join(f"step {step}: {count} ({_fmt(100 * (rate or 0.0), 0)} %)" for step, count, rate in off_target)
+            + "."
+        )
     lines.append("")
     if correlations:
-        lines += ["| quality | n | Pearson r | p | Spearman ρ | p | best layer (r) |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| quality | n | Pearson r | p | Spearman ρ | p | best layer (r) | r: 95% interval | r of changes | p |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for metric, entry in correlations.items():
             best = entry["best_layer"]
             best_text = f"{best} ({_fmt(entry['per_layer_pearson'][best], 3)})" if best is not None else "–"
             note = f" ({entry['reason']})" if entry.get("reason") else ""
+            differences = entry.get("differences") or {}
             lines.append(
                 f"| {metric} | {entry['n']} | {_fmt(entry['pearson'], 3)}{note} | "
                 f"{_fmt_p(entry['pearson_pvalue'])} | {_fmt(entry['spearman'], 3)} | "
-                f"{_fmt_p(entry['spearman_pvalue'])} | {best_text} |"
+                f"{_fmt_p(entry['spearman_pvalue'])} | {best_text} | {_interval(entry.get('pearson_ci'))} | "
+                f"{_fmt(differences.get('pearson'), 3)} | {_fmt_p(differences.get('pearson_pvalue'))} |"
             )
+        lines += [
+            "",
+            "r of changes: Pearson r of the changes between consecutive measurements (first differences), which a "
+            "trend both series share over training cannot produce; p exact up to 7 points. The r interval is "
+            "Fisher's z (none below 4 points).",
+        ]
     else:
         lines.append("Correlation with quality: fewer than 3 measurements with quality scores.")
     lines.append("")

@@ -8,6 +8,7 @@ Usage (the same calls on every rank, in the same order)::
     engine = engine_for(model)            # ReplicatedEngine, or ShardedEngine when sharding_engine(model) is set
     local = engine.encode(tokenizer, sentences, batch_size=16)     # this rank's rows (an Encoded): gather them
     rows = engine.translate(tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn")  # [(i, hypothesis)]
+    rows = engine.reference_likelihood(tokenizer, prompts, references, batch_size=16)  # [(i, ReferenceLikelihood)]
     engine.release()                      # parameters back into their shards once the measurement is over
 
     sharding_engine(model)                # "fsdp1" | "fsdp2" | "zero3" | None (replicated weights)
@@ -34,6 +35,8 @@ batch sizes and sequence lengths may differ. Hence the sharded engine:
   early keeps running forwards until every rank is done. FSDP1 generates through `model.module` inside
   `FSDP.summon_full_params(model, recurse=False, writeback=False)` (the root unit's embedding and head gathered; the
   wrapped decoder layers gather themselves).
+- reference_likelihood: like encode, one forward per batch of its own plan (likelihood.likelihood_plan) over this
+  rank's sentences, counted, agreed, and evened out with dummy forwards.
 - release: `reshard` puts parameters back into their shards. A no-grad forward leaves the root unit of FSDP1 and
   FSDP2 unsharded (they expect a backward next), and ZeRO-3 can keep gathered parameters until the next training
   step; a measurement between steps must not keep that memory.
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from neuronxa_callback.instrument.activations import Encoded
+    from neuronxa_callback.quality.likelihood import ReferenceLikelihood
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +127,11 @@ class MeasurementEngine(Protocol):
     def translate(self, tokenizer: Any, sources: Sequence[str], **options: Any) -> list[tuple[int, str]]:
         """This rank's [(i, hypothesis)] of generation.translate(model, tokenizer, sources, **options)."""
 
+    def reference_likelihood(
+        self, tokenizer: Any, prompts: Sequence[str], references: Sequence[str], **options: Any
+    ) -> list[tuple[int, ReferenceLikelihood]]:
+        """This rank's [(i, row)] of likelihood.reference_likelihood(model, tokenizer, prompts, references, ...)."""
+
     def release(self, optimizer: Any = None) -> None:
         """Leave the model as training needs it (parameters back in their shards)."""
 
@@ -158,6 +167,20 @@ class ReplicatedEngine:
         if not mine:
             return []
         return list(zip(mine, translate(self.model, tokenizer, [sources[i] for i in mine], **options)))
+
+    def reference_likelihood(
+        self, tokenizer: Any, prompts: Sequence[str], references: Sequence[str], **options: Any
+    ) -> list[tuple[int, ReferenceLikelihood]]:
+        """likelihood.reference_likelihood of this rank's sentences: [(i, row)] in sentence order."""
+        from neuronxa_callback.quality.likelihood import reference_likelihood
+
+        mine = my_share(len(prompts), self.rank, self.world)
+        if not mine:
+            return []
+        rows = reference_likelihood(
+            self.model, tokenizer, [prompts[i] for i in mine], [references[i] for i in mine], **options
+        )
+        return list(zip(mine, rows))
 
     def release(self, optimizer: Any = None) -> None:
         """Nothing to put back: the weights were never sharded."""
@@ -299,6 +322,56 @@ class ShardedEngine:
                 if synced and dummy is not None:
                     _dummy_generate(target, dummy, pad_id, total - calls)
         return list(zip(mine, hypotheses))
+
+    def reference_likelihood(
+        self,
+        tokenizer: Any,
+        prompts: Sequence[str],
+        references: Sequence[str],
+        *,
+        batch_size: int = 16,
+        add_special_tokens: bool = True,
+    ) -> list[tuple[int, ReferenceLikelihood]]:
+        """Collective: this rank's [(i, row)] of likelihood.reference_likelihood over its sentences
+        (distributed.my_share), every rank making the same number of forward passes (dummy ones fill the gap)."""
+        from neuronxa_callback.quality.likelihood import likelihood_plan, reference_likelihood
+
+        model, rank, world = self.model, self.rank, self.world
+        prompts, references = list(prompts), list(references)
+        mine = my_share(len(prompts), rank, world)
+        settings = {"batch_size": batch_size, "add_special_tokens": add_special_tokens}
+        plan, calls, dummy, error = None, 0, None, None
+        try:
+            plan = likelihood_plan(tokenizer, [prompts[i] for i in mine], [references[i] for i in mine], **settings)
+            calls = len(plan.batches)  # reference_likelihood() makes one forward per batch
+            dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
+        except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
+            error = f"{type(failure).__name__}: {failure}"
+        key = fingerprint("reference_likelihood", prompts, references, batch_size, add_special_tokens)
+        total = agree_on_count(
+            calls, key, what="reference likelihood under sharded parameters", timeout=self.timeout, error=error
+        )
+        rows: list[ReferenceLikelihood] = []
+        with _ForwardCounter(model) as counter:
+            try:
+                if mine:
+                    rows = reference_likelihood(
+                        model,
+                        tokenizer,
+                        [prompts[i] for i in mine],
+                        [references[i] for i in mine],
+                        plan=plan,
+                        **settings,
+                    )
+            finally:
+                # Also after a failure between forwards: the other ranks are waiting for this rank's share.
+                if dummy is not None:
+                    dummy_forwards(model, dummy, total - counter.calls)
+        if counter.calls > total:
+            raise ShardedMeasurementError(
+                f"reference likelihood ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
+            )
+        return list(zip(mine, rows))
 
     def release(self, optimizer: Any = None) -> None:
         """reshard(model, optimizer): parameters back into their shards (local, no collective)."""

@@ -34,6 +34,7 @@ __all__ = [
     "make_translations",
     "translate",
     "translate_plan",
+    "translation_prompts",
     "build_prompt",
     "generation_mode",
 ]
@@ -172,6 +173,29 @@ class TranslatePlan:
         return self.settings == settings and self.sources == tuple(sources)
 
 
+def translation_prompts(
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    source_lang: str,
+    target_lang: str,
+    prompt: str = "auto",
+    examples: Sequence[Sequence[str]] = (),
+) -> tuple[list[str], bool]:
+    """(the prompt text of each source, add_special_tokens to tokenize them with): what translate() feeds the model,
+    and what the reference likelihood (quality.likelihood) scores the reference after."""
+    checked = check_examples(examples)
+    style = resolve_style(prompt, tokenizer)
+    prompts = [
+        build_prompt(
+            s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked, tokenizer=tokenizer
+        )
+        for s in sources
+    ]
+    # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
+    return prompts, style != "chat"
+
+
 def translate_plan(
     tokenizer: Any,
     sources: Sequence[str],
@@ -195,18 +219,14 @@ def translate_plan(
     from neuronxa_callback.instrument.activations import plan_batches
 
     checked = check_examples(examples, sources)
-    style = resolve_style(prompt, tokenizer)
+    resolve_style(prompt, tokenizer)  # a bad prompt fails here, with no sources too
     settings = (source_lang, target_lang, prompt, tuple(checked), batch_size)
     if not sources:
         return TranslatePlan(sources, settings, [], [])
-    prompts = [
-        build_prompt(
-            s, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked, tokenizer=tokenizer
-        )
-        for s in sources
-    ]
-    # A rendered chat template already holds its special tokens (<bos>, turn markers): adding them again doubles <bos>.
-    encoded = tokenizer(prompts, add_special_tokens=(style != "chat"))["input_ids"]
+    prompts, add_special_tokens = translation_prompts(
+        tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked
+    )
+    encoded = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
     # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
     return TranslatePlan(sources, settings, encoded, plan_batches([len(ids) for ids in encoded], batch_size))
 
@@ -239,7 +259,7 @@ def translate(
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"translate: max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    settings = {
+    settings: dict[str, Any] = {
         "source_lang": source_lang,
         "target_lang": target_lang,
         "prompt": prompt,

@@ -18,8 +18,20 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-_QUALITY_COLOURS = {"comet": "tab:red", "cometkiwi": "tab:purple", "chrf": "tab:green", "bleu": "tab:brown"}
-_QUALITY_LABELS = {"comet": "COMET", "cometkiwi": "CometKiwi", "chrf": "chrF", "bleu": "BLEU"}
+_QUALITY_COLOURS = {
+    "comet": "tab:red",
+    "cometkiwi": "tab:purple",
+    "chrf": "tab:green",
+    "bleu": "tab:brown",
+    "ref_logprob": "tab:olive",
+}
+_QUALITY_LABELS = {
+    "comet": "COMET",
+    "cometkiwi": "CometKiwi",
+    "chrf": "chrF",
+    "bleu": "BLEU",
+    "ref_logprob": "reference log-likelihood (nats/byte)",
+}
 
 
 def chance_level(num_sentences: int) -> float:
@@ -109,12 +121,11 @@ def plot_alignment_and_quality(
     ax.set_ylabel(f"{_label(metric)} (layer mean)", color="tab:blue")
     ax.tick_params(axis="y", labelcolor="tab:blue")
     plotted = {name: values for name, values in quality.items() if any(v is not None for v in values)}
-    # chrF/BLEU live on 0-100 and COMET/CometKiwi on about 0-1: one shared axis would flatten COMET to a line,
-    # so each scale gets its own right-hand axis (the second one offset outwards).
-    groups = [
-        [n for n in plotted if n not in ("comet", "cometkiwi")],
-        [n for n in plotted if n in ("comet", "cometkiwi")],
-    ]
+    # chrF/BLEU live on 0-100, COMET/CometKiwi on about 0-1 and ref_logprob (nats per byte) on about -3-0: one shared
+    # axis would flatten the small ones to a line, so each scale gets its own right-hand axis (the second one offset
+    # outwards).
+    small = ("comet", "cometkiwi", "ref_logprob")
+    groups = [[n for n in plotted if n not in small], [n for n in plotted if n in small]]
     groups = [group for group in groups if group]
     for index, group in enumerate(groups):
         twin = ax.twinx()

@@ -3,9 +3,14 @@
 A record (docs/DESIGN.md, "JSONL record") is published in four parts:
 
 - **headline** (`headline_scalars`): per pair the layer mean of each alignment metric, the best layer, every quality
-  score (chrF, BLEU, COMET, CometKiwi, copy rates), the running Pearson r against each quality metric; the
+  score (chrF, BLEU, COMET, CometKiwi, copy and off-target rates; ``ref_logprob``, the reference's log-likelihood in nats per UTF-8
+  byte, at every measurement), the running Pearson r against each quality metric; the
   early-stopping state. A few numbers per measurement, worth a place next to the loss.
-- **details** (`detail_scalars`): every other number: per-layer series, p-values, correlation details, timings.
+- **details** (`detail_scalars`): every other number: per-layer series, p-values, correlation details (with Fisher-z
+  intervals ``r_<q>_ci_low`` / ``_ci_high`` and first-difference correlations ``r_diff_<q>``, ``rho_diff_<q>``), the
+  layer mean's bootstrap interval (``nasca_mean_ci_low`` / ``_ci_high``), the paired change against the first and
+  the previous measurement (`change_key`: ``nasca_change_vs_baseline`` with ``_pvalue``, ``_ci_low``, ``_ci_high``),
+  timings.
 - **media** (`heatmap_key`, `translations_key`, `figure_key`, `translation_rows`): the layer x step heatmap, the
   translations table, the report's figures.
 - **the console line** (`summary_line`).
@@ -57,14 +62,19 @@ STEP_METRIC = "train/global_step"  # the Trainer's x axis on W&B and trackio; on
 # The groups trainer_key() puts the headline in (each pair's numbers; early stopping's own group).
 HEADLINE_GROUPS = (f"{TRAINER_PREFIX}/", f"{TRAINER_PREFIX}_early_stopping/")
 ALIGNMENT_METRICS = ("nasca", "navca", "mexa")
-QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi", "copy_rate", "copies")
+# off_target_rate / off_target: hypotheses in another language than the target (quality/language_id.py).
+QUALITY_METRICS = ("chrf", "bleu", "comet", "cometkiwi", "copy_rate", "copies", "off_target_rate", "off_target")
+# A record's "likelihood" section (quality/likelihood.py): the headline is nats per UTF-8 byte of the reference;
+# per character and per token are details.
+LIKELIHOOD_METRICS = ("ref_logprob", "ref_logprob_per_char", "ref_logprob_per_token")
 # Higher is better for these: the W&B run summary keeps their best value and its step.
-BEST_METRICS = ("nasca_mean", "navca_mean", "chrf", "bleu", "comet", "cometkiwi")
+BEST_METRICS = ("nasca_mean", "navca_mean", "chrf", "bleu", "comet", "cometkiwi", "ref_logprob")
 # The backends whose Trainer integration rewrites "eval_x" to "eval/x" (transformers' rewrite_logs); MLflow keeps it.
 REWRITING_BACKENDS = ("wandb", "trackio", "tensorboard")
 
 # Keys of a record's quality block that are not scores (everything else numeric is one: chrf, bleu, comet, copy rates).
-_QUALITY_NON_SCORES = {"direction", "signatures", "translations", "directions"}
+# language_judged is the off-target rate's denominator, kept in the JSONL only.
+_QUALITY_NON_SCORES = {"direction", "signatures", "translations", "directions", "language_judged"}
 _EARLY_STOPPING_KEYS = ("smoothed", "best", "bad_measurements")
 
 
@@ -108,6 +118,8 @@ def headline_scalars(record: dict) -> dict[str, float]:
         for name, value in quality.items():
             if name not in _QUALITY_NON_SCORES:
                 put(f"{pair}/{name}", value)
+    for pair, likelihood in (record.get("likelihood") or {}).items():
+        put(f"{pair}/ref_logprob", (likelihood or {}).get("ref_logprob"))
     for pair, by_metric in (record.get("correlation") or {}).items():
         for metric, entry in by_metric.items():
             put(f"{pair}/r_{metric}", (entry or {}).get("pearson"))
@@ -181,6 +193,9 @@ def flatten_record(record: dict) -> dict[str, float]:
         # copy_rate / copies: hypotheses that repeated a prompt example, scored as empty (copies.py).
         for metric in QUALITY_METRICS:
             put(f"{PREFIX}/{pair}/{metric}", quality.get(metric))
+    for pair, likelihood in (record.get("likelihood") or {}).items():
+        for metric in LIKELIHOOD_METRICS:
+            put(f"{PREFIX}/{pair}/{metric}", (likelihood or {}).get(metric))
     for pair, by_metric in (record.get("correlation") or {}).items():
         for metric, entry in by_metric.items():
             entry = entry or {}
@@ -189,14 +204,49 @@ def flatten_record(record: dict) -> dict[str, float]:
             put(f"{PREFIX}/{pair}/rho_{metric}", entry.get("spearman"))
             put(f"{PREFIX}/{pair}/best_layer_{metric}", entry.get("best_layer"))
             put(f"{PREFIX}/{pair}/n_{metric}", entry.get("n"))
+            _put_interval(put, f"{PREFIX}/{pair}/r_{metric}", entry.get("pearson_ci"))
+            # On first differences (change vs change between measurements): a shared time trend cannot make these.
+            differences = entry.get("differences") or {}
+            put(f"{PREFIX}/{pair}/r_diff_{metric}", differences.get("pearson"))
+            put(f"{PREFIX}/{pair}/r_diff_{metric}_pvalue", differences.get("pearson_pvalue"))
+            put(f"{PREFIX}/{pair}/rho_diff_{metric}", differences.get("spearman"))
+            put(f"{PREFIX}/{pair}/rho_diff_{metric}_pvalue", differences.get("spearman_pvalue"))
+    for pair, by_metric in (record.get("change") or {}).items():
+        for metric, entry in by_metric.items():
+            _put_interval(put, f"{PREFIX}/{pair}/{metric}_mean", entry.get("mean_ci"))
+            for against in CHANGE_REFERENCES:
+                change = entry.get(against) or {}
+                key = change_key(pair, metric, against)
+                put(key, change.get("delta"))
+                put(f"{key}_pvalue", change.get("pvalue"))
+                _put_interval(put, key, change.get("ci"))
     stopping = record.get("early_stopping")
     if stopping:
-        for key in ("value", "smoothed", "best", "bad_measurements"):
+        for key in ("value", "smoothed", "best", "bad_measurements", "pvalue"):
             put(f"{PREFIX}/early_stopping/{key}", stopping.get(key))
         flat[f"{PREFIX}/early_stopping/should_stop"] = float(bool(stopping.get("should_stop")))
     for key, value in (record.get("timing") or {}).items():
         put(f"{PREFIX}/timing/{key}", value)
     return flat
+
+
+# The measurements a record's "change" block compares with (MeasurementHistory.changes).
+CHANGE_REFERENCES = ("vs_baseline", "vs_previous")
+
+
+def change_key(pair: str, metric: str, against: str) -> str:
+    """``neuronxa/<pair>/nasca_change_vs_baseline``: the paired change of the layer mean against the run's first
+    measurement (``vs_previous``: the one before); ``_pvalue``, ``_ci_low`` and ``_ci_high`` follow it."""
+    if against not in CHANGE_REFERENCES:
+        raise ValueError(f"change_key: against must be one of {CHANGE_REFERENCES}; got {against!r}")
+    return f"{PREFIX}/{pair}/{metric}_change_{against}"
+
+
+def _put_interval(put, name: str, interval: Any) -> None:
+    """``<name>_ci_low`` / ``<name>_ci_high`` from a [lo, hi] interval (nothing when there is none)."""
+    if isinstance(interval, (list, tuple)) and len(interval) == 2:
+        put(f"{name}_ci_low", interval[0])
+        put(f"{name}_ci_high", interval[1])
 
 
 def detail_scalars(record: dict) -> dict[str, float]:
@@ -236,7 +286,8 @@ def figure_key(name: str) -> str:
 
 def translation_rows(record: dict) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """{pair: (columns, rows)} of the record's translations (every direction), for a table per backend."""
-    columns = ["step", "direction", "id", "source", "hypothesis", "reference"]
+    # language: the hypothesis' language as identified (quality/language_id.py), "" when it was not identified.
+    columns = ["step", "direction", "id", "source", "hypothesis", "reference", "language"]
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
     for pair, quality in (record.get("quality") or {}).items():
         blocks = list((quality.get("directions") or {}).values()) or [quality]
@@ -251,6 +302,7 @@ def translation_rows(record: dict) -> dict[str, tuple[list[str], list[list[Any]]
                         str(row.get("source", "")),
                         str(row.get("hypothesis", "")),
                         str(row.get("reference", "")),
+                        str(row.get("language") or ""),
                     ]
                 )
         if rows:
@@ -312,7 +364,8 @@ def summary_line(record: dict) -> str:
     seconds = [
         f"{key.replace('_seconds', '')} {value:.0f} s"
         for key, value in timing.items()
-        if key in ("alignment_seconds", "generation_seconds", "quality_seconds") and _number(value)
+        if key in ("alignment_seconds", "likelihood_seconds", "generation_seconds", "quality_seconds")
+        and _number(value)
     ]
     text = f"step {record.get('step')}: " + "; ".join(parts)
     return text + (f" [{', '.join(seconds)}]" if seconds else "")

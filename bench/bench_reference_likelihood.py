@@ -1,0 +1,128 @@
+"""What the reference likelihood costs next to the alignment measurement and next to translating (Gemma 3 270M, CPU).
+
+    flock /tmp/neuronxa-heavy.lock .venv/bin/python bench/bench_reference_likelihood.py [--sentences 100]
+    .venv/bin/python bench/bench_reference_likelihood.py --quick      # tiny random model, bundled sample: seconds
+
+One direction (Icelandic -> English) on the packaged NTREX-128 lines 1..--sentences, with the callback's own prompt
+(3-shot, examples from the NTREX lines after the scored ones) and batch size. The three parts of a measurement, each
+once, in this order: the alignment measurement (encode both languages and score, measure_alignment), the reference
+likelihood (one forward per sentence), translating (greedy, stop at a newline, --max-new-tokens). Then the likelihood
+of the first --check sentences again at batch size 1: the largest per-sentence difference from the batched values
+(the value must not depend on the batch).
+
+Prints `name: value` lines; the headline, last: likelihood seconds as a fraction of the alignment measurement's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import (  # noqa: E402
+    bench_model,
+    bench_parser,
+    emit,
+    only_name_value_lines,
+    parse_with_quick,
+    setup_environment,
+)
+
+setup_environment()
+
+QUICK = dict(sentences=6, max_new_tokens=6, batch_size=4, check=3)
+SOURCE, TARGET = "isl_Latn", "eng_Latn"
+
+
+def parse_args(argv=None):
+    parser = bench_parser(__doc__, quick_help="tiny random model, bundled sample: a smoke test")
+    parser.add_argument("--sentences", type=int, default=100)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--check", type=int, default=8, help="sentences re-scored at batch size 1")
+    return parse_with_quick(parser, argv, QUICK)
+
+
+def main(argv=None) -> None:
+    with only_name_value_lines():
+        _main(argv)
+
+
+def _main(argv=None) -> None:
+    options = parse_args(argv)
+    import sacrebleu
+    import torch
+
+    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.quality.fewshot import select_fewshot_examples
+    from neuronxa_callback.quality.generation import translate, translation_prompts
+    from neuronxa_callback.quality.likelihood import reference_likelihood, summarize_likelihood
+
+    source = "bundled" if options.quick else "ntrex"
+    data = load_parallel(source, pivot=TARGET, languages=(SOURCE,), num_pairs=options.sentences)
+    sources, references = list(data.sentences(SOURCE)), list(data.sentences(TARGET))
+    examples = list(select_fewshot_examples(source, SOURCE, TARGET, k=3, scored=data).pairs)
+    start = time.perf_counter()
+    model, tokenizer, model_name = bench_model(options)
+    load_seconds = time.perf_counter() - start
+    prompts, add_special_tokens = translation_prompts(
+        tokenizer, sources, source_lang=SOURCE, target_lang=TARGET, prompt="auto", examples=examples
+    )
+
+    start = time.perf_counter()
+    report = measure_alignment(model, tokenizer, data, batch_size=options.batch_size)
+    alignment_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    rows = reference_likelihood(
+        model, tokenizer, prompts, references, batch_size=options.batch_size, add_special_tokens=add_special_tokens
+    )
+    likelihood_seconds = time.perf_counter() - start
+    summary = summarize_likelihood(rows)
+
+    start = time.perf_counter()
+    hypotheses = translate(
+        model,
+        tokenizer,
+        sources,
+        source_lang=SOURCE,
+        target_lang=TARGET,
+        prompt="auto",
+        examples=examples,
+        batch_size=options.batch_size,
+        max_new_tokens=options.max_new_tokens,
+    )
+    translate_seconds = time.perf_counter() - start
+
+    check = min(options.check, len(prompts))
+    one_at_a_time = reference_likelihood(
+        model, tokenizer, prompts[:check], references[:check], batch_size=1, add_special_tokens=add_special_tokens
+    )
+    largest_difference = max(abs(a.logprob - b.logprob) for a, b in zip(rows[:check], one_at_a_time))
+
+    pair = data.pair_name(SOURCE)
+    emit("model", model_name)
+    emit("torch_threads", torch.get_num_threads())
+    emit("sentences", len(sources))
+    emit("batch_size", options.batch_size)
+    emit("load_seconds", load_seconds, 1)
+    emit("prompt_tokens_mean", sum(len(tokenizer(p)["input_ids"]) for p in prompts) / len(prompts), 1)
+    emit("reference_tokens_total", summary["tokens"])
+    emit("reference_bytes_total", summary["bytes"])
+    emit("ref_logprob_nats_per_byte", summary["ref_logprob"])
+    emit("ref_logprob_nats_per_char", summary["ref_logprob_per_char"])
+    emit("ref_logprob_nats_per_token", summary["ref_logprob_per_token"])
+    emit("batch1_vs_batched_max_abs_diff_nats", largest_difference, 6)
+    emit("nasca_mean", report.to_dict()["pairs"][pair]["nasca_mean"])
+    emit("chrf", sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, [references]).score, 2)
+    emit("alignment_seconds", alignment_seconds, 2)
+    emit("translate_seconds", translate_seconds, 2)
+    emit("likelihood_seconds", likelihood_seconds, 2)
+    emit("likelihood_vs_translate", likelihood_seconds / translate_seconds, 3)
+    emit("likelihood_vs_alignment", likelihood_seconds / alignment_seconds, 3)
+
+
+if __name__ == "__main__":
+    main()
