@@ -71,9 +71,20 @@ def _main(argv=None) -> None:
         tokenizer, sources, source_lang=SOURCE, target_lang=TARGET, prompt="auto", examples=examples
     )
 
+    pair = data.pair_name(SOURCE)
+    # Each line as soon as it is known: a run killed during the long translation keeps the likelihood's numbers.
+    emit("model", model_name)
+    emit("torch_threads", torch.get_num_threads())
+    emit("sentences", len(sources))
+    emit("batch_size", options.batch_size)
+    emit("load_seconds", load_seconds, 1)
+    emit("prompt_tokens_mean", sum(len(tokenizer(p)["input_ids"]) for p in prompts) / len(prompts), 1)
+
     start = time.perf_counter()
     report = measure_alignment(model, tokenizer, data, batch_size=options.batch_size)
     alignment_seconds = time.perf_counter() - start
+    emit("nasca_mean", report.to_dict()["pairs"][pair]["nasca_mean"])
+    emit("alignment_seconds", alignment_seconds, 2)
 
     start = time.perf_counter()
     rows = reference_likelihood(
@@ -81,6 +92,19 @@ def _main(argv=None) -> None:
     )
     likelihood_seconds = time.perf_counter() - start
     summary = summarize_likelihood(rows)
+    emit("reference_tokens_total", summary["tokens"])
+    emit("reference_bytes_total", summary["bytes"])
+    emit("ref_logprob_nats_per_byte", summary["ref_logprob"])
+    emit("ref_logprob_nats_per_char", summary["ref_logprob_per_char"])
+    emit("ref_logprob_nats_per_token", summary["ref_logprob_per_token"])
+    emit("likelihood_seconds", likelihood_seconds, 2)
+
+    check = min(options.check, len(prompts))
+    one_at_a_time = reference_likelihood(
+        model, tokenizer, prompts[:check], references[:check], batch_size=1, add_special_tokens=add_special_tokens
+    )
+    largest_difference = max(abs(a.logprob - b.logprob) for a, b in zip(rows[:check], one_at_a_time))
+    emit("batch1_vs_batched_max_abs_diff_nats", largest_difference, 6)
 
     start = time.perf_counter()
     hypotheses = translate(
@@ -95,31 +119,8 @@ def _main(argv=None) -> None:
         max_new_tokens=options.max_new_tokens,
     )
     translate_seconds = time.perf_counter() - start
-
-    check = min(options.check, len(prompts))
-    one_at_a_time = reference_likelihood(
-        model, tokenizer, prompts[:check], references[:check], batch_size=1, add_special_tokens=add_special_tokens
-    )
-    largest_difference = max(abs(a.logprob - b.logprob) for a, b in zip(rows[:check], one_at_a_time))
-
-    pair = data.pair_name(SOURCE)
-    emit("model", model_name)
-    emit("torch_threads", torch.get_num_threads())
-    emit("sentences", len(sources))
-    emit("batch_size", options.batch_size)
-    emit("load_seconds", load_seconds, 1)
-    emit("prompt_tokens_mean", sum(len(tokenizer(p)["input_ids"]) for p in prompts) / len(prompts), 1)
-    emit("reference_tokens_total", summary["tokens"])
-    emit("reference_bytes_total", summary["bytes"])
-    emit("ref_logprob_nats_per_byte", summary["ref_logprob"])
-    emit("ref_logprob_nats_per_char", summary["ref_logprob_per_char"])
-    emit("ref_logprob_nats_per_token", summary["ref_logprob_per_token"])
-    emit("batch1_vs_batched_max_abs_diff_nats", largest_difference, 6)
-    emit("nasca_mean", report.to_dict()["pairs"][pair]["nasca_mean"])
     emit("chrf", sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, [references]).score, 2)
-    emit("alignment_seconds", alignment_seconds, 2)
     emit("translate_seconds", translate_seconds, 2)
-    emit("likelihood_seconds", likelihood_seconds, 2)
     emit("likelihood_vs_translate", likelihood_seconds / translate_seconds, 3)
     emit("likelihood_vs_alignment", likelihood_seconds / alignment_seconds, 3)
 

@@ -33,6 +33,7 @@ unless strict=False (then it measures nothing and says so in end()).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,9 @@ class AlignmentMonitor:
         """Bring history, plateau detector and counters to the checkpoint at `step`."""
         if self.restored:  # load_state_dict() brought our state from the checkpoint
             self.history.truncate_after(step)
-        else:  # a fresh monitor: rebuild from the JSONL, which holds exactly the same numbers
+        # A fresh monitor, or a checkpoint state older than the JSONL (out of band, a save that came before results
+        # in flight were written): rebuild from the JSONL, which holds exactly the same numbers.
+        if not self.restored or {r["step"] for r in records} - set(self.history.steps):
             self.history, self.plateau = rebuild_from_records(records, self.settings)
             self.measurement_index = len(records)
         if records:
@@ -389,13 +392,33 @@ class AlignmentMonitor:
         self._collect(step, wait=trigger == "evaluate")
         return True
 
-    def _collect(self, step: int, *, wait: bool = False) -> None:
+    def before_checkpoint(self, *, step: int) -> None:
+        """Call right before the host saves a checkpoint at training step `step` (collective; every rank).
+
+        Out of band, training waits here for every measurement in flight (at most worker_timeout; what has no
+        result by then is a failed measurement) and their records are written, so that state_dict() and the JSONL
+        are complete at this step: a run resumed from the checkpoint loses none of them. The record training waited
+        for last carries the wait as timing.checkpoint_wait_seconds. In process (nothing is ever in flight) it does
+        nothing."""
+        if self._out_of_band is not None and self._disabled is None and self._ready:
+            self._collect(step, wait=True, wait_timing="checkpoint_wait_seconds", when="before a checkpoint")
+
+    def _collect(
+        self, step: int, *, wait: bool = False, wait_timing: str | None = None, when: str = "at the end"
+    ) -> None:
         """Collective: rank 0 writes the records of the results that have arrived (in step order; wait=True: all of
         them, at most worker_timeout); every rank then settles them. `step`: the training step now, where a stop
-        that one of them asks for takes effect (recorded as early_stopping.applied_at_step)."""
+        that one of them asks for takes effect (recorded as early_stopping.applied_at_step). `wait_timing`: the
+        timing key under which the last measurement written records how long training waited here; `when`: what
+        the wait was for, in the failure of a measurement with no result in time."""
         arrived = []
         if rank_and_world()[0] == 0:
-            for job_id, job, result in self._out_of_band.finished(wait=wait):
+            start = time.perf_counter()
+            done = self._out_of_band.finished(wait=wait, when=when)
+            measured = [job for _, job, _ in done if job["kind"] == "measure"]
+            if wait_timing is not None and measured:
+                measured[-1]["timing"][wait_timing] = time.perf_counter() - start
+            for job_id, job, result in done:
                 arrived.append((job, self._write_result(job, result, step)))
                 self._out_of_band.release(job_id)
         for job, outcome in broadcast_object(arrived):

@@ -75,6 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="parallel data NeuronXA scores: 'ntrex' (packaged NTREX-128 lines 1-100), bundled, a dir or file",
     )
     parser.add_argument(
+        "--language",
+        default=PAIR_TARGET,
+        help="the language trained with English and translated into English for quality; another than isl_Latn "
+        "needs --train-data with its lines (e.g. an NTREX-128 directory and --train-range 106:1997)",
+    )
+    parser.add_argument(
         "--control-lang",
         default="deu_Latn",
         help="a control pair measured for alignment only (eng-deu, which the model already aligns); 'none' to skip it",
@@ -238,9 +244,10 @@ def main(argv=None) -> int:
     load_seconds = time.monotonic() - started
 
     start, stop = args.train_range or (None, None)
-    pairs = load_training_pairs(args.train_data, PAIR_SOURCE, PAIR_TARGET, start, stop)
+    target = normalize_language(args.language)
+    pairs = load_training_pairs(args.train_data, PAIR_SOURCE, target, start, stop)
     examples = translation_examples(
-        pairs, source_lang=PAIR_SOURCE, target_lang=PAIR_TARGET, directions=args.directions, seed=args.seed
+        pairs, source_lang=PAIR_SOURCE, target_lang=target, directions=args.directions, seed=args.seed
     )
     # Batches of similar length in random order (length_bucketed_order): the sequences average 81 tokens, random
     # batches of 8 pad to 123 on average (a third of each step's compute on padding), bucketed ones to 86.
@@ -261,8 +268,8 @@ def main(argv=None) -> int:
     trainable, total = count_parameters(model)
     print(f"[demo] {mode}; {trainable / 1e6:.2f} M of {total / 1e6:.1f} M parameters trainable", flush=True)
     print(
-        f"[demo] training on {len(pairs)} en-is pairs ({args.train_data}) -> {len(examples)} sequences "
-        f"({args.directions}), {layout}",
+        f"[demo] training on {len(pairs)} {PAIR_SOURCE}-{target} pairs ({args.train_data}) -> {len(examples)} "
+        f"sequences ({args.directions}), {layout}",
         flush=True,
     )
     if args.comet_model:
@@ -294,8 +301,8 @@ def main(argv=None) -> int:
     control = None if args.control_lang.lower() == "none" else args.control_lang
     neuronxa = NeuronXACallback(
         data=args.eval_data,
-        languages=[PAIR_TARGET] + ([control] if control else []),
-        quality_languages=[PAIR_TARGET],  # the control pair is measured for alignment only: translating is slow
+        languages=[target] + ([control] if control else []),
+        quality_languages=[target],  # the control pair is measured for alignment only: translating is slow
         pivot=PAIR_SOURCE,
         num_pairs=args.num_pairs,
         eval_steps=args.eval_steps,
@@ -338,7 +345,7 @@ def main(argv=None) -> int:
 
     jsonl = output_dir / "neuronxa" / "metrics.jsonl"
     records = [r for r in read_jsonl(jsonl) if r.get("event", "measurement") == "measurement"]
-    pair = f"{PAIR_SOURCE}-{PAIR_TARGET}"
+    pair = f"{PAIR_SOURCE}-{target}"
     report_paths = {}
     if not args.no_report and records:
         report_paths = write_report(output_dir)

@@ -7,14 +7,15 @@ Launch (from the repository root; needs no network)::
     .venv/bin/python recipes/study.py --seeds 0,1,2,3 --parallel 2 --output-dir runs/study
     .venv/bin/python recipes/study.py --analyze-only --output-dir runs/study     # the page from finished runs
 
-Each seed is one run of recipes/demo.py (its own process, its own --seed: data order, and nothing else) with the
+Each seed is one run of recipes/demo.py (its own process and --seed: the order of the training batches) with the
 study's settings: full fine-tuning of the MLP weights on the packaged NTREX-128 en-is lines 106-1997 in both
 directions, NASCA of eng-isl and of the control pair eng-deu on NTREX lines 1-100 at step 0 and every --eval-steps
-steps (12 measurements with the defaults), the reference likelihood of the first --quality-pairs isl->eng references
-at every measurement and chrF of the model's own isl->eng translations of them at every --quality-every-th and the
-last (7 with the defaults). Runs go side by side (--parallel, one torch thread each: on 2 shared cores two
-single-threaded runs get more of the machine than one). Arguments this script does not know go to every demo run
-(e.g. --lr 2e-4, --model DIR for a small test). A seed whose run finished (demo_summary.json present) is not run again.
+steps (12 measurements with the defaults; --language picks another trained language), the reference likelihood
+of the first --quality-pairs isl->eng references at every measurement and chrF of the model's own isl->eng
+translations of them at every --quality-every-th and the last (7 with the defaults). Runs go side by side
+(--parallel, one torch thread each: on 2 shared cores two single-threaded runs get more of the machine than one).
+Arguments this script does not know go to every demo run (e.g. --lr 2e-4, --model DIR for a small test). A seed
+whose run finished (demo_summary.json present) is not run again.
 
 At the end: <output-dir>/study.md (the results page: per seed and pooled r of NASCA with each quality signal on
 levels, changes and controlling for step; per-layer r; the control pair), its figures and study.json
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RECIPES = Path(__file__).resolve().parent
-PAIR, CONTROL_PAIR = "eng_Latn-isl_Latn", "eng_Latn-deu_Latn"
+PIVOT, CONTROL_PAIR = "eng_Latn", "eng_Latn-deu_Latn"
 RESULTS_MARKER = "<!-- study results: written by recipes/study.py --publish -->"
 
 
@@ -43,6 +44,12 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--output-dir", type=Path, default=Path("runs/study"))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one demo run each")
+    parser.add_argument(
+        "--language",
+        default="isl_Latn",
+        help="the trained language (demo.py --language); another than isl_Latn needs its training lines, e.g. "
+        "--train-data $NEURONXA_SHARED/data/ntrex128 --train-range 106:1997",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--steps", type=int, default=44, help="optimizer steps per run")
@@ -83,6 +90,8 @@ def demo_command(args: argparse.Namespace, seed: int, demo_args: list[str]) -> l
         str(args.output_dir / f"seed-{seed}"),
         "--seed",
         str(seed),
+        "--language",
+        args.language,
         "--steps",
         str(args.steps),
         "--eval-steps",
@@ -149,7 +158,10 @@ def main(argv=None) -> int:
         print(f"[study] no finished run under {args.output_dir}; failed seeds: {failed}", flush=True)
         return 1
     summaries = {p.name: json.loads((p / "demo_summary.json").read_text(encoding="utf-8")) for p in finished}
-    analysis = analyze_study(load_study_runs(finished), pair=PAIR, control_pair=CONTROL_PAIR)
+    from neuronxa_callback.data.languages import normalize_language
+
+    pair = f"{PIVOT}-{normalize_language(args.language)}"
+    analysis = analyze_study(load_study_runs(finished), pair=pair, control_pair=CONTROL_PAIR)
     paths = write_study_page(
         analysis, args.output_dir, intro=_intro(args, demo_args, summaries, runs, wall, load_before, load_after)
     )
@@ -197,9 +209,10 @@ def _intro(args, demo_args, summaries: dict, runs: list[dict], wall: float, load
     extra = f" Extra demo arguments: `{' '.join(demo_args)}`." if demo_args else ""
     return (
         f"Made by `recipes/study.py` (`make study`): {len(summaries)} seeds of `recipes/demo.py`, model "
-        f"{first['model']}, {first['mode']}, on NTREX-128 en-is lines 106-1997 (both directions); NASCA on NTREX lines "
-        f"1-100 every {args.eval_steps} steps; reference likelihood of the first {args.quality_pairs} isl->eng "
-        f"references at every measurement, chrF of the model's own translations of them at every "
+        f"{first['model']}, {first['mode']}, trained on eng-{args.language} ({first['settings']['train_data']}, "
+        f"{first['settings']['directions']} directions); NASCA on NTREX lines 1-100 every {args.eval_steps} steps; "
+        f"reference likelihood of the first {args.quality_pairs} {args.language}->eng references at every "
+        "measurement, chrF of the model's own translations of them at every "
         f"{args.quality_every}th measurement and the last.{extra}\n\nRuns: {per_run}. {timing}"
     )
 

@@ -3,7 +3,8 @@
 Usage (a separate process: trackio reads $TRACKIO_DIR when it is first imported)::
 
     TRACKIO_DIR=... MLFLOW_TRACKING_URI=sqlite:///... WANDB_DIR=... \\
-        python -m tests._tracker_run OUTPUT_DIR wandb,tensorboard,mlflow,trackio [--steps 6] [--num-pairs 8]
+        python -m tests._tracker_run OUTPUT_DIR wandb,tensorboard,mlflow,trackio [--steps 6] [--num-pairs 8] \\
+            [--measure-in worker]
 
 Prints the Trainer's console output (PrinterCallback) and one line ``LOG_HISTORY {"log_history": [...]}``.
 """
@@ -26,6 +27,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-pairs", type=int, default=8)
     parser.add_argument("--project", default="neuronxa-test")
     parser.add_argument("--unattached", action="store_true", help="callbacks=[...] only, no attach()")
+    parser.add_argument("--measure-in", default="process", help='"worker": out of band, at most 2 in flight')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
     logging.getLogger("neuronxa_callback").setLevel(logging.INFO)
@@ -33,7 +35,10 @@ def main(argv=None) -> None:
     from neuronxa_callback import NeuronXACallback
     from tests._runs import make_trainer
 
+    out_of_band = {} if args.measure_in == "process" else dict(worker_threads=1, worker_max_in_flight=2)
     callback = NeuronXACallback(
+        measure_in=args.measure_in,
+        **out_of_band,
         eval_steps=args.eval_steps,
         quality_every=1,
         early_stopping_patience=50,

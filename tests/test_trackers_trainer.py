@@ -315,6 +315,29 @@ def test_each_tracker_alone_gets_the_jsonl_alignment(tracker, tmp_path):
         assert_series(by_step(trackio_logs(tmp_path), f"eval/neuronxa/{MEAN}"), wanted)
 
 
+@pytest.mark.slow
+def test_out_of_band_headline_is_on_the_measured_step_in_every_tracker(tmp_path):
+    """measure_in="worker" (at most 2 in flight): results arrive steps after the step they measured, and every
+    backend still shows the headline on the measured step, as the JSONL has it, not on the step it arrived at."""
+    for module in ALL_TRACKERS:
+        pytest.importorskip(module)
+    run = run_worker(tmp_path, ALL_TRACKERS, "--measure-in", "worker", "--eval-steps", "1", steps=4)
+    records = run["records"]
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    late = [r["step"] for r in records if r["early_stopping"]["applied_at_step"] > r["step"]]
+    assert late, "every result arrived at its own step: this run did not test a late one"
+    wanted = expected(records, f"eval_neuronxa/{MEAN}")
+    history = wandb_history(tmp_path)
+    assert_series(by_step(history, f"eval/neuronxa/{MEAN}"), wanted)
+    assert_series(tensorboard_scalars(tmp_path)[f"eval/neuronxa/{MEAN}"], wanted)
+    assert_series(mlflow_history(tmp_path, [f"eval_neuronxa/{MEAN}"])[f"eval_neuronxa/{MEAN}"], wanted)
+    assert_series(by_step(trackio_logs(tmp_path), f"eval/neuronxa/{MEAN}"), wanted)
+    # The same names as in process, each number once; the sinks wrote the headline, so log_history has none of it.
+    assert_one_name_per_number(wandb_scalars_by_step(history), records, "wandb")
+    assert_one_name_per_number(tensorboard_scalars_by_step(tensorboard_scalars(tmp_path)), records, "tensorboard")
+    assert not any("neuronxa" in key for entry in run["log_history"] for key in entry)
+
+
 def test_unattached_wandb_run_has_the_same_names_as_an_attached_one(tmp_path):
     """callbacks=[callback] without attach(): the callback's own W&B sink joins the Trainer's run and writes the
     headline itself, under the name the Trainer's integration gives it when attached."""

@@ -1,11 +1,13 @@
 """NeuronXACallback(measure_in="worker") under the Hugging Face Trainer: a short real run writes the same JSONL as
-in-process measurement, and a plateau stop found late takes effect at the step its result arrived (recorded)."""
+in-process measurement, a plateau stop found late takes effect at the step its result arrived (recorded), and a
+checkpoint saved while measurements are in flight holds them (a resume from it loses none)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from transformers import TrainerCallback
 
 from neuronxa_callback import NeuronXACallback
 from tests._out_of_band import comparable
@@ -43,3 +45,46 @@ def test_late_plateau_stop_is_applied_when_its_result_arrives(tmp_path):
     assert records[-1]["step"] == trainer.state.global_step and "quality" in records[-1]  # the final point
     summary = json.loads((tmp_path / "neuronxa" / "summary.json").read_text())
     assert summary["stop_reason"] and summary["failures"] == []
+
+
+class _Preempted(Exception):
+    """The job dies right after a checkpoint save."""
+
+
+class _DieAfterSave(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise _Preempted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("restore_state", [False, True], ids=["rebuilt-from-jsonl", "restored-from-checkpoint"])
+def test_resume_from_a_checkpoint_saved_with_measurements_in_flight_loses_none(tmp_path, restore_state):
+    # Step 2's snapshot is submitted in on_step_end, right before the Trainer saves checkpoint-2: in flight then.
+    settings = {**SETTINGS, "eval_steps": 2, "measure_in": "worker", "worker_threads": 1, "worker_max_in_flight": 2}
+    run = dict(max_steps=4, save_strategy="steps", save_steps=2, restore_callback_states_from_checkpoint=restore_state)
+    make_trainer(tmp_path / "whole", [NeuronXACallback(**settings)], **run).train()
+    whole = records_of(tmp_path / "whole")
+
+    interrupted = NeuronXACallback(**settings)
+    trainer = make_trainer(tmp_path / "resumed", [interrupted, _DieAfterSave(2)], **run)
+    try:
+        with pytest.raises(_Preempted):
+            trainer.train()
+    finally:
+        interrupted.monitor._close_out_of_band()  # what the dead job's exit does to its worker
+    assert [r["step"] for r in records_of(tmp_path / "resumed")] == [0, 2]  # written before the save
+    checkpoint = tmp_path / "resumed" / "checkpoint-2"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["NeuronXACallback"]
+    assert [m["step"] for m in saved["attributes"]["history"]["measurements"]] == [0, 2]
+
+    trainer = make_trainer(tmp_path / "resumed", [NeuronXACallback(**settings)], **run)
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    resumed = records_of(tmp_path / "resumed")
+    assert [r["step"] for r in whole] == [0, 2, 4]
+    assert [comparable(r) for r in resumed] == [comparable(r) for r in whole]
+    # Training waited for the measurements in flight before each save; the record it waited for says how long.
+    assert whole[1]["timing"]["checkpoint_wait_seconds"] >= 0.0

@@ -131,6 +131,15 @@ class NeuronXALightningCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict)
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # Every rank builds the checkpoint; Lightning took state_dict() just before this hook. Out of band, the
+        # measurements in flight are written now and the checkpoint gets the state that includes them.
+        self.monitor.before_checkpoint(step=int(trainer.global_step))
+        if self.state_key in checkpoint.get("callbacks", {}):
+            checkpoint["callbacks"][self.state_key] = self.state_dict()
+        if self.monitor.should_stop:  # a result written here asked to stop
+            trainer.should_stop = True
+
     # ----- Lightning events ------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         self._begin(trainer, pl_module)

@@ -203,7 +203,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kwargs):
         if self.monitor.due(state.global_step):
             self._measure("step", args, state, control, kwargs)
-        elif self.monitor.should_stop:  # out of band: a result that arrived at this step asked to stop
+        self._before_checkpoint(state, control)
+        if self.monitor.should_stop:  # out of band: a result that arrived at this step asked to stop
             control.should_training_stop = True
         return control
 
@@ -229,6 +230,14 @@ class NeuronXACallback(TrainerCallback, ExportableState):
             self.monitor.complete_final_quality(
                 kwargs.get("model"), _tokenizer_from(kwargs), step=int(state.global_step)
             )
+        self._before_checkpoint(state, control)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        # A save requested after this callback's on_step_end (by a later callback, or save_strategy="best" after an
+        # evaluation) was not drained before it: the checkpoint's monitor state may lack what was in flight, but the
+        # JSONL gets it now, and a resume rebuilds what the state lacks from the JSONL.
+        self.monitor.before_checkpoint(step=int(state.global_step))
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -281,6 +290,13 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         )
         if self.monitor.should_stop:
             control.should_training_stop = True
+
+    def _before_checkpoint(self, state, control) -> None:
+        """The Trainer saves a checkpoint right after on_step_end / on_epoch_end when control.should_save (decided
+        by DefaultFlowCallback, which runs first) and takes this callback's state() inside that save, before it
+        calls on_save: measurements in flight are written now, so the checkpoint's state and the JSONL hold them."""
+        if control.should_save:
+            self.monitor.before_checkpoint(step=int(state.global_step))
 
     def _fill_missing_best_metric(self, args, state, metrics: dict) -> None:
         """A failed or skipped measurement leaves no eval_neuronxa_* metric: when the Trainer selects the best model

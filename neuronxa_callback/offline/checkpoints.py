@@ -9,6 +9,7 @@ Usage::
 
     neuronxa score out --languages isl_Latn --quality            # the same from the command line
     neuronxa score out --watch 300                               # keep scoring new checkpoints while training runs
+    neuronxa score out --workers 2                               # side by side in 2 worker processes (fanout.py)
     neuronxa report out                                          # reads the result like a callback run's
 
 Every ``checkpoint-N`` directory of the run is scored: full models (config.json + weights) directly, PEFT adapters

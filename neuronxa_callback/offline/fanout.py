@@ -54,7 +54,9 @@ class CheckpointScorer:
         self.settings = _settings(settings_json)
         self.data = scored_data(self.settings, base["token"])
         self.device = device
-        self.loader = _Loader(Path(base["run_dir"]), dtype=base["dtype"], device=base["device"], token=base["token"])
+        # A device asked for is the worker's (a Ray actor sees its one GPU as "cuda"); none: load_model's default.
+        loader_device = device if base["device"] is not None else None
+        self.loader = _Loader(Path(base["run_dir"]), dtype=base["dtype"], device=loader_device, token=base["token"])
         self.scorers = None
         if self.options["quality"]:
             from neuronxa_callback.measure import quality_step
@@ -94,9 +96,9 @@ def _pieces(checkpoint: Checkpoint, result: dict) -> dict | None:
 
 
 class WorkerPool:
-    """Checkpoints scored by `workers` local processes (worker/local.py LocalWorker), or with `ray=True` (a local
-    instance unless Ray is initialised already) or `ray="ADDRESS"` by as many Ray actors (worker/ray_actor.py
-    RayWorker); see the module docstring."""
+    """Jobs (checkpoints, models) scored by `workers` local processes (worker/local.py LocalWorker), or with
+    `ray=True` (a local instance unless Ray is initialised already) or `ray="ADDRESS"` by as many Ray actors
+    (worker/ray_actor.py RayWorker); see the module docstring."""
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class WorkerPool:
             worker_timeout=timeout,
         )
         self._spool_dir = None if ray else Path(spool_dir or "neuronxa-workers")
+        self._workers: list[Any] = []  # LocalWorker or RayWorker: the same calls
         if ray:
             from neuronxa_callback.worker.ray_actor import RayWorker
 
@@ -133,8 +136,9 @@ class WorkerPool:
         else:
             from neuronxa_callback.worker.local import LocalWorker
 
+            spool = Path(spool_dir or "neuronxa-workers")
             self._workers = [
-                LocalWorker(self.settings, self._spool_dir / f"worker-{i}", base, scorer=scorer) for i in range(workers)
+                LocalWorker(self.settings, spool / f"worker-{i}", base, scorer=scorer) for i in range(workers)
             ]
         # Each worker loads the base model: start them side by side, not one after another.
         with ThreadPoolExecutor(max_workers=workers) as starting:
@@ -147,9 +151,11 @@ class WorkerPool:
         """Stop the workers and delete their spool (a Ray instance a worker started is shut down, the last)."""
         for worker in reversed(self._workers):
             worker.close()
+            spool = getattr(worker, "spool_dir", None)  # a Ray actor has none
             try:
-                worker.spool_dir.rmdir()
-            except (AttributeError, OSError):  # a Ray actor has none; a spool that is not empty is not ours alone
+                if spool is not None:
+                    spool.rmdir()
+            except OSError:  # not empty: not ours alone
                 pass
         self._workers = []
         if self._spool_dir is not None:
@@ -235,7 +241,10 @@ def score_model(model: str, data: Any, *, load: dict, measure: dict) -> dict:
     started = time.perf_counter()
     loaded, tokenizer = load_model_and_tokenizer(model, **load)
     load_seconds = time.perf_counter() - started
-    payload = measure_alignment(loaded, tokenizer, data, model_name=model, **measure).to_dict()
+    report = measure_alignment(loaded, tokenizer, data, model_name=model, **measure)
+    if report is None:  # only a rank other than 0 under shard= gets None, and no shard is asked for here
+        raise RuntimeError(f"{model}: measure_alignment returned no report")
+    payload = report.to_dict()
     payload["timing"]["load_seconds"] = round(load_seconds, 3)
     return payload
 
@@ -266,9 +275,10 @@ class ModelScorer:
                 from neuronxa_callback.worker.snapshot import read_snapshot
 
                 snapshot = read_snapshot(Path(snapshot))
-            payload = score_model(
-                snapshot["model"], self.base["data"], load=self.base["load"], measure=self.base["measure"]
-            )
+            load = dict(self.base["load"])
+            if load.get("device") is not None:  # as CheckpointScorer: the worker's device
+                load["device"] = self.device
+            payload = score_model(snapshot["model"], self.base["data"], load=load, measure=self.base["measure"])
         except Exception as error:  # noqa: BLE001 - travels back as data; the caller raises it naming the model
             return {"error": f"{type(error).__name__}: {error}"}
         return {"error": None, "payload": payload}
@@ -293,8 +303,18 @@ def score_models(
             yield model, score_model(model, data, load=load, measure=measure)
         return
     base = {"data": data, "load": load, "measure": measure}
-    kwargs = dict(workers=workers or 2, ray=ray, device=load.get("device"), threads=threads, timeout=timeout)
-    with WorkerPool({}, base, spool_dir=spool_dir, scorer=_MODEL_SCORER, **kwargs) as pool:
+    pool = WorkerPool(
+        {},
+        base,
+        workers=workers or 2,
+        ray=ray,
+        device=load.get("device"),
+        threads=threads,
+        timeout=timeout,
+        spool_dir=spool_dir,
+        scorer=_MODEL_SCORER,
+    )
+    with pool:
         for model, result in zip(models, pool.in_order([(model, {"model": model}) for model in models])):
             if result.get("error"):
                 raise ValueError(f"{model}: scoring in a worker failed: {result['error']}")

@@ -132,12 +132,13 @@ def open_wandb(settings: CallbackSettings, measured: list[dict]) -> WandbSink:
 # ----- the Trainer's trackers (NeuronXACallback.attach(trainer)); see trackers.py ----------------------------------------
 def open_trackers(settings: CallbackSettings, trainer: Any, measured: list[dict]) -> TrackerHub | None:
     """A trackers.TrackerHub for an attached Trainer (None when the callback's report_to is "none"): headline scalars
-    through trainer.log, details and media to each backend of report_to."""
+    through trainer.log, details and media to each backend of report_to. Out of band (a record arrives steps after
+    the step it measured) each backend's sink writes the headline too, on the measured step."""
     if settings.report_to == "none":
         return None
     from neuronxa_callback.sinks.trackers import TrackerHub
 
-    return TrackerHub(trainer, previous_records=measured)
+    return TrackerHub(trainer, previous_records=measured, on_measured_step=settings.measure_in != "process")
 
 
 def wandb_besides_trackers(settings: CallbackSettings, args: Any, attached: bool) -> bool:

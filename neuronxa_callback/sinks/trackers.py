@@ -25,8 +25,10 @@ Two routes, so that every number has one name per backend whether the callback i
   tracker: ``eval_neuronxa/<pair>/nasca_mean``, which the Trainer's integrations show as
   ``eval/neuronxa/<pair>/nasca_mean`` (W&B, trackio, TensorBoard) and MLflow keeps as it is; it lands in
   ``trainer.state.log_history`` on the Trainer's step, next to (never inside) the ``loss`` entries, and the console's
-  progress printer shows one short line. Not attached (no ``trainer.log`` to go through): each sink writes the
-  headline itself under the name its Trainer integration would have given it (`metric_names.headline_for`).
+  progress printer shows one short line. Not attached (no ``trainer.log`` to go through), and out of band
+  (``measure_in="worker"``/``"ray"``: a record arrives steps after the step it measured, and ``trainer.log`` would
+  put it on the Trainer's current step): each sink writes the headline itself, on the record's step, under the name
+  its Trainer integration would have given it (`metric_names.headline_for`).
 - **Details and media straight to each backend** (`metric_names.detail_scalars`, `TrackerSink` subclasses): the
   per-layer series ``neuronxa/<pair>/nasca/layer_07``, p-values, correlation details, timings, the layer x step
   heatmap, the translations table and the report's figures. These never go through ``trainer.log`` (they would
@@ -503,7 +505,10 @@ class TrackerHub(MeasurementLogger):
     """Sends each measurement to every tracker of a Trainer (see the module docstring). Rank 0 only.
 
     With ``trainer=None`` (and explicit `sinks`) there is no ``trainer.log``: each sink then also gets the headline,
-    under the names its Trainer integration would have given it."""
+    under the names its Trainer integration would have given it. So it does with ``on_measured_step=True``
+    (out-of-band measurement, whose records arrive steps after the step they measured): ``trainer.log`` would put
+    the headline on the Trainer's current step, each sink puts it on the record's own step. Trackers without a sink
+    here (comet_ml, clearml, ...) then get nothing (said once), nor does ``trainer.state.log_history``."""
 
     def __init__(
         self,
@@ -513,24 +518,35 @@ class TrackerHub(MeasurementLogger):
         heatmaps: bool = True,
         tables: bool = True,
         sinks: Sequence[TrackerSink] | None = None,
+        on_measured_step: bool = False,
     ) -> None:
         self._trainer = trainer
         self.sinks = list(sinks) if sinks is not None else sinks_for(trainer)
         self.heatmaps, self.tables = heatmaps, tables
         self._measured = _Measured(previous_records)
+        self._through_trainer = trainer is not None and not on_measured_step
+        if trainer is not None and on_measured_step:
+            covered = {sink.name for sink in self.sinks}
+            missed = [name for name in trackers_of(getattr(trainer, "args", None)) if name not in covered]
+            if missed:
+                logger.warning(
+                    "NeuronXA: measured out of band, the alignment goes to W&B, trackio, TensorBoard and MLflow on "
+                    "the measured step; %s get(s) none of it (the JSONL has every record)",
+                    ", ".join(missed),
+                )
 
     def log_measurement(self, record: dict) -> None:
         step = record.get("step")
         if not isinstance(step, int):
             return
         self._measured.add(record)
-        if self._trainer is not None:
+        if self._through_trainer:
             scalars = trainer_scalars(record)
             if scalars:
                 self._log_through_trainer(step, scalars)
         if self.sinks:
             self._measured.publish(
-                record, self.sinks, headline=self._trainer is None, heatmaps=self.heatmaps, tables=self.tables
+                record, self.sinks, headline=not self._through_trainer, heatmaps=self.heatmaps, tables=self.tables
             )
 
     def _log_through_trainer(self, step: int, scalars: dict[str, float]) -> None:

@@ -128,10 +128,10 @@ class OutOfBand:
             self._receive(min(1.0, max(0.0, deadline - time.monotonic())))
         return time.perf_counter() - start
 
-    def finished(self, *, wait: bool = False) -> list[tuple[int, dict, dict]]:
+    def finished(self, *, wait: bool = False, when: str = "at the end") -> list[tuple[int, dict, dict]]:
         """Rank 0: [(job_id, job, result)] of the oldest jobs whose results are in, in submission order (a later
         result waits for the earlier ones). wait=True: everything in flight, at most worker_timeout seconds; what
-        is still missing then is returned as failed."""
+        is still missing then is returned as failed (`when`: what training waited for, in that error)."""
         if wait:
             deadline = time.monotonic() + self.settings.worker_timeout
             while self.in_flight and time.monotonic() < deadline:
@@ -139,7 +139,7 @@ class OutOfBand:
             for job_id in list(self._jobs):
                 if job_id not in self._results:
                     self._results[job_id] = {
-                        "error": f"no result within worker_timeout={self.settings.worker_timeout:g} s at the end"
+                        "error": f"no result within worker_timeout={self.settings.worker_timeout:g} s {when}"
                     }
         elif self._jobs:
             self._receive(0.0)
