@@ -69,6 +69,9 @@ logger = logging.getLogger("neuronxa_callback")  # the name users configure for 
 # before the run ends, finish() at the end. A factory builds them once the JSONL's earlier records are known.
 SinkFactory = Callable[[list[dict]], Sequence[Any]]
 
+# Why training waits for out-of-band results (wait_for_results), in the failure of one with no result in time.
+_WAIT_REASONS = {"checkpoint": "before a checkpoint", "evaluate": "for an evaluation"}
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -258,8 +261,13 @@ class AlignmentMonitor:
     ) -> bool:
         """Measure at `step` (collective); True when a measurement was taken and succeeded. The final measurement
         (final=True, or trigger "train_end") always scores quality when quality is on; so does every
-        quality_every-th one. A step already measured, or a monitor that did not begin, measures nothing."""
-        if self._disabled is not None or not self._ready or step == self.last_measured_step:
+        quality_every-th one. A step already measured, or a monitor that did not begin, measures nothing (out of band,
+        an evaluation at a step already measured waits for that step's result: wait_for_results)."""
+        if self._disabled is not None or not self._ready:
+            return False
+        if step == self.last_measured_step:
+            if trigger == "evaluate":  # out of band its result may be in flight: the evaluation needs its metrics
+                self.wait_for_results(step=step, reason="evaluate")
             return False
         index = self.measurement_index
         with_quality = self.schedule.translates(index, final=final or trigger == "train_end")
@@ -388,20 +396,34 @@ class AlignmentMonitor:
             else:
                 self._settle_quality(step, outcome)
             return False
-        # An evaluation hands its metrics to the host now (eval_neuronxa_*): wait for it.
-        self._collect(step, wait=trigger == "evaluate")
+        if trigger == "evaluate":  # an evaluation hands its metrics to the host now (eval_neuronxa_*): wait for it
+            self.wait_for_results(step=step, reason="evaluate")
+        else:
+            self._collect(step)
         return True
 
     def before_checkpoint(self, *, step: int) -> None:
         """Call right before the host saves a checkpoint at training step `step` (collective; every rank).
 
-        Out of band, training waits here for every measurement in flight (at most worker_timeout; what has no
-        result by then is a failed measurement) and their records are written, so that state_dict() and the JSONL
-        are complete at this step: a run resumed from the checkpoint loses none of them. The record training waited
-        for last carries the wait as timing.checkpoint_wait_seconds. In process (nothing is ever in flight) it does
-        nothing."""
+        Out of band, training waits here for every measurement in flight (wait_for_results), so that state_dict()
+        and the JSONL are complete at this step: a run resumed from the checkpoint loses none of them. The record
+        training waited for last carries the wait as timing.checkpoint_wait_seconds. In process (nothing is ever in
+        flight) it does nothing."""
+        self.wait_for_results(step=step, reason="checkpoint")
+
+    def wait_for_results(self, *, step: int, reason: str) -> None:
+        """Out of band: wait at training step `step` for every measurement in flight (all of them were taken at or
+        before `step`) and write their records (collective; every rank). In process it does nothing.
+
+        Usage: ``monitor.wait_for_results(step=step, reason="evaluate")`` before reading last_eval_metrics.
+        `reason`: "checkpoint" (before_checkpoint) or "evaluate" (an evaluation at a step whose result may still be
+        in flight needs its eval_neuronxa_* metrics now). The wait is at most worker_timeout; a measurement with no
+        result by then has failed. The record training waited for last carries the wait as
+        timing.<reason>_wait_seconds."""
+        if reason not in _WAIT_REASONS:
+            raise ValueError(f"wait_for_results: reason={reason!r}; expected one of {sorted(_WAIT_REASONS)}")
         if self._out_of_band is not None and self._disabled is None and self._ready:
-            self._collect(step, wait=True, wait_timing="checkpoint_wait_seconds", when="before a checkpoint")
+            self._collect(step, wait=True, wait_timing=f"{reason}_wait_seconds", when=_WAIT_REASONS[reason])
 
     def _collect(
         self, step: int, *, wait: bool = False, wait_timing: str | None = None, when: str = "at the end"

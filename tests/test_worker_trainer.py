@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from neuronxa_callback import NeuronXACallback
 from tests._out_of_band import comparable
-from tests._runs import FAST, make_trainer, records_of
+from tests._runs import FAST, PAIR, make_trainer, records_of
 
 SETTINGS = dict(data="bundled", eval_steps=1, quality_every=2, strict=True, **FAST)
 
@@ -88,3 +88,33 @@ def test_resume_from_a_checkpoint_saved_with_measurements_in_flight_loses_none(t
     assert [comparable(r) for r in resumed] == [comparable(r) for r in whole]
     # Training waited for the measurements in flight before each save; the record it waited for says how long.
     assert whole[1]["timing"]["checkpoint_wait_seconds"] >= 0.0
+
+
+@pytest.mark.slow
+def test_evaluation_at_a_step_already_measured_gets_that_measurement_out_of_band(tmp_path):
+    # eval_steps=2 on both: on_step_end submits step 2's snapshot, then the Trainer evaluates at step 2; measure()
+    # finds the step measured, so the evaluation must wait for that result rather than see no metric.
+    metric = "eval_neuronxa_eng_Latn-isl_Latn_nasca"
+    settings = {**SETTINGS, "eval_steps": 2, "quality_every": 0, "measure_in": "worker", "worker_threads": 1}
+    evaluations = []
+
+    class _Metrics(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            evaluations.append((state.global_step, dict(metrics)))
+
+    trainer = make_trainer(
+        tmp_path,
+        [NeuronXACallback(**settings), _Metrics()],
+        max_steps=4,
+        with_eval=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        metric_for_best_model=metric,
+    )
+    trainer.train()
+    records = {r["step"]: r for r in records_of(tmp_path)}
+    assert [step for step, _ in evaluations] == [2, 4]
+    for step, metrics in evaluations:
+        assert metrics[metric] == records[step]["pairs"][PAIR]["nasca_mean"]  # the measured value, not -inf
+        assert records[step]["trigger"] == "step"
+        assert records[step]["timing"]["evaluate_wait_seconds"] >= 0.0

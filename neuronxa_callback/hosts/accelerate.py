@@ -39,15 +39,32 @@ __all__ = ["AccelerateTrackers"]
 
 
 class AccelerateTrackers(HostScalarSink):
-    """A monitor sink: ``accelerator.log(scalars, step=record["step"])`` on the main process."""
+    """A monitor sink: each of the Accelerator's trackers gets ``tracker.log(scalars, step=record["step"])`` on the
+    main process, except W&B: there the scalars go through the package's W&B sink (sinks/trackers.WandbSink), on its
+    own step metric ``train/global_step`` instead of ``step=``. Out of band (measure_in="worker"/"ray") a record
+    arrives after the loop has logged later steps, and W&B drops a ``step=`` lower than its current step."""
 
     name = "Accelerate trackers"
 
     def __init__(self, accelerator: Any) -> None:
         self._accelerator = accelerator
+        self._wandb = None  # sinks.trackers.WandbSink on the W&B tracker's run, made when first needed
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         # The monitor builds its sinks on rank 0 only; the check keeps a sink built elsewhere by hand from logging
         # once per process.
-        if self._accelerator.is_main_process:
-            self._accelerator.log(dict(scalars), step=step)
+        if not self._accelerator.is_main_process:
+            return
+        for tracker in self._accelerator.trackers:
+            if tracker.name == "wandb":
+                self._wandb_sink().log(step, dict(scalars), {}, {})
+            else:
+                tracker.log(dict(scalars), step=step)
+
+    def _wandb_sink(self):
+        if self._wandb is None:
+            from neuronxa_callback.sinks.trackers import WandbSink
+
+            # init=False: Accelerate's W&B tracker started the run (wandb.run); the sink joins it and never ends it.
+            self._wandb = WandbSink(init=False, heatmaps=False, tables=False)
+        return self._wandb

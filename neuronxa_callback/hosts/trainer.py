@@ -212,7 +212,9 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         if not self.monitor.ready:  # trainer.evaluate() before train(): set up on first use
             self._begin(args, state, kwargs)
         if self.settings.measure_on_evaluate:
-            self._measure("evaluate", args, state, control, kwargs)
+            self._measure("evaluate", args, state, control, kwargs)  # at a step already measured: waits for it
+        elif self.monitor.last_measured_step == state.global_step:  # out of band, this step's result may be in flight
+            self.monitor.wait_for_results(step=int(state.global_step), reason="evaluate")
         # Mutate the dict the Trainer passed: later callbacks (EarlyStoppingCallback) and the best-model logic see it.
         last = self.monitor.last_eval_metrics
         if metrics is not None and last is not None and last[0] == state.global_step:
