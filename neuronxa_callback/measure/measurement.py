@@ -85,14 +85,15 @@ def check_without_model(settings: CallbackSettings) -> ParallelSet | None:
     if settings.data.strip().lower() in _HUB_DATA:
         return None
     try:
-        data = _load_scored_pairs(settings)
+        data = load_scored_pairs(settings)
     except (ParallelDataError, LanguageCodeError, OSError) as error:
         raise SettingsError(f"NeuronXACallback: data={settings.data!r}: {error}") from None
     _check_stop_pair(settings, data)
     return data
 
 
-def _load_scored_pairs(settings: CallbackSettings) -> ParallelSet:
+def load_scored_pairs(settings: CallbackSettings, token: str | None = None) -> ParallelSet:
+    """The pairs every measurement scores, from the data settings (`token`: for a gated hub data set)."""
     from neuronxa_callback.data.loaders import load_parallel
 
     return load_parallel(
@@ -102,6 +103,7 @@ def _load_scored_pairs(settings: CallbackSettings) -> ParallelSet:
         num_pairs=settings.num_pairs,
         sample=settings.sample,
         seed=settings.seed,
+        token=token,
     )
 
 
@@ -131,7 +133,7 @@ def prepare_inputs(
         raise ValueError("the Trainer has no tokenizer: pass processing_class=tokenizer to Trainer(...)")
     activation_modules(model)  # UnsupportedArchitectureError (with how-to-register) now, not at the first measurement
     if data is None:
-        data = _load_scored_pairs(settings)
+        data = load_scored_pairs(settings)
         _check_stop_pair(settings, data)
     inputs = MeasurementInputs(settings=settings, data=data)
     if settings.quality_every:

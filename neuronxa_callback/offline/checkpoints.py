@@ -372,17 +372,9 @@ def score_one_checkpoint(
 
 def scored_data(settings, token: str | None):
     """The pairs every checkpoint is measured on (the callback's data settings)."""
-    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.measure.measurement import load_scored_pairs
 
-    return load_parallel(
-        settings.data,
-        pivot=settings.pivot,
-        languages=settings.languages,
-        num_pairs=settings.num_pairs,
-        sample=settings.sample,
-        seed=settings.seed,
-        token=token,
-    )
+    return load_scored_pairs(settings, token)
 
 
 def score_checkpoints(
