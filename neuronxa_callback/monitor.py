@@ -37,10 +37,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from neuronxa_callback.instrument.isolation import left_as_found
 from neuronxa_callback.measure.measurement import (
+    MeasurementInputs,
     check_without_model,
     prepare_inputs,
     record_pieces,
@@ -62,6 +63,10 @@ from neuronxa_callback.settings import CallbackSettings
 from neuronxa_callback.sinks import routing as _sinks
 from neuronxa_callback.sinks.console import say
 from neuronxa_callback.sinks.trackers import summary_line
+
+if TYPE_CHECKING:
+    from neuronxa_callback.sinks.jsonl import JsonlLogger
+    from neuronxa_callback.worker.dispatch import OutOfBand
 
 logger = logging.getLogger("neuronxa_callback")  # the name users configure for the callback's messages
 
@@ -116,8 +121,8 @@ class AlignmentMonitor:
         self.last_eval_metrics: tuple[int, dict[str, float]] | None = None  # (step, eval_neuronxa_* metrics)
         self._ready = False
         self._disabled: str | None = None  # why measuring is off for this run (a start failure with strict=False)
-        self._inputs = None  # _measurement.MeasurementInputs once begun
-        self._jsonl = None
+        self._inputs: MeasurementInputs | None = None  # once begun
+        self._jsonl: JsonlLogger | None = None  # rank 0, once begun
         self._output_dir: Path | None = None  # <output_dir>/<output_subdir>: the JSONL and summary.json
         self._sinks: list[Any] = []
         # Whether the last measurement (at last_measured_step) succeeded and scored quality; every rank knows it, so
@@ -127,7 +132,7 @@ class AlignmentMonitor:
         self._last_record: dict | None = None  # rank 0: the record of the last measurement, as written
         self._measured_this_run = 0
         self._failures: list[str] = []
-        self._out_of_band = None  # worker.dispatch.OutOfBand when measurements run outside this process
+        self._out_of_band: OutOfBand | None = None  # when measurements run outside this process
 
     # ----- state for resume ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -226,7 +231,8 @@ class AlignmentMonitor:
         if rank != 0:
             return
         # A file this monitor already wrote (an evaluation before training) is its own, not an earlier run's.
-        self._jsonl, measured = _sinks.open_jsonl(self._output_dir, step, keep_earlier=self._jsonl is None)
+        output_dir = cast(Path, self._output_dir)  # begin() sets it first
+        self._jsonl, measured = _sinks.open_jsonl(output_dir, step, keep_earlier=self._jsonl is None)
         self._last_record = measured[-1] if measured else None
         if step > 0:
             self._resume_from(measured, step)
@@ -234,6 +240,11 @@ class AlignmentMonitor:
             self.history, self.plateau = new_history(), new_plateau(self.settings)
             self.measurement_index, self.last_measured_step = 0, None
         self._sinks = [sink for sink in (sinks(measured) if sinks is not None else ()) if sink is not None]
+
+    @property
+    def _begun_inputs(self) -> MeasurementInputs:
+        """The inputs begin() prepared; read only while measuring is on (begun and not disabled)."""
+        return cast(MeasurementInputs, self._inputs)
 
     def _resume_from(self, records: list[dict], step: int) -> None:
         """Bring history, plateau detector and counters to the checkpoint at `step`."""
@@ -277,12 +288,12 @@ class AlignmentMonitor:
             return self._measure_out_of_band(model, step=step, epoch=epoch, trigger=trigger, with_quality=with_quality)
         with left_as_found(model, tokenizer, rng=True):
             outcome = run_measurement(
-                self._inputs,
+                self._begun_inputs,
                 model,
                 tokenizer,
                 with_quality=with_quality,
                 record=lambda *measured: self._record(
-                    trigger, step, epoch, index, record_pieces(self._inputs, *measured)
+                    trigger, step, epoch, index, record_pieces(self._begun_inputs, *measured)
                 ),
             )
         # The step counts as measured even when it failed: retrying the same step would fail the same way.
@@ -351,12 +362,14 @@ class AlignmentMonitor:
             self._collect(step, wait=True)
             return
         with left_as_found(model, tokenizer, rng=True):
-            translations, error, seconds = translate_all(self._inputs, model, tokenizer)
+            translations, error, seconds = translate_all(self._begun_inputs, model, tokenizer)
             outcome = {"error": error}
             if rank_and_world()[0] == 0 and error is None:
+                # Rank 0 gets the translations whenever no rank failed (translate_all).
+                translated = cast(dict, translations)
                 outcome = {
                     "error": attempt(
-                        lambda: self._add_quality(*score_translations(self._inputs, translations), seconds)
+                        lambda: self._add_quality(*score_translations(self._begun_inputs, translated), seconds)
                     )[1]
                 }
             outcome = broadcast_object(outcome)
@@ -384,7 +397,7 @@ class AlignmentMonitor:
         write what has arrived. True when the snapshot was handed over (its record comes later)."""
         job = {"kind": kind, "step": step, "epoch": epoch, "trigger": trigger, "index": self.measurement_index}
         job["with_quality"] = with_quality
-        error = self._out_of_band.submit(model, job)
+        error = cast("OutOfBand", self._out_of_band).submit(model, job)  # callers check it is set
         if kind == "measure":
             self.last_measured_step = step
             self.measurement_index += 1
@@ -435,14 +448,15 @@ class AlignmentMonitor:
         the wait was for, in the failure of a measurement with no result in time."""
         arrived = []
         if rank_and_world()[0] == 0:
+            out_of_band = cast("OutOfBand", self._out_of_band)  # callers check it is set
             start = time.perf_counter()
-            done = self._out_of_band.finished(wait=wait, when=when)
+            done = out_of_band.finished(wait=wait, when=when)
             measured = [job for _, job, _ in done if job["kind"] == "measure"]
             if wait_timing is not None and measured:
                 measured[-1]["timing"][wait_timing] = time.perf_counter() - start
             for job_id, job, result in done:
                 arrived.append((job, self._write_result(job, result, step)))
-                self._out_of_band.release(job_id)
+                out_of_band.release(job_id)
         for job, outcome in broadcast_object(arrived):
             if job["kind"] == "quality":
                 self._settle_quality(job["step"], outcome)
@@ -451,7 +465,12 @@ class AlignmentMonitor:
 
     def _write_result(self, job: dict, result: dict, applied_at_step: int) -> dict:
         """Rank 0: a worker's result as a record (or its quality added to the last record); the outcome."""
-        failed = {"error": result.get("error"), "eval_metrics": {}, "should_stop": False, "reason": None}
+        failed: dict[str, Any] = {
+            "error": result.get("error"),
+            "eval_metrics": {},
+            "should_stop": False,
+            "reason": None,
+        }
         if result.get("error") is not None:
             return failed
         if job["kind"] == "quality":
@@ -496,7 +515,7 @@ class AlignmentMonitor:
             likelihood=pieces.get("likelihood"),
             timing=pieces["timing"],
             settings=settings,
-            data=self._inputs.data,
+            data=self._begun_inputs.data,
             history=self.history,
             plateau=self.plateau,
         )
@@ -519,7 +538,8 @@ class AlignmentMonitor:
     def _add_quality(self, quality: dict, quality_seconds: float, generation_seconds: float) -> None:
         """Rank 0: write the last record again with `quality` (its JSONL line is replaced; the sinks get the same
         step again, so its quality joins the alignment already logged there)."""
-        settings, old = self.settings, self._last_record
+        # Called only after a measurement that succeeded, whose record this is.
+        settings, old = self.settings, cast(dict, self._last_record)
         record: dict[str, Any] = {}
         for key, value in old.items():  # same key order as a record measured with quality
             if key != "quality":
@@ -536,7 +556,7 @@ class AlignmentMonitor:
     def _write(self, record: dict) -> None:
         """The JSONL first (the complete record), then every sink; sinks never raise."""
         self._last_record = record
-        self._jsonl.log_measurement(record)
+        cast("JsonlLogger", self._jsonl).log_measurement(record)  # rank 0 writes, and begin() opened it there
         for sink in self._sinks:
             sink.log_measurement(record)
         say(summary_line(record))  # progress a person can follow, one line per measurement
@@ -544,7 +564,7 @@ class AlignmentMonitor:
     # ----- what a person sees --------------------------------------------------------------------------------------
     def _announcement(self, trigger: str, step: int, with_quality: bool) -> str:
         """What is about to be measured, so a long silent wait has an explanation."""
-        data, settings = self._inputs.data, self.settings
+        data, settings = self._begun_inputs.data, self.settings
         what = {"train_begin": "baseline, before training", "train_end": "final", "evaluate": "evaluation"}.get(trigger)
         text = (
             f"measuring step {step}{f' ({what})' if what else ''}: {len(data)} pairs x {len(data.targets)} language(s)"
@@ -562,7 +582,7 @@ class AlignmentMonitor:
         """Rank 0, at the end: what this run measured, in the log and in summary.json next to the JSONL. A run that
         measured nothing says so loudly: it must not pass for a measured one."""
         summary = _sinks.run_summary(
-            self._output_dir,
+            cast(Path, self._output_dir),  # begin() sets it
             self._jsonl,
             step=step,
             measured=self._measured_this_run,

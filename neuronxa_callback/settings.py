@@ -280,7 +280,7 @@ def _validated(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _validated_worker(raw: dict[str, Any]) -> dict[str, Any]:
     """The out-of-band settings: where measurements run and how far they may lag behind training."""
-    out = {"measure_in": _choice("measure_in", raw["measure_in"], MEASURE_IN)}
+    out: dict[str, Any] = {"measure_in": _choice("measure_in", raw["measure_in"], MEASURE_IN)}
     device = raw["worker_device"]
     if not isinstance(device, str) or not (
         device == "cpu" or device == "cuda" or device.startswith(("cuda:", "xpu", "mps"))

@@ -367,7 +367,7 @@ def score_encoded(
     order = torch.as_tensor(sorted(range(total), key=lambda row: encoded.indices[row]))
     in_order = list(encoded.indices) == list(range(total))
     versions = library_versions()
-    settings = {
+    settings: dict[str, Any] = {
         "representations": list(representations),
         "pooling": pooling,
         "batch_size": batch_size,
@@ -484,6 +484,7 @@ def measure_alignment(
         "max_length": max_length,
         "progress": progress,
     }
+    encoded: Encoded | None
     if shard is None:
         encoded = encode(model, tokenizer, parallel_sentences(data), **options)
     else:

@@ -243,7 +243,7 @@ def similarity_per_layer(
             continue
         value = function(source[layer], target[layer], **kwargs)
         per_layer.append(None if value is None or not math.isfinite(value) else float(value))
-    defined = [per_layer[i] for i in selected if per_layer[i] is not None]
+    defined = [value for value in (per_layer[i] for i in selected) if value is not None]
     result: dict[str, Any] = {
         "measure": measure,
         "per_layer": per_layer,

@@ -270,7 +270,7 @@ class NeuronXACallback(TrainerCallback, ExportableState):
         """Rank 0: where records go besides the JSONL. Attached: the Trainer's trackers (W&B among them when in
         report_to). Not attached: W&B alone when asked for, and a hint that attach() reaches the others."""
         attached = self._trainer is not None
-        sinks = []
+        sinks: list[Any] = []
         if attached:
             sinks.append(_sinks.open_trackers(self.settings, self._trainer, measured))
         if _sinks.wandb_besides_trackers(self.settings, args, attached):
@@ -322,7 +322,8 @@ class NeuronXACallback(TrainerCallback, ExportableState):
 
 
 # help(NeuronXACallback) and IDEs show the keyword arguments and defaults that CallbackSettings declares.
-NeuronXACallback.__init__.__signature__ = inspect.Signature(
+# inspect reads __signature__ from any function; typeshed's FunctionType does not declare it.
+NeuronXACallback.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     + [
         inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)

@@ -40,7 +40,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from neuronxa_callback.instrument.architectures import activation_modules, decoder_layers, unwrap_model
 
@@ -286,11 +286,13 @@ class ActivationCapture:
                         operand.abs_()
                     else:
                         operand.copy_(piece)
-                    if out[k] is None:
+                    acc = out[k]
+                    if acc is None:
                         out[k] = torch.bmm(w, operand)
                     else:
-                        out[k].baddbmm_(w, operand)  # acc += w @ operand, in place
-        return [acc.squeeze(1) for acc in out]
+                        acc.baddbmm_(w, operand)  # acc += w @ operand, in place
+        # The first slice filled every slot: a hooked output has at least one token (its shape matches the weights).
+        return [cast("torch.Tensor", acc).squeeze(1) for acc in out]
 
     def _scratch_for(self, numel: int, device: torch.device) -> torch.Tensor:
         import torch
@@ -682,7 +684,7 @@ def _forward(
 def _config_width(model: nn.Module, name: str) -> int:
     """The representation's width read from the config (used only when a shard has no rows to measure it)."""
     config = unwrap_model(model).config
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    hidden = getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)
     if name == "embedding":
         return int(hidden)
     return int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden)

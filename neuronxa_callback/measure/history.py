@@ -103,7 +103,7 @@ class MeasurementHistory:
         for pair, layers in per_layer.items():
             if len(layers) == 0:
                 raise ValueError(f"per_layer[{pair!r}] is empty")
-        measurement = {
+        measurement: dict[str, dict] = {
             "alignment": {pair: float(value) for pair, value in alignment_means.items()},
             # None: a layer the measurement could not score (e.g. float16 overflow); it is left out per layer.
             "per_layer": {pair: [_finite(v) for v in layers] for pair, layers in per_layer.items()},
@@ -389,8 +389,8 @@ class PlateauDetector:
         self.steps.append(int(step))
         self.values.append(value_f)
         self.smoothed = self._smooth(value_f)
-        paired = sentences is not None and self.criterion == "paired_test"
-        vector = [float(v) for v in sentences] if paired else None
+        vector = [float(v) for v in sentences] if sentences is not None and self.criterion == "paired_test" else None
+        paired = vector is not None
         improves = self._improves_paired(value_f, vector) if paired else None
         if improves is None:
             improves = self._improves(value_f if paired else self.smoothed)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from neuronxa_callback.data.loaders import ParallelSet
-    from neuronxa_callback.measure.history import MeasurementHistory, PlateauDetector
+    from neuronxa_callback.measure.history import Decision, MeasurementHistory, PlateauDetector
     from neuronxa_callback.settings import CallbackSettings
 
 SCHEMA_VERSION = 1
@@ -107,7 +107,7 @@ def measurement_record(
     history: MeasurementHistory,
     plateau: PlateauDetector | None = None,
     likelihood: dict | None = None,
-) -> tuple[dict, object]:
+) -> tuple[dict, Decision | None]:
     """The one way a measurement becomes a record (the callback, the monitor, checkpoint scoring): head, running
     correlations (the measurement joins `history`), the paired changes against the history's baseline and previous
     measurement ("change", see MeasurementHistory.changes), the plateau detector's decision when there is one, and

@@ -35,7 +35,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class _Loader:
             return model, tokenizer, lambda: None
         from peft import PeftModel
 
-        base, base_tokenizer = self.base(checkpoint.base_model)
+        # An adapter always names its base (_checkpoint raises otherwise).
+        base, base_tokenizer = self.base(cast(str, checkpoint.base_model))
         tokenizer = self._tokenizer(checkpoint.path) or base_tokenizer
         model = PeftModel.from_pretrained(base, str(checkpoint.path))
         model.eval()
@@ -257,18 +258,22 @@ def checkpoint_pieces(
 ) -> dict:
     """One checkpoint's measurement: {"report_dict", "quality", "likelihood", "timing"}, the arguments
     measurement_record takes besides the history. The same function runs here and in a fan-out worker (fanout.py)."""
-    from neuronxa_callback.alignment.report import measure_alignment
+    from neuronxa_callback.alignment.report import AlignmentReport, measure_alignment
     from neuronxa_callback.measure import quality_step
 
     started = time.perf_counter()
-    report = measure_alignment(
-        model,
-        tokenizer,
-        data,
-        model_name=model_name,
-        similarity=similarity,
-        svcca_directions=svcca_directions,
-        **settings.encode_options(),
+    # Unsharded (no shard=): measure_alignment returns the report, None is only for ranks > 0 of a sharded call.
+    report = cast(
+        AlignmentReport,
+        measure_alignment(
+            model,
+            tokenizer,
+            data,
+            model_name=model_name,
+            similarity=similarity,
+            svcca_directions=svcca_directions,
+            **settings.encode_options(),
+        ),
     )
     alignment_seconds = time.perf_counter() - started
     report_dict = report.to_dict()
@@ -328,7 +333,8 @@ def load_checkpoint(loader: _Loader, checkpoint: Checkpoint, include_base: bool 
 
     if checkpoint.kind == "base":
         try:
-            model, tokenizer = loader.base(checkpoint.base_model)
+            # The step-0 checkpoint is built from its base's name (_with_base).
+            model, tokenizer = loader.base(cast(str, checkpoint.base_model))
         except ModelLoadError as error:
             if include_base:
                 raise

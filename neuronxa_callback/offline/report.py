@@ -210,13 +210,13 @@ def _pair_section(pair: str, series: dict, records: list[dict], correlations: di
     ]
     trends = []
     for metric in QUALITY_METRICS:
-        values = [(r["step"], quality_scores(r).get(pair, {}).get(metric)) for r in records]
-        values = [(s, v) for s, v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        measured = [(r["step"], quality_scores(r).get(pair, {}).get(metric)) for r in records]
+        values = [(s, float(v)) for s, v in measured if isinstance(v, (int, float)) and math.isfinite(v)]
         if values:
-            first, last = values[0], values[-1]
+            earliest, latest = values[0], values[-1]
             trends.append(
-                f"{metric} {_fmt(float(first[1]), 3)} (step {first[0]}) → {_fmt(float(last[1]), 3)} "
-                f"(step {last[0]}), {len(values)} measurement(s)"
+                f"{metric} {_fmt(earliest[1], 3)} (step {earliest[0]}) → {_fmt(latest[1], 3)} "
+                f"(step {latest[0]}), {len(values)} measurement(s)"
             )
     lines.append("Quality trend: " + ("; ".join(trends) if trends else "no translation quality measured") + ".")
     copies = [

@@ -68,8 +68,9 @@ def language_name(code: str) -> str:
     try:
         from neuronxa_callback.data import languages  # written by a colleague; optional here
     except ImportError:
-        languages = None
-    lookup = getattr(languages, "language_name", None)
+        lookup = None
+    else:
+        lookup = getattr(languages, "language_name", None)
     if callable(lookup):
         try:
             name = lookup(code)
