@@ -13,7 +13,13 @@ MEAN = f"eval/neuronxa/{PAIR}/nasca_mean"
 
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
+    # An earlier test's run can still be open (the Trainer's W&B integration leaves its run open after train()), and
+    # W&B reads WANDB_DIR once per process: without this, Accelerate's wandb.init (which takes no dir) writes into
+    # the earlier test's directory.
+    if wandb.run is not None:
+        wandb.finish()
+    wandb.teardown()
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
