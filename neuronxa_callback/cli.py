@@ -90,6 +90,33 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fan_out_arguments(group, items: str, held: str) -> None:
+    """--workers N | --ray [ADDRESS], --ray-actors, --worker-threads: `items` (checkpoints, models) scored side by
+    side in worker processes or Ray actors, each holding `held`; one after another in this process by default."""
+    spread = group.add_mutually_exclusive_group()
+    spread.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"score the {items} side by side in N local worker processes, each holding {held} "
+        "(default: one after another in this process)",
+    )
+    spread.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help=f"score the {items} in Ray actors (--ray-actors of them): a local Ray instance, or the cluster at "
+        "ADDRESS (the files must be on storage every node sees)",
+    )
+    group.add_argument("--ray-actors", type=_positive_int, default=2, metavar="N", help="Ray actors (default 2)")
+    group.add_argument(
+        "--worker-threads", type=_positive_int, default=None, metavar="N", help="torch threads per worker or actor"
+    )
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parallel data (either --source-file/--target-file or --data)")
     group.add_argument("--source-file", type=Path, help="one sentence per line, aligned with --target-file")
@@ -237,28 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--comet-model", default=None, help="COMET model name or local directory")
     runs.add_argument("--max-new-tokens", type=_positive_int, default=64)
     runs.add_argument("--num-fewshot", type=int, default=3)
-    fan_out = runs.add_mutually_exclusive_group()
-    fan_out.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="score the checkpoints side by side in N local worker processes, each holding the base model once "
-        "(default: one after another in this process)",
-    )
-    fan_out.add_argument(
-        "--ray",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="ADDRESS",
-        help="score the checkpoints in Ray actors (--ray-actors of them): a local Ray instance, or the cluster at "
-        "ADDRESS (the run directory must be on storage every node sees)",
-    )
-    runs.add_argument("--ray-actors", type=_positive_int, default=2, metavar="N", help="Ray actors (default 2)")
-    runs.add_argument(
-        "--worker-threads", type=_positive_int, default=None, metavar="N", help="torch threads per worker or actor"
-    )
+    _add_fan_out_arguments(runs, "checkpoints", "the base model once")
     group = _add_scoring_arguments(score)
     group.add_argument("--output", type=Path, default=None, help="write the result JSON here (default: stdout)")
     group.add_argument("--plot", type=Path, default=None, help="write the layer profile per pair as a PNG")
@@ -333,14 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     loading.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN)")
     _add_data_arguments(models)
     _add_scoring_arguments(models)
-    fan_out = models.add_argument_group("fan-out (default: one model after another in this process)")
-    spread = fan_out.add_mutually_exclusive_group()
-    spread.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="N local worker processes")
-    spread.add_argument(
-        "--ray", nargs="?", const=True, default=False, metavar="ADDRESS", help="Ray actors (local instance or ADDRESS)"
+    _add_fan_out_arguments(
+        models.add_argument_group("fan-out (default: one model after another in this process)"),
+        "models",
+        "one model at a time",
     )
-    fan_out.add_argument("--ray-actors", type=_positive_int, default=2, metavar="N", help="Ray actors (default 2)")
-    fan_out.add_argument("--worker-threads", type=_positive_int, default=None, metavar="N", help="torch threads each")
 
     report = commands.add_parser(
         "report", parents=shared, help="figures and a Markdown summary from a run's metrics.jsonl"
