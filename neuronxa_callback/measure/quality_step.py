@@ -198,13 +198,20 @@ def score_likelihood(parts: list[dict], data: ParallelSet) -> dict[str, dict]:
         if len(entries) == 1:
             out[pair] = entries[0]
             continue
-        combined: dict[str, Any] = {"direction": "both"}
-        for name in LIKELIHOOD_SCORES:
-            values = [e.get(name) for e in entries]
-            combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+        combined = _mean_over_directions(entries, LIKELIHOOD_SCORES)
         combined["directions"] = {e["direction"]: e for e in entries}
         out[pair] = combined
     return out
+
+
+def _mean_over_directions(entries: list[dict], names) -> dict[str, Any]:
+    """A pair measured in both directions: each score in `names` as the mean of the directions' values (None when
+    a direction lacks it)."""
+    combined: dict[str, Any] = {"direction": "both"}
+    for name in names:
+        values = [e.get(name) for e in entries]
+        combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+    return combined
 
 
 def finite(value: Any) -> float | None:
@@ -294,10 +301,7 @@ def score_quality(
         names = [
             k for k in entries[0] if k not in ("direction", "signatures", "translations") + copy_keys + language_keys
         ]
-        combined: dict[str, Any] = {"direction": "both"}
-        for name in names:
-            values = [e.get(name) for e in entries]
-            combined[name] = sum(values) / len(values) if all(v is not None for v in values) else None
+        combined = _mean_over_directions(entries, names)
         total = sum(len(e["translations"]) for e in entries)
         combined["copies"] = sum(e["copies"] for e in entries)
         combined["copy_rate"] = combined["copies"] / total if total else 0.0
