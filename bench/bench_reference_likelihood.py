@@ -6,7 +6,8 @@
 One direction (Icelandic -> English) on the packaged NTREX-128 lines 1..--sentences, with the callback's own prompt
 (3-shot, examples from the NTREX lines after the scored ones) and batch size. The three parts of a measurement, each
 once, in this order: the alignment measurement (encode both languages and score, measure_alignment), the reference
-likelihood (one forward per sentence), translating (greedy, stop at a newline, --max-new-tokens). Then the likelihood
+likelihood (one forward per sentence after one of the prompt's shared prefix; timed --rounds times each with and
+without sharing that prefix, alternating, the best of each kept), translating (greedy, stop at a newline, --max-new-tokens). Then the likelihood
 of the first --check sentences again at batch size 1: the largest per-sentence difference from the batched values
 (the value must not depend on the batch).
 
@@ -31,7 +32,7 @@ from _benchlib import (  # noqa: E402
 
 setup_environment()
 
-QUICK = dict(sentences=6, max_new_tokens=6, batch_size=4, check=3)
+QUICK = dict(sentences=6, max_new_tokens=6, batch_size=4, check=3, rounds=1)
 SOURCE, TARGET = "isl_Latn", "eng_Latn"
 
 
@@ -41,6 +42,12 @@ def parse_args(argv=None):
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--check", type=int, default=8, help="sentences re-scored at batch size 1")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="likelihood timed this many times each with and without the shared prefix, alternating (the best kept)",
+    )
     return parse_with_quick(parser, argv, QUICK)
 
 
@@ -58,7 +65,7 @@ def _main(argv=None) -> None:
     from neuronxa_callback.data.loaders import load_parallel
     from neuronxa_callback.quality.fewshot import select_fewshot_examples
     from neuronxa_callback.quality.generation import translate, translation_prompts
-    from neuronxa_callback.quality.likelihood import reference_likelihood, summarize_likelihood
+    from neuronxa_callback.quality.likelihood import likelihood_plan, reference_likelihood, summarize_likelihood
 
     source = "bundled" if options.quick else "ntrex"
     data = load_parallel(source, pivot=TARGET, languages=(SOURCE,), num_pairs=options.sentences)
@@ -86,11 +93,35 @@ def _main(argv=None) -> None:
     emit("nasca_mean", report.to_dict()["pairs"][pair]["nasca_mean"])
     emit("alignment_seconds", alignment_seconds, 2)
 
-    start = time.perf_counter()
-    rows = reference_likelihood(
-        model, tokenizer, prompts, references, batch_size=options.batch_size, add_special_tokens=add_special_tokens
+    plan = likelihood_plan(
+        tokenizer, prompts, references, batch_size=options.batch_size, add_special_tokens=add_special_tokens
     )
-    likelihood_seconds = time.perf_counter() - start
+    emit("shared_prefix_tokens", plan.shared)
+    # Alternating rounds with and without the shared prefix (the first round of each warms it up); the best of each.
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    results = {}
+    for _ in range(max(options.rounds, 1)):
+        for share_prefix in (False, True):
+            start = time.perf_counter()
+            results[share_prefix] = reference_likelihood(
+                model,
+                tokenizer,
+                prompts,
+                references,
+                batch_size=options.batch_size,
+                add_special_tokens=add_special_tokens,
+                share_prefix=share_prefix,
+            )
+            timings[share_prefix].append(time.perf_counter() - start)
+    rows = results[True]
+    likelihood_seconds = min(timings[True])
+    emit("likelihood_unshared_seconds", min(timings[False]), 2)
+    emit(
+        "shared_vs_unshared_max_abs_diff_nats",
+        max(abs(a.logprob - b.logprob) for a, b in zip(results[True], results[False])),
+        6,
+    )
+    emit("prefix_sharing_speedup", min(timings[False]) / likelihood_seconds, 2)
     summary = summarize_likelihood(rows)
     emit("reference_tokens_total", summary["tokens"])
     emit("reference_bytes_total", summary["bytes"])

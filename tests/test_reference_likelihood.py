@@ -25,6 +25,9 @@ PROMPTS = [f"German: {s}\nEnglish:" for s in SENTENCES[16:19]] + [
     f"Icelandic: {SENTENCES[10]}\nEnglish: {SENTENCES[0]}\n\nIcelandic: {s}\nEnglish:" for s in SENTENCES[11:16]
 ]
 REFERENCES = SENTENCES[1:9]
+# Prompts as translate() builds them with examples: a long few-shot block every sentence starts with.
+FEWSHOT_BLOCK = "".join(f"Icelandic: {SENTENCES[19 + k]}\nEnglish: {SENTENCES[22 + k]}\n\n" for k in range(3))
+FEWSHOT_PROMPTS = [f"{FEWSHOT_BLOCK}Icelandic: {s}\nEnglish:" for s in SENTENCES[11:19]]
 
 
 def direct(model, tokenizer, prompt: str, reference: str, *, add_special_tokens: bool = True) -> tuple[float, int]:
@@ -90,6 +93,90 @@ def test_padding_side_and_batch_size_do_not_change_the_values(tokenizer, model_t
             assert values == pytest.approx(reference, abs=1e-4), (padding_side, batch_size)
 
 
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2"])
+def test_the_shared_prefix_runs_once_and_changes_no_value(tokenizer, model_type):
+    """The few-shot block every prompt starts with is one forward; each batch continues from its cache. The values
+    equal a direct one-sentence computation and the uncached path, on both padding sides and at any batch size."""
+    model = tiny_model(model_type, tokenizer=tokenizer, seed=2)
+    plan = likelihood_plan(tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3)
+    common = len(tokenizer(FEWSHOT_BLOCK + "Icelandic:")["input_ids"])
+    assert plan.shared >= common - 1 and plan.forwards == len(plan.batches) + 1
+    assert all(ids[: plan.shared] == plan.input_ids[0][: plan.shared] for ids in plan.input_ids)
+    widths = []
+    hook = model.register_forward_pre_hook(lambda _, __, kw: widths.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        shared = reference_likelihood(model, tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3)
+    finally:
+        hook.remove()
+    assert widths[0] == (1, plan.shared) and len(widths) == plan.forwards
+    assert all(width[1] < min(map(len, plan.input_ids)) - plan.shared + 40 for width in widths[1:])
+    plain = reference_likelihood(model, tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3, share_prefix=False)
+    assert [r.logprob for r in shared] == pytest.approx([r.logprob for r in plain], abs=1e-4)
+    assert [r.tokens for r in shared] == [r.tokens for r in plain]
+    for prompt, reference, row in zip(FEWSHOT_PROMPTS[:3], REFERENCES[:3], shared[:3]):
+        assert row.logprob == pytest.approx(direct(model, tokenizer, prompt, reference)[0], abs=1e-4)
+    for padding_side in ("left", "right"):
+        for batch_size in (1, 8):
+            rows = reference_likelihood(
+                model, tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=batch_size, padding_side=padding_side
+            )
+            assert [r.logprob for r in rows] == pytest.approx([r.logprob for r in plain], abs=1e-4)
+
+
+def test_the_shared_prefix_under_lora_and_bf16(tokenizer):
+    """Through a PEFT wrapper (the cache argument reaches the base model) and in bf16 (its rounding, not the cache,
+    sets the tolerance), the shared prefix gives the values of the full forward."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        tiny_model("llama", tokenizer=tokenizer, seed=3),
+        LoraConfig(r=4, target_modules=["gate_proj", "up_proj"], init_lora_weights=False),
+    )
+    for candidate, tolerance in ((model, 1e-4), (tiny_model("llama", tokenizer=tokenizer, seed=3).bfloat16(), 0.05)):
+        shared = reference_likelihood(candidate, tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3)
+        plain = reference_likelihood(
+            candidate, tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3, share_prefix=False
+        )
+        assert [r.logprob for r in shared] == pytest.approx([r.logprob for r in plain], abs=tolerance)
+
+
+def test_the_shared_prefix_on_gemma_with_the_callbacks_own_prompt(gemma):
+    """The real model, the 3-shot prompt the monitor translates with: the same values within float32 tolerance."""
+    from neuronxa_callback.data.loaders import load_parallel
+    from neuronxa_callback.quality.fewshot import load_fewshot_examples
+    from neuronxa_callback.quality.generation import translation_prompts
+
+    model, gemma_tokenizer = gemma
+    data = load_parallel("bundled", languages=("isl_Latn",), num_pairs=6)
+    sources, references = data.sentences("isl_Latn"), data.sentences("eng_Latn")
+    examples = load_fewshot_examples("isl_Latn", "eng_Latn", k=3, exclude=sources + references)
+    prompts, add_special_tokens = translation_prompts(
+        gemma_tokenizer, sources, source_lang="isl_Latn", target_lang="eng_Latn", prompt="fewshot", examples=examples
+    )
+    options = dict(batch_size=4, add_special_tokens=add_special_tokens)
+    plan = likelihood_plan(gemma_tokenizer, prompts, references, **options)
+    assert plan.shared > sum(len(p.split()) for p in prompts) / len(prompts)  # the examples: most of each prompt
+    shared = reference_likelihood(model, gemma_tokenizer, prompts, references, **options)
+    plain = reference_likelihood(model, gemma_tokenizer, prompts, references, share_prefix=False, **options)
+    assert [r.logprob for r in shared] == pytest.approx([r.logprob for r in plain], abs=5e-4)
+
+
+def test_the_shared_prefix_stops_before_the_first_scored_token():
+    from neuronxa_callback.quality.likelihood import MIN_SHARED_PREFIX_TOKENS, shared_prefix_length
+
+    long = list(range(100, 100 + 3 * MIN_SHARED_PREFIX_TOKENS))
+    # Identical rows: the prefix leaves the prediction of each row's first scored token (start - 1) to the batch.
+    assert shared_prefix_length([long, long], [len(long) - 2, len(long) - 2]) == len(long) - 3
+    # A row whose reference starts early bounds the prefix for all.
+    assert (
+        shared_prefix_length([long, long + [1]], [MIN_SHARED_PREFIX_TOKENS + 1, len(long)]) == MIN_SHARED_PREFIX_TOKENS
+    )
+    # Rows that part early, one sentence, or an empty reference that would otherwise let the prefix cover a row.
+    assert shared_prefix_length([long, [7] + long], [5, 5]) == 0
+    assert shared_prefix_length([long], [5]) == 0
+    assert shared_prefix_length([long, long + [1, 2]], [len(long), len(long)]) == len(long) - 1
+
+
 def test_model_and_tokenizer_are_left_as_found(tokenizer):
     model = tiny_model("llama", tokenizer=tokenizer, seed=1)
     model.train()
@@ -128,6 +215,17 @@ def test_sharded_engine_in_one_process_equals_the_replicated_one(tokenizer):
     halves = [ReplicatedEngine(model, r, 2).reference_likelihood(tokenizer, PROMPTS, REFERENCES) for r in range(2)]
     merged = sorted(row for half in halves for row in half)
     assert [row.logprob for _, row in merged] == pytest.approx([row.logprob for _, row in replicated], abs=1e-4)
+
+
+def test_sharded_engine_counts_the_shared_prefix_forward(tokenizer):
+    """Under sharded parameters every forward is a collective the ranks agree on in advance: the prefix's forward
+    is one of them (counted short, the engine would see more forwards than agreed and fail)."""
+    from neuronxa_callback.parallel.sharding import ReplicatedEngine, ShardedEngine
+
+    model = tiny_model("llama", tokenizer=tokenizer, seed=1)
+    replicated = ReplicatedEngine(model, 0, 1).reference_likelihood(tokenizer, FEWSHOT_PROMPTS, REFERENCES)
+    sharded = ShardedEngine(model).reference_likelihood(tokenizer, FEWSHOT_PROMPTS, REFERENCES, batch_size=3)
+    assert [row.logprob for _, row in sharded] == pytest.approx([row.logprob for _, row in replicated], abs=1e-4)
 
 
 # ----- in the record, at every measurement ------------------------------------------------------------------------

@@ -343,7 +343,7 @@ class ShardedEngine:
         plan, calls, dummy, error = None, 0, None, None
         try:
             plan = likelihood_plan(tokenizer, [prompts[i] for i in mine], [references[i] for i in mine], **settings)
-            calls = len(plan.batches)  # reference_likelihood() makes one forward per batch
+            calls = plan.forwards  # one forward per batch, one for a shared prefix
             dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
         except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
             error = f"{type(failure).__name__}: {failure}"

@@ -29,20 +29,32 @@ What is scored, exactly:
   secondary (tokens do depend on the tokenizer). Totals over the sentences, then divided (a long sentence weighs more).
 
 Batches are length-sorted and padded on the left or right (`padding_side`, same values within float tolerance);
-position ids count real tokens, so padding does not shift them. Only the logits at the reference's positions are
+position ids count real tokens, so padding does not shift them. The tokens every sentence starts with (the few-shot
+block and the instructions: most of a 3-shot prompt) are run once, and each batch continues from their key/value
+cache (`share_prefix`; the same values within float tolerance, the cost of the sentences' own tokens only). Only the logits at the reference's positions are
 asked for (`logits_to_keep`), and the log-softmax runs one row at a time in float32: a 262k vocabulary never makes a
 [batch, tokens, vocabulary] float32 tensor.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LikelihoodPlan", "ReferenceLikelihood", "likelihood_plan", "reference_likelihood", "summarize_likelihood"]
+__all__ = [
+    "LikelihoodPlan",
+    "ReferenceLikelihood",
+    "likelihood_plan",
+    "reference_likelihood",
+    "shared_prefix_length",
+    "summarize_likelihood",
+]
 
 PADDING_SIDES = ("left", "right")
+# A shared prefix shorter than this is not run on its own: a forward and a cache copy per batch cost more than it saves.
+MIN_SHARED_PREFIX_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,13 @@ class LikelihoodPlan:
     input_ids: list[list[int]]
     starts: list[int]  # index of the first reference token in input_ids[i]
     batches: list[list[int]]
+    # How many leading tokens all sentences share (0: too few to be worth a forward of their own): run once, cached.
+    shared: int = 0
+
+    @property
+    def forwards(self) -> int:
+        """Forward passes reference_likelihood() makes at most: one per batch, one more for the shared prefix."""
+        return len(self.batches) + (1 if self.shared else 0)
 
     def made_for(
         self, prompts: Sequence[str], references: Sequence[str], *, batch_size: int, add_special_tokens: bool
@@ -134,8 +153,31 @@ def likelihood_plan(
         starts.append(max(len(ids), 1) if ids or reference_ids else 0)
         input_ids.append(ids + reference_ids)
     return LikelihoodPlan(
-        prompts, references, settings, input_ids, starts, plan_batches(list(map(len, input_ids)), batch_size)
+        prompts,
+        references,
+        settings,
+        input_ids,
+        starts,
+        plan_batches(list(map(len, input_ids)), batch_size),
+        shared_prefix_length(input_ids, starts),
     )
+
+
+def shared_prefix_length(input_ids: Sequence[Sequence[int]], starts: Sequence[int]) -> int:
+    """How many leading tokens every sentence has in common, kept short enough that each sentence has a token after
+    it and every scored token's prediction (position start - 1) comes after it; 0 for fewer than two sentences or a
+    prefix under MIN_SHARED_PREFIX_TOKENS."""
+    if len(input_ids) < 2:
+        return 0
+    first = input_ids[0]
+    limit = min(len(ids) for ids in input_ids) - 1
+    scored = [start for ids, start in zip(input_ids, starts) if start < len(ids)]
+    if scored:
+        limit = min(limit, min(scored) - 1)
+    length = 0
+    while length < limit and all(ids[length] == first[length] for ids in input_ids):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX_TOKENS else 0
 
 
 def reference_likelihood(
@@ -147,13 +189,16 @@ def reference_likelihood(
     batch_size: int = 16,
     add_special_tokens: bool = True,
     padding_side: str = "left",
+    share_prefix: bool = True,
     plan: LikelihoodPlan | None = None,
 ) -> list[ReferenceLikelihood]:
     """Per sentence, log p(continuation of `references[i]` | `prompts[i]`) summed over the reference's tokens (nats),
     in the order given; see the module docstring for what exactly is scored.
 
     add_special_tokens: how the prompts are tokenized (False for a rendered chat template, as translate() does).
-    padding_side: "left" or "right" (the same values within float tolerance). plan: likelihood_plan()'s result when
+    padding_side: "left" or "right" (the same values within float tolerance). share_prefix: run the tokens all
+    sentences start with once and continue every batch from their cache (models that take `past_key_values`; the same
+    values within float tolerance, False recomputes them in every row). plan: likelihood_plan()'s result when
     the caller made it already (sharding.ShardedEngine counts its forwards from it). Runs under torch.no_grad in eval
     mode and leaves the model and tokenizer as found (isolation.left_as_found).
     """
@@ -180,13 +225,27 @@ def reference_likelihood(
         extra["use_cache"] = False
     keep_logits = "logits_to_keep" in accepted
     pass_positions = "position_ids" in accepted
+    # transformers 5 names the key/value cache argument `cache`, earlier versions `past_key_values`.
+    cache_argument = next((name for name in ("cache", "past_key_values") if name in accepted), None)
+    cacheable = share_prefix and pass_positions and cache_argument is not None and "use_cache" in accepted
+    shared = plan.shared if cacheable else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = _input_device(model)
     with left_as_found(model, tokenizer):
         model.eval()
         with torch.no_grad():  # never inference_mode: it breaks the next FSDP training forward
+            prefix_cache = None
+            if shared:
+                prefix = torch.tensor([plan.input_ids[0][:shared]], dtype=torch.long, device=device)
+                kwargs = {"logits_to_keep": 1} if keep_logits else {}
+                prefix_output = model(input_ids=prefix, use_cache=True, **kwargs)
+                prefix_cache = getattr(prefix_output, "cache", None) or getattr(prefix_output, "past_key_values", None)
+                if prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave"):
+                    raise TypeError(f"reference_likelihood: {type(model).__name__} returned no key/value cache")
             for batch in plan.batches:
-                rows = [plan.input_ids[i] for i in batch]
+                # Each row after the shared prefix; positions and indices below are relative to it.
+                rows = [plan.input_ids[i][shared:] for i in batch]
+                starts = [plan.starts[i] - shared for i in batch]
                 width = max(len(row) for row in rows)
                 ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
                 attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -197,22 +256,29 @@ def reference_likelihood(
                     attention[r, offset : offset + len(row)] = 1
                     offsets.append(offset)
                 # The first logit needed: the one that predicts the earliest reference token of the batch.
-                first = min(offsets[r] + max(plan.starts[i], 1) - 1 for r, i in enumerate(batch))
+                first = min(offsets[r] + max(starts[r], 1) - 1 for r in range(len(batch)))
                 kwargs = dict(extra)
                 if keep_logits:
                     kwargs["logits_to_keep"] = max(width - first, 1)
+                if prefix_cache is not None:
+                    # A copy per batch: the forward appends this batch's keys and values to the cache it is given.
+                    cache = copy.deepcopy(prefix_cache)
+                    cache.batch_repeat_interleave(len(rows))
+                    attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), attention], dim=1)
+                    kwargs.update({cache_argument: cache, "use_cache": True})
                 if pass_positions:
-                    kwargs["position_ids"] = (attention.cumsum(dim=1) - 1).clamp(min=0).to(device)
+                    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+                    kwargs["position_ids"] = positions[:, shared:].to(device)
                 output = model(input_ids=ids.to(device), attention_mask=attention.to(device), **kwargs)
                 logits = output.logits if hasattr(output, "logits") else output[0]
                 kept = logits.shape[1]
                 for r, i in enumerate(batch):
-                    start, length = plan.starts[i], len(plan.input_ids[i])
+                    start, length = starts[r], len(rows[r])
                     if start >= length:
                         continue
                     # logits at padded position p predict the token at p + 1; row r's logits start at width - kept.
                     predicting = torch.arange(offsets[r] + start - 1, offsets[r] + length - 1) - (width - kept)
-                    targets = torch.tensor(plan.input_ids[i][start:], dtype=torch.long, device=logits.device)
+                    targets = torch.tensor(rows[r][start:], dtype=torch.long, device=logits.device)
                     log_probs = torch.log_softmax(logits[r, predicting.to(logits.device)].float(), dim=-1)
                     total = log_probs.gather(1, targets[:, None]).sum().item()
                     reference = plan.references[i]
