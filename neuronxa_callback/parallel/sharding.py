@@ -35,8 +35,9 @@ batch sizes and sequence lengths may differ. Hence the sharded engine:
   early keeps running forwards until every rank is done. FSDP1 generates through `model.module` inside
   `FSDP.summon_full_params(model, recurse=False, writeback=False)` (the root unit's embedding and head gathered; the
   wrapped decoder layers gather themselves).
-- reference_likelihood: like encode, one forward per batch of its own plan (likelihood.likelihood_plan) over this
-  rank's sentences, counted, agreed, and evened out with dummy forwards.
+- reference_likelihood: like encode (the same frame, ShardedEngine._agreed_forwards), one forward per batch of its own
+  plan (likelihood.likelihood_plan) over this rank's sentences and one for the prompt prefix they share, counted,
+  agreed, and evened out with dummy forwards.
 - release: `reshard` puts parameters back into their shards. A no-grad forward leaves the root unit of FSDP1 and
   FSDP2 unsharded (they expect a backward next), and ZeRO-3 can keep gathered parameters until the next training
   step; a measurement between steps must not keep that memory.
@@ -50,8 +51,8 @@ import contextlib
 import datetime
 import logging
 import zlib
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from neuronxa_callback.parallel.collectives import my_share, rank_and_world
 from neuronxa_callback.quality.generation import DEFAULT_MAX_NEW_TOKENS
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from neuronxa_callback.quality.likelihood import ReferenceLikelihood
 
 logger = logging.getLogger(__name__)
+_Result = TypeVar("_Result")
 
 ENGINES = ("fsdp1", "fsdp2", "zero3")
 # Seconds a rank waits for the others at an agreement point before giving up with a clear error. Generous: the
@@ -211,44 +213,58 @@ class ShardedEngine:
         from neuronxa_callback.instrument.activations import encode, encode_plan
         from neuronxa_callback.instrument.architectures import activation_modules
 
-        model, rank, world = self.model, self.rank, self.world
         sentences = list(sentences)
         representations = tuple(representations)
-        plan, mine, dummy, error = None, 0, None, None
-        try:
+        plan = None
+
+        def prepare() -> tuple[int, list[int]]:
+            nonlocal plan
             plan = encode_plan(tokenizer, sentences, batch_size=batch_size, max_length=max_length)
-            mine = len(plan.share(rank, world))  # encode() makes one forward per batch of its share
-            dummy = plan.shortest()  # the cheapest forward
-            activation_modules(model)  # an unsupported architecture fails here, before any collective forward
+            activation_modules(self.model)  # an unsupported architecture fails here, before any collective forward
+            # encode() makes one forward per batch of its share; the dummy is the cheapest forward.
+            return len(plan.share(self.rank, self.world)), plan.shortest()
+
+        def run() -> Encoded:
+            return encode(
+                self.model,
+                tokenizer,
+                sentences,
+                representations=representations,
+                pooling=pooling,
+                batch_size=batch_size,
+                max_length=max_length,
+                shard=(self.rank, self.world),
+                progress=progress,
+                plan=plan,
+            )
+
+        key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
+        return self._agreed_forwards("NeuronXA encode under sharded parameters", key, prepare, run)
+
+    def _agreed_forwards(
+        self, what: str, key: int, prepare: Callable[[], tuple[int, list[int]]], run: Callable[[], _Result]
+    ) -> _Result:
+        """The collective frame of encode and reference_likelihood. prepare() -> (the forwards this rank's run() will
+        make at most, a dummy input): its checks run before the agreement, so a failure on one rank raises on all.
+        The ranks agree on the largest count; run() makes this rank's forwards and dummy ones fill the gap, also after
+        a failure between forwards (the other ranks are waiting for this rank's share)."""
+        count, dummy, error = 0, None, None
+        try:
+            count, dummy = prepare()
         except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
             error = f"{type(failure).__name__}: {failure}"
-        key = fingerprint("encode", sentences, representations, pooling, batch_size, max_length)
-        total = agree_on_count(
-            mine, key, what="NeuronXA encode under sharded parameters", timeout=self.timeout, error=error
-        )
-        with _ForwardCounter(model) as counter:
+        total = agree_on_count(count, key, what=what, timeout=self.timeout, error=error)
+        with _ForwardCounter(self.model) as counter:
             try:
-                encoded = encode(
-                    model,
-                    tokenizer,
-                    sentences,
-                    representations=representations,
-                    pooling=pooling,
-                    batch_size=batch_size,
-                    max_length=max_length,
-                    shard=(rank, world),
-                    progress=progress,
-                    plan=plan,
-                )
+                result = run()
             finally:
-                # Also after a failure between forwards: the other ranks are waiting for this rank's share.
                 if dummy is not None:
-                    dummy_forwards(model, dummy, total - counter.calls)
+                    dummy_forwards(self.model, dummy, total - counter.calls)
         if counter.calls > total:
             raise ShardedMeasurementError(
-                f"NeuronXA encode ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
+                f"{what}: {counter.calls} forwards on rank {self.rank} but the ranks agreed on {total}"
             )
-        return encoded
+        return result
 
     def translate(
         self,
@@ -336,41 +352,24 @@ class ShardedEngine:
         (distributed.my_share), every rank making the same number of forward passes (dummy ones fill the gap)."""
         from neuronxa_callback.quality.likelihood import likelihood_plan, reference_likelihood
 
-        model, rank, world = self.model, self.rank, self.world
         prompts, references = list(prompts), list(references)
-        mine = my_share(len(prompts), rank, world)
+        mine = my_share(len(prompts), self.rank, self.world)
         settings = {"batch_size": batch_size, "add_special_tokens": add_special_tokens}
-        plan, calls, dummy, error = None, 0, None, None
-        try:
-            plan = likelihood_plan(tokenizer, [prompts[i] for i in mine], [references[i] for i in mine], **settings)
-            calls = plan.forwards  # one forward per batch, one for a shared prefix
-            dummy = list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
-        except Exception as failure:  # noqa: BLE001 - sent to the other ranks, raised on all of them
-            error = f"{type(failure).__name__}: {failure}"
+        my_prompts, my_references = [prompts[i] for i in mine], [references[i] for i in mine]
+        plan = None
+
+        def prepare() -> tuple[int, list[int]]:
+            nonlocal plan
+            plan = likelihood_plan(tokenizer, my_prompts, my_references, **settings)
+            return plan.forwards, list(tokenizer("a", add_special_tokens=True)["input_ids"]) or [0]
+
+        def run() -> list[ReferenceLikelihood]:
+            if not mine:
+                return []
+            return reference_likelihood(self.model, tokenizer, my_prompts, my_references, plan=plan, **settings)
+
         key = fingerprint("reference_likelihood", prompts, references, batch_size, add_special_tokens)
-        total = agree_on_count(
-            calls, key, what="reference likelihood under sharded parameters", timeout=self.timeout, error=error
-        )
-        rows: list[ReferenceLikelihood] = []
-        with _ForwardCounter(model) as counter:
-            try:
-                if mine:
-                    rows = reference_likelihood(
-                        model,
-                        tokenizer,
-                        [prompts[i] for i in mine],
-                        [references[i] for i in mine],
-                        plan=plan,
-                        **settings,
-                    )
-            finally:
-                # Also after a failure between forwards: the other ranks are waiting for this rank's share.
-                if dummy is not None:
-                    dummy_forwards(model, dummy, total - counter.calls)
-        if counter.calls > total:
-            raise ShardedMeasurementError(
-                f"reference likelihood ran {counter.calls} forwards on rank {rank} but the ranks agreed on {total}"
-            )
+        rows = self._agreed_forwards("reference likelihood under sharded parameters", key, prepare, run)
         return list(zip(mine, rows))
 
     def release(self, optimizer: Any = None) -> None:
