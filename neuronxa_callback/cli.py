@@ -78,6 +78,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="local directory, hub id (online), or the embedded default 'gemma-3-270m' (default) / 'smollm2-135m'",
     )
     group.add_argument("--gguf-file", default=None, help="GGUF file name inside --model's directory")
+    _add_loading_arguments(group)
+
+
+def _add_loading_arguments(group: argparse._ArgumentGroup) -> None:
+    """How a model is loaded, whichever model: --dtype, --device, --trust-remote-code, --hf-token."""
     group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype")
     group.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     group.add_argument(
@@ -332,11 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--output-dir", type=Path, required=True, help="one NAME.json per model (the JSON of `score --output`)"
     )
-    loading = models.add_argument_group("models")
-    loading.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype")
-    loading.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    loading.add_argument("--trust-remote-code", action="store_true", help="allow the models' own code")
-    loading.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN)")
+    _add_loading_arguments(models.add_argument_group("models"))
     _add_data_arguments(models)
     _add_scoring_arguments(models)
     _add_fan_out_arguments(
