@@ -7,7 +7,8 @@ One direction (Icelandic -> English) on the packaged NTREX-128 lines 1..--senten
 (3-shot, examples from the NTREX lines after the scored ones) and batch size. The three parts of a measurement, each
 once, in this order: the alignment measurement (encode both languages and score, measure_alignment), the reference
 likelihood (one forward per sentence after one of the prompt's shared prefix; timed --rounds times each with and
-without sharing that prefix, alternating, the best of each kept), translating (greedy, stop at a newline, --max-new-tokens). Then the likelihood
+without sharing that prefix, alternating, the best of each kept), translating (once without, once with the shared
+prefix) (greedy, stop at a newline, --max-new-tokens). Then the likelihood
 of the first --check sentences again at batch size 1: the largest per-sentence difference from the batched values
 (the value must not depend on the batch).
 
@@ -137,20 +138,29 @@ def _main(argv=None) -> None:
     largest_difference = max(abs(a.logprob - b.logprob) for a, b in zip(rows[:check], one_at_a_time))
     emit("batch1_vs_batched_max_abs_diff_nats", largest_difference, 6)
 
-    start = time.perf_counter()
-    hypotheses = translate(
-        model,
-        tokenizer,
-        sources,
-        source_lang=SOURCE,
-        target_lang=TARGET,
-        prompt="auto",
-        examples=examples,
-        batch_size=options.batch_size,
-        max_new_tokens=options.max_new_tokens,
-    )
-    translate_seconds = time.perf_counter() - start
+    # Translating, once without and once with the shared prefix (the same translations are expected).
+    translate_timings, outputs = {}, {}
+    for share_prefix in (False, True):
+        start = time.perf_counter()
+        outputs[share_prefix] = translate(
+            model,
+            tokenizer,
+            sources,
+            source_lang=SOURCE,
+            target_lang=TARGET,
+            prompt="auto",
+            examples=examples,
+            batch_size=options.batch_size,
+            max_new_tokens=options.max_new_tokens,
+            share_prefix=share_prefix,
+        )
+        translate_timings[share_prefix] = time.perf_counter() - start
+    hypotheses = outputs[True]
+    translate_seconds = translate_timings[True]
     emit("chrf", sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, [references]).score, 2)
+    emit("translations_differing_shared_vs_unshared", sum(a != b for a, b in zip(outputs[True], outputs[False])))
+    emit("translate_unshared_seconds", translate_timings[False], 2)
+    emit("translate_prefix_sharing_speedup", translate_timings[False] / translate_seconds, 2)
     emit("translate_seconds", translate_seconds, 2)
     emit("likelihood_vs_translate", likelihood_seconds / translate_seconds, 3)
     emit("likelihood_vs_alignment", likelihood_seconds / alignment_seconds, 3)

@@ -289,6 +289,7 @@ def test_chat_path_feeds_one_bos(words):
             target_lang="eng_Latn",
             prompt="auto",
             max_new_tokens=4,
+            share_prefix=False,  # whole prompts in the first forward (else the chat preamble comes from a cache)
         )
     finally:
         handle.remove()
@@ -311,6 +312,46 @@ def test_batched_equals_one_at_a_time_on_random_model():
     single = [translate(model, tokenizer, [s], batch_size=1, **kwargs)[0] for s in sources]
     assert batched == single
     assert len(set(batched)) > 1  # a random model still gives different outputs for different inputs
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2", "peft"])
+def test_the_shared_fewshot_prefix_runs_once_and_changes_no_translation(model_type):
+    """The few-shot block every prompt starts with is one forward; each batch's generate starts from its cache, the
+    rows padded between the block and their own tokens. The translations equal those without the shared prefix."""
+    from neuronxa_callback.quality.generation import translate_plan
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("llama" if model_type == "peft" else model_type, tokenizer=tokenizer, seed=0)
+    base = model
+    if model_type == "peft":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["gate_proj"], init_lora_weights=False))
+    sentences = corpus_sentences()
+    kwargs = dict(
+        source_lang="isl_Latn",
+        target_lang="eng_Latn",
+        max_new_tokens=6,
+        batch_size=3,
+        examples=[(sentences[20 + k], sentences[23 + k]) for k in range(3)],
+    )
+    sources = sentences[:8]
+    plan = translate_plan(tokenizer, sources, **{k: v for k, v in kwargs.items() if k != "max_new_tokens"})
+    assert plan.shared >= 8 and all(ids[: plan.shared] == plan.input_ids[0][: plan.shared] for ids in plan.input_ids)
+    widths = []
+    hook = base.register_forward_pre_hook(  # PEFT's generate calls the base model's
+        lambda _, __, kw: widths.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        shared = translate(model, tokenizer, sources, **kwargs)
+    finally:
+        hook.remove()
+    assert widths[0] == (1, plan.shared)  # the prefix, once
+    # Each batch's first step feeds only the rows' own tokens (the prefix comes from the cache).
+    assert max(w[1] for w in widths[1:]) <= max(map(len, plan.input_ids)) - plan.shared
+    assert shared == translate(model, tokenizer, sources, share_prefix=False, **kwargs)
+    assert shared == [translate(model, tokenizer, [s], **{**kwargs, "batch_size": 1})[0] for s in sources]
+    assert len(set(shared)) > 1
 
 
 def _snapshot(model, tokenizer):

@@ -162,7 +162,7 @@ def test_the_shared_prefix_on_gemma_with_the_callbacks_own_prompt(gemma):
 
 
 def test_the_shared_prefix_stops_before_the_first_scored_token():
-    from neuronxa_callback.quality.likelihood import MIN_SHARED_PREFIX_TOKENS, shared_prefix_length
+    from neuronxa_callback.quality.prefix import MIN_SHARED_PREFIX_TOKENS, shared_prefix_length
 
     long = list(range(100, 100 + 3 * MIN_SHARED_PREFIX_TOKENS))
     # Identical rows: the prefix leaves the prediction of each row's first scored token (start - 1) to the batch.

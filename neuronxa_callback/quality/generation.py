@@ -158,6 +158,8 @@ class TranslatePlan:
     settings: tuple[Any, ...]  # (source_lang, target_lang, prompt, checked examples, batch_size)
     input_ids: list[list[int]]
     batches: list[list[int]]
+    # How many leading prompt tokens all sources share (the few-shot block; 0: too few to run on their own).
+    shared: int = 0
 
     def made_for(
         self,
@@ -217,6 +219,7 @@ def translate_plan(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"translate: batch_size must be a positive int, got {batch_size!r}")
     from neuronxa_callback.instrument.activations import plan_batches
+    from neuronxa_callback.quality.prefix import shared_prefix_length
 
     checked = check_examples(examples, sources)
     resolve_style(prompt, tokenizer)  # a bad prompt fails here, with no sources too
@@ -227,8 +230,11 @@ def translate_plan(
         tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked
     )
     encoded = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
     # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
-    return TranslatePlan(sources, settings, encoded, plan_batches([len(ids) for ids in encoded], batch_size))
+    batches = plan_batches(lengths, batch_size)
+    # The last prompt token stays with its row: generation's first step needs at least one token of its own.
+    return TranslatePlan(sources, settings, encoded, batches, shared_prefix_length(encoded, lengths))
 
 
 def translate(
@@ -244,6 +250,7 @@ def translate(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     progress: bool = False,
     synced_gpus: bool | None = None,
+    share_prefix: bool = True,
     plan: TranslatePlan | None = None,
 ) -> list[str]:
     """Greedy translations of `sources`, one line each, in the order of `sources`.
@@ -254,9 +261,15 @@ def translate(
     or EOS, or after max_new_tokens; text after a newline is dropped. progress=True shows a bar on stderr over the
     sentences, with the batch and its tokens generated so far (a batch can take minutes). synced_gpus is passed to generate() when given
     (True under parameter sharding: every rank keeps stepping until all are done; see sharding.translate_sharded).
+    share_prefix: run the prompt tokens all sources start with (a few-shot block) once and start every batch from
+    their key/value cache (quality.prefix; not with synced_gpus, whose ranks agree on their forwards in advance).
     plan: translate_plan()'s result for these arguments, when the caller made it already (one generate call per
     batch: sharding.ShardedEngine counts its calls from it).
     """
+    import torch
+
+    from neuronxa_callback.quality.prefix import cache_for_batch, prefix_cache
+
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"translate: max_new_tokens must be a positive int, got {max_new_tokens!r}")
     settings: dict[str, Any] = {
@@ -285,8 +298,21 @@ def translate(
     hypotheses: list[str | None] = [None] * len(sources)
     try:
         with generation_mode(model, tokenizer):
+            prefix = None
+            if share_prefix and plan.shared and not synced_gpus:
+                prefix = prefix_cache(model, encoded[0][: plan.shared])
             for number, batch in enumerate(batches, start=1):
-                input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
+                if prefix is None:
+                    input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
+                    cache = {}
+                else:
+                    # The prefix, then each row left-padded: [prefix][pads][row's own tokens]; the mask hides the pads
+                    # and generate counts positions over the mask, so every row reads as if alone.
+                    rest, rest_mask = _left_pad([encoded[i][prefix.length :] for i in batch], pad_id, device)
+                    head = torch.tensor([encoded[batch[0]][: prefix.length]], dtype=torch.long, device=device)
+                    input_ids = torch.cat([head.expand(len(batch), -1), rest], dim=1)
+                    attention_mask = torch.cat([torch.ones_like(head).expand(len(batch), -1), rest_mask], dim=1)
+                    cache = {prefix.argument: cache_for_batch(prefix, len(batch))}
                 prompt_length = input_ids.shape[1]
                 criteria = [_newline_stopper(tokenizer, prompt_length)]
                 if bar is not None:
@@ -302,6 +328,7 @@ def translate(
                     pad_token_id=pad_id,
                     eos_token_id=eos_ids or None,
                     stopping_criteria=criteria,
+                    **cache,
                     **({} if synced_gpus is None else {"synced_gpus": synced_gpus}),
                 )
                 for row, index in enumerate(batch):

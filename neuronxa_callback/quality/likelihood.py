@@ -38,7 +38,6 @@ asked for (`logits_to_keep`), and the log-softmax runs one row at a time in floa
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +47,10 @@ __all__ = [
     "ReferenceLikelihood",
     "likelihood_plan",
     "reference_likelihood",
-    "shared_prefix_length",
     "summarize_likelihood",
 ]
 
 PADDING_SIDES = ("left", "right")
-# A shared prefix shorter than this is not run on its own: a forward and a cache copy per batch cost more than it saves.
-MIN_SHARED_PREFIX_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -130,6 +126,7 @@ def likelihood_plan(
     """reference_likelihood()'s token ids and batches for these sentences (its argument checks: ValueError)."""
     _check(prompts, references, batch_size)
     from neuronxa_callback.instrument.activations import plan_batches
+    from neuronxa_callback.quality.prefix import shared_prefix_length
 
     prompts, references = tuple(prompts), tuple(references)
     settings = (batch_size, bool(add_special_tokens))
@@ -159,25 +156,8 @@ def likelihood_plan(
         input_ids,
         starts,
         plan_batches(list(map(len, input_ids)), batch_size),
-        shared_prefix_length(input_ids, starts),
+        shared_prefix_length(input_ids, starts),  # the first scored token's prediction stays in the batch
     )
-
-
-def shared_prefix_length(input_ids: Sequence[Sequence[int]], starts: Sequence[int]) -> int:
-    """How many leading tokens every sentence has in common, kept short enough that each sentence has a token after
-    it and every scored token's prediction (position start - 1) comes after it; 0 for fewer than two sentences or a
-    prefix under MIN_SHARED_PREFIX_TOKENS."""
-    if len(input_ids) < 2:
-        return 0
-    first = input_ids[0]
-    limit = min(len(ids) for ids in input_ids) - 1
-    scored = [start for ids, start in zip(input_ids, starts) if start < len(ids)]
-    if scored:
-        limit = min(limit, min(scored) - 1)
-    length = 0
-    while length < limit and all(ids[length] == first[length] for ids in input_ids):
-        length += 1
-    return length if length >= MIN_SHARED_PREFIX_TOKENS else 0
 
 
 def reference_likelihood(
@@ -197,7 +177,7 @@ def reference_likelihood(
 
     add_special_tokens: how the prompts are tokenized (False for a rendered chat template, as translate() does).
     padding_side: "left" or "right" (the same values within float tolerance). share_prefix: run the tokens all
-    sentences start with once and continue every batch from their cache (models that take `past_key_values`; the same
+    sentences start with once and continue every batch from their cache (quality.prefix; models that take a cache; the same
     values within float tolerance, False recomputes them in every row). plan: likelihood_plan()'s result when
     the caller made it already (sharding.ShardedEngine counts its forwards from it). Runs under torch.no_grad in eval
     mode and leaves the model and tokenizer as found (isolation.left_as_found).
@@ -206,6 +186,7 @@ def reference_likelihood(
 
     from neuronxa_callback.instrument.activations import _accepted_kwargs, _input_device
     from neuronxa_callback.instrument.isolation import left_as_found
+    from neuronxa_callback.quality.prefix import cache_for_batch, prefix_cache
 
     if padding_side not in PADDING_SIDES:
         raise ValueError(f"reference_likelihood: padding_side must be one of {PADDING_SIDES}, got {padding_side!r}")
@@ -225,23 +206,15 @@ def reference_likelihood(
         extra["use_cache"] = False
     keep_logits = "logits_to_keep" in accepted
     pass_positions = "position_ids" in accepted
-    # transformers 5 names the key/value cache argument `cache`, earlier versions `past_key_values`.
-    cache_argument = next((name for name in ("cache", "past_key_values") if name in accepted), None)
-    cacheable = share_prefix and pass_positions and cache_argument is not None and "use_cache" in accepted
-    shared = plan.shared if cacheable else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = _input_device(model)
     with left_as_found(model, tokenizer):
         model.eval()
         with torch.no_grad():  # never inference_mode: it breaks the next FSDP training forward
-            prefix_cache = None
-            if shared:
-                prefix = torch.tensor([plan.input_ids[0][:shared]], dtype=torch.long, device=device)
-                kwargs = {"logits_to_keep": 1} if keep_logits else {}
-                prefix_output = model(input_ids=prefix, use_cache=True, **kwargs)
-                prefix_cache = getattr(prefix_output, "cache", None) or getattr(prefix_output, "past_key_values", None)
-                if prefix_cache is None or not hasattr(prefix_cache, "batch_repeat_interleave"):
-                    raise TypeError(f"reference_likelihood: {type(model).__name__} returned no key/value cache")
+            prefix = None
+            if share_prefix and plan.shared:
+                prefix = prefix_cache(model, plan.input_ids[0][: plan.shared])
+            shared = prefix.length if prefix is not None else 0
             for batch in plan.batches:
                 # Each row after the shared prefix; positions and indices below are relative to it.
                 rows = [plan.input_ids[i][shared:] for i in batch]
@@ -260,12 +233,9 @@ def reference_likelihood(
                 kwargs = dict(extra)
                 if keep_logits:
                     kwargs["logits_to_keep"] = max(width - first, 1)
-                if prefix_cache is not None:
-                    # A copy per batch: the forward appends this batch's keys and values to the cache it is given.
-                    cache = copy.deepcopy(prefix_cache)
-                    cache.batch_repeat_interleave(len(rows))
+                if prefix is not None:
                     attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), attention], dim=1)
-                    kwargs.update({cache_argument: cache, "use_cache": True})
+                    kwargs.update({prefix.argument: cache_for_batch(prefix, len(rows)), "use_cache": True})
                 if pass_positions:
                     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
                     kwargs["position_ids"] = positions[:, shared:].to(device)
