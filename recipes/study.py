@@ -145,6 +145,19 @@ def main(argv=None) -> int:
             runs = list(pool.map(lambda seed: run_seed(args, seed, demo_args), args.seeds))
     wall = time.monotonic() - started
     load_after = os.getloadavg()
+    record = args.output_dir / "study_runs.json"
+    if any(not r["skipped"] for r in runs):
+        timing = {"runs": runs, "wall_seconds": round(wall, 1), "load_before": load_before, "load_after": load_after}
+        record.write_text(json.dumps(timing) + "\n", encoding="utf-8")
+    elif record.is_file():
+        # Nothing ran now: the page keeps the timing of the invocation that made the runs.
+        made = json.loads(record.read_text(encoding="utf-8"))
+        runs, wall, load_before, load_after = (
+            made["runs"],
+            made["wall_seconds"],
+            made["load_before"],
+            made["load_after"],
+        )
 
     from neuronxa_callback.offline.study import analyze_study, load_study_runs, write_study_page
 
@@ -164,11 +177,6 @@ def main(argv=None) -> int:
     analysis = analyze_study(load_study_runs(finished), pair=pair, control_pair=CONTROL_PAIR)
     paths = write_study_page(
         analysis, args.output_dir, intro=_intro(args, demo_args, summaries, runs, wall, load_before, load_after)
-    )
-    (args.output_dir / "study_runs.json").write_text(
-        json.dumps({"runs": runs, "wall_seconds": round(wall, 1), "load_before": load_before, "load_after": load_after})
-        + "\n",
-        encoding="utf-8",
     )
     if args.publish is not None:
         publish(paths, args.publish)
@@ -200,7 +208,7 @@ def _intro(args, demo_args, summaries: dict, runs: list[dict], wall: float, load
     )
     ran = [r for r in runs if not r["skipped"]]
     timing = (
-        f"This invocation: {wall / 60:.1f} min wall for {len(ran)} run(s), {args.parallel} at a time with "
+        f"Made in {wall / 60:.1f} min wall for {len(ran)} run(s), {args.parallel} at a time with "
         f"{args.threads} torch thread(s) each; load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end "
         f"on {os.cpu_count()} cores."
         if ran

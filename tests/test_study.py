@@ -222,4 +222,6 @@ def test_study_recipe_end_to_end_tiny(model_dir, tmp_path):
     published = docs_page.read_text(encoding="utf-8")
     assert published.startswith("# Study\n\nHow to reproduce.") and "\nold\n" not in published
     assert "## Does alignment track translation quality" in published and "### Headline" in published
+    # The page states the timing of the call that made the runs, not of the call that found them finished.
+    assert "min wall for 2 run(s)" in published and "made earlier" not in published
     assert (docs_page.parent / "study_scatter.png").is_file()
