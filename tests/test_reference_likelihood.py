@@ -175,6 +175,7 @@ def test_the_shared_prefix_stops_before_the_first_scored_token():
     assert shared_prefix_length([long, [7] + long], [5, 5]) == 0
     assert shared_prefix_length([long], [5]) == 0
     assert shared_prefix_length([long, long + [1, 2]], [len(long), len(long)]) == len(long) - 1
+    assert shared_prefix_length([long, long + [1, 2]]) == len(long) - 1  # no starts: each row keeps its last token
 
 
 def test_model_and_tokenizer_are_left_as_found(tokenizer):

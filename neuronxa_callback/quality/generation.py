@@ -230,11 +230,10 @@ def translate_plan(
         tokenizer, sources, source_lang=source_lang, target_lang=target_lang, prompt=prompt, examples=checked
     )
     encoded = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
-    lengths = [len(ids) for ids in encoded]
     # Length-sorted (little padding), longest first (a memory error shows at once), ties by position (deterministic).
-    batches = plan_batches(lengths, batch_size)
-    # The last prompt token stays with its row: generation's first step needs at least one token of its own.
-    return TranslatePlan(sources, settings, encoded, batches, shared_prefix_length(encoded, lengths))
+    batches = plan_batches([len(ids) for ids in encoded], batch_size)
+    # The shared prefix leaves every row its last prompt token: generation's first step needs one of its own.
+    return TranslatePlan(sources, settings, encoded, batches, shared_prefix_length(encoded))
 
 
 def translate(
@@ -301,6 +300,8 @@ def translate(
             prefix = None
             if share_prefix and plan.shared and not synced_gpus:
                 prefix = prefix_cache(model, encoded[0][: plan.shared])
+            if prefix is not None:
+                head = torch.tensor([encoded[0][: prefix.length]], dtype=torch.long, device=device)
             for number, batch in enumerate(batches, start=1):
                 if prefix is None:
                     input_ids, attention_mask = _left_pad([encoded[i] for i in batch], pad_id, device)
@@ -309,7 +310,6 @@ def translate(
                     # The prefix, then each row left-padded: [prefix][pads][row's own tokens]; the mask hides the pads
                     # and generate counts positions over the mask, so every row reads as if alone.
                     rest, rest_mask = _left_pad([encoded[i][prefix.length :] for i in batch], pad_id, device)
-                    head = torch.tensor([encoded[batch[0]][: prefix.length]], dtype=torch.long, device=device)
                     input_ids = torch.cat([head.expand(len(batch), -1), rest], dim=1)
                     attention_mask = torch.cat([torch.ones_like(head).expand(len(batch), -1), rest_mask], dim=1)
                     cache = {prefix.argument: cache_for_batch(prefix, len(batch))}

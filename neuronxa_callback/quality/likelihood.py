@@ -31,9 +31,9 @@ What is scored, exactly:
 Batches are length-sorted and padded on the left or right (`padding_side`, same values within float tolerance);
 position ids count real tokens, so padding does not shift them. The tokens every sentence starts with (the few-shot
 block and the instructions: most of a 3-shot prompt) are run once, and each batch continues from their key/value
-cache (`share_prefix`; the same values within float tolerance, the cost of the sentences' own tokens only). Only the logits at the reference's positions are
-asked for (`logits_to_keep`), and the log-softmax runs one row at a time in float32: a 262k vocabulary never makes a
-[batch, tokens, vocabulary] float32 tensor.
+cache (`share_prefix`; the same values within float tolerance, the cost of the sentences' own tokens only). Only the
+logits at the reference's positions are asked for (`logits_to_keep`), and the log-softmax runs one row at a time in
+float32: a 262k vocabulary never makes a [batch, tokens, vocabulary] float32 tensor.
 """
 
 from __future__ import annotations
@@ -42,13 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "LikelihoodPlan",
-    "ReferenceLikelihood",
-    "likelihood_plan",
-    "reference_likelihood",
-    "summarize_likelihood",
-]
+__all__ = ["LikelihoodPlan", "ReferenceLikelihood", "likelihood_plan", "reference_likelihood", "summarize_likelihood"]
 
 PADDING_SIDES = ("left", "right")
 
@@ -177,8 +171,8 @@ def reference_likelihood(
 
     add_special_tokens: how the prompts are tokenized (False for a rendered chat template, as translate() does).
     padding_side: "left" or "right" (the same values within float tolerance). share_prefix: run the tokens all
-    sentences start with once and continue every batch from their cache (quality.prefix; models that take a cache; the same
-    values within float tolerance, False recomputes them in every row). plan: likelihood_plan()'s result when
+    sentences start with once and continue every batch from their cache (quality.prefix, models that take a cache;
+    the same values within float tolerance, False recomputes them in every row). plan: likelihood_plan()'s result when
     the caller made it already (sharding.ShardedEngine counts its forwards from it). Runs under torch.no_grad in eval
     mode and leaves the model and tokenizer as found (isolation.left_as_found).
     """

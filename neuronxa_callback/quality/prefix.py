@@ -37,15 +37,16 @@ __all__ = [
 MIN_SHARED_PREFIX_TOKENS = 8
 
 
-def shared_prefix_length(input_ids: Sequence[Sequence[int]], starts: Sequence[int]) -> int:
-    """How many leading tokens every row has in common, kept short enough that each row has a token after it and
-    that the first position each row needs a prediction from (starts[i] - 1) comes after it; 0 for fewer than two
-    rows or a prefix under MIN_SHARED_PREFIX_TOKENS. A row with starts[i] >= its length needs no prediction."""
+def shared_prefix_length(input_ids: Sequence[Sequence[int]], starts: Sequence[int] | None = None) -> int:
+    """How many leading tokens every row has in common, kept short enough that each row has a token after it and,
+    with `starts`, that the first position each row needs a prediction from (starts[i] - 1) comes after it; 0 for
+    fewer than two rows or a prefix under MIN_SHARED_PREFIX_TOKENS. A row with starts[i] >= its length needs no
+    prediction."""
     if len(input_ids) < 2:
         return 0
     first = input_ids[0]
     limit = min(len(ids) for ids in input_ids) - 1
-    needed = [start for ids, start in zip(input_ids, starts) if start < len(ids)]
+    needed = [start for ids, start in zip(input_ids, starts or ()) if start < len(ids)]
     if needed:
         limit = min(limit, min(needed) - 1)
     length = 0
@@ -54,12 +55,9 @@ def shared_prefix_length(input_ids: Sequence[Sequence[int]], starts: Sequence[in
     return length if length >= MIN_SHARED_PREFIX_TOKENS else 0
 
 
-def cache_argument(model: Any) -> str | None:
-    """The keyword the model's forward (and generate) takes a key/value cache by: "cache" (transformers 5),
-    "past_key_values" (earlier versions), None when it takes none or cannot be given positions."""
-    from neuronxa_callback.instrument.activations import _accepted_kwargs
-
-    accepted = _accepted_kwargs(model)
+def cache_argument(accepted: set[str]) -> str | None:
+    """The keyword a forward (and generate) with these `accepted` keywords takes a key/value cache by: "cache"
+    (transformers 5), "past_key_values" (earlier versions), None when it takes none or cannot be given positions."""
     if "use_cache" not in accepted or "position_ids" not in accepted:
         return None
     return next((name for name in ("cache", "past_key_values") if name in accepted), None)
@@ -81,11 +79,12 @@ def prefix_cache(model: Any, prefix: Sequence[int]) -> PrefixCache | None:
 
     from neuronxa_callback.instrument.activations import _accepted_kwargs, _input_device
 
-    argument = cache_argument(model)
+    accepted = _accepted_kwargs(model)
+    argument = cache_argument(accepted)
     if argument is None or not prefix:
         return None
     ids = torch.tensor([list(prefix)], dtype=torch.long, device=_input_device(model))
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in _accepted_kwargs(model) else {}
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
     output = model(input_ids=ids, use_cache=True, **kwargs)
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
