@@ -8,8 +8,8 @@ Usage::
     cache = prefix_cache(model, input_ids[0][:shared])    # one forward of the prefix; None if the model has no cache
     kwargs = {cache.argument: cache_for_batch(cache, len(batch))}   # then feed each row's tokens after the prefix
 
-With a few-shot prompt most of every prompt is the same block of examples (143 of about 190 tokens for Gemma 3 with
-three NTREX examples). The reference likelihood and translate() run that block once and continue every batch from
+With a few-shot prompt most of every prompt is the same block of examples (174 of 228 tokens on average for Gemma 3
+with three NTREX examples, bench/bench_reference_likelihood.py). The reference likelihood and translate() run that block once and continue every batch from
 its cache; the rows after it are padded between the prefix and their own tokens, the attention mask hides the pads
 and position ids count real tokens, so each row sees exactly the tokens it would see alone.
 
