@@ -40,6 +40,10 @@ def main() -> None:
     import torch.distributed as dist
 
     (output_dir / f"rank-{dist.get_rank()}.json").write_text(json.dumps({"world": dist.get_world_size(), **seen}))
+    # Leave the gloo group together and on purpose: a rank whose process exits with the group still open can abort
+    # in the C++ teardown (SIGABRT after all its work is done), which fails the run.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
