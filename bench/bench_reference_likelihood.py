@@ -12,6 +12,10 @@ prefix) (greedy, stop at a newline, --max-new-tokens). Then the likelihood
 of the first --check sentences again at batch size 1: the largest per-sentence difference from the batched values
 (the value must not depend on the batch).
 
+--dtype bfloat16 runs the model in bf16. There a result depends on the shapes its matrix products run in, so the run
+also measures that noise floor: the likelihood and the translations with every prompt run whole at half the batch
+size, against the same at the full batch size; the shared prefix's differences are to be read against it.
+
 Prints `name: value` lines; the headline, last: likelihood seconds as a fraction of the alignment measurement's.
 """
 
@@ -43,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--check", type=int, default=8, help="sentences re-scored at batch size 1")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="the model's weights")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -74,6 +79,7 @@ def _main(argv=None) -> None:
     examples = list(select_fewshot_examples(source, SOURCE, TARGET, k=3, scored=data).pairs)
     start = time.perf_counter()
     model, tokenizer, model_name = bench_model(options)
+    model = model.to(getattr(torch, options.dtype))
     load_seconds = time.perf_counter() - start
     prompts, add_special_tokens = translation_prompts(
         tokenizer, sources, source_lang=SOURCE, target_lang=TARGET, prompt="auto", examples=examples
@@ -82,6 +88,7 @@ def _main(argv=None) -> None:
     pair = data.pair_name(SOURCE)
     # Each line as soon as it is known: a run killed during the long translation keeps the likelihood's numbers.
     emit("model", model_name)
+    emit("dtype", options.dtype)
     emit("torch_threads", torch.get_num_threads())
     emit("sentences", len(sources))
     emit("batch_size", options.batch_size)
@@ -123,6 +130,22 @@ def _main(argv=None) -> None:
         6,
     )
     emit("prefix_sharing_speedup", min(timings[False]) / likelihood_seconds, 2)
+    half_batch = max(options.batch_size // 2, 1)
+    if options.dtype != "float32":
+        unshared_half_batch = reference_likelihood(
+            model,
+            tokenizer,
+            prompts,
+            references,
+            batch_size=half_batch,
+            add_special_tokens=add_special_tokens,
+            share_prefix=False,
+        )
+        emit(
+            "unshared_batch_vs_half_batch_max_abs_diff_nats",
+            max(abs(a.logprob - b.logprob) for a, b in zip(results[False], unshared_half_batch)),
+            6,
+        )
     summary = summarize_likelihood(rows)
     emit("reference_tokens_total", summary["tokens"])
     emit("reference_bytes_total", summary["bytes"])
@@ -140,25 +163,27 @@ def _main(argv=None) -> None:
 
     # Translating, once without and once with the shared prefix (the same translations are expected).
     translate_timings, outputs = {}, {}
+    translate_options = dict(
+        source_lang=SOURCE,
+        target_lang=TARGET,
+        prompt="auto",
+        examples=examples,
+        max_new_tokens=options.max_new_tokens,
+    )
     for share_prefix in (False, True):
         start = time.perf_counter()
         outputs[share_prefix] = translate(
-            model,
-            tokenizer,
-            sources,
-            source_lang=SOURCE,
-            target_lang=TARGET,
-            prompt="auto",
-            examples=examples,
-            batch_size=options.batch_size,
-            max_new_tokens=options.max_new_tokens,
-            share_prefix=share_prefix,
+            model, tokenizer, sources, batch_size=options.batch_size, share_prefix=share_prefix, **translate_options
         )
         translate_timings[share_prefix] = time.perf_counter() - start
     hypotheses = outputs[True]
     translate_seconds = translate_timings[True]
     emit("chrf", sacrebleu.CHRF(word_order=2).corpus_score(hypotheses, [references]).score, 2)
     emit("translations_differing_shared_vs_unshared", sum(a != b for a, b in zip(outputs[True], outputs[False])))
+    if options.dtype != "float32":
+        half = translate(model, tokenizer, sources, batch_size=half_batch, share_prefix=False, **translate_options)
+        emit("translations_differing_unshared_batch_vs_half_batch", sum(a != b for a, b in zip(outputs[False], half)))
+        emit("chrf_unshared", sacrebleu.CHRF(word_order=2).corpus_score(outputs[False], [references]).score, 2)
     emit("translate_unshared_seconds", translate_timings[False], 2)
     emit("translate_prefix_sharing_speedup", translate_timings[False] / translate_seconds, 2)
     emit("translate_seconds", translate_seconds, 2)

@@ -99,6 +99,14 @@ def test_bench_reference_likelihood_quick(capsys):
     assert names[-1] == "likelihood_vs_alignment" and float(values["likelihood_vs_alignment"]) > 0
     assert float(values["ref_logprob_nats_per_byte"]) < 0
     assert float(values["batch1_vs_batched_max_abs_diff_nats"]) < 1e-3  # batching only pads
+    assert "unshared_batch_vs_half_batch_max_abs_diff_nats" not in values  # the bf16 noise floor only in bf16
+
+
+def test_bench_reference_likelihood_quick_bf16_measures_the_noise_floor(capsys):
+    values, names = run_quick("bench_reference_likelihood", capsys, ("--dtype", "bfloat16"))
+    assert values["dtype"] == "bfloat16" and names[-1] == "likelihood_vs_alignment"
+    assert 0 <= float(values["unshared_batch_vs_half_batch_max_abs_diff_nats"]) < 1.0
+    assert 0 <= int(values["translations_differing_unshared_batch_vs_half_batch"]) <= int(values["sentences"])
 
 
 def test_bench_capture_quick(capsys):
