@@ -255,11 +255,12 @@ def translate(
     """Greedy translations of `sources`, one line each, in the order of `sources`.
 
     prompt: "auto" (chat template if the tokenizer has one, else few-shot), "fewshot", "chat", or a template string
-    with {source_lang}, {target_lang}, {source} and optionally {examples}. examples: (source, target) pairs from a pool
-    separate from `sources` (ValueError if an example's source is one of them). Generation stops at the first newline
-    or EOS, or after max_new_tokens; text after a newline is dropped. progress=True shows a bar on stderr over the
-    sentences, with the batch and its tokens generated so far (a batch can take minutes). synced_gpus is passed to generate() when given
-    (True under parameter sharding: every rank keeps stepping until all are done; see sharding.translate_sharded).
+    with {source_lang}, {target_lang}, {source} and optionally {examples}. examples: (source, target) pairs from a
+    pool separate from `sources` (ValueError if an example's source is one of them). Generation stops at the first
+    newline or EOS, or after max_new_tokens; text after a newline is dropped. progress=True shows a bar on stderr over
+    the sentences, with the batch and its tokens generated so far (a batch can take minutes). synced_gpus is passed to
+    generate() when given (True under parameter sharding: every rank keeps stepping until all are done; see
+    sharding.translate_sharded).
     share_prefix: run the prompt tokens all sources start with (a few-shot block) once and start every batch from
     their key/value cache (quality.prefix; not with synced_gpus, whose ranks agree on their forwards in advance).
     plan: translate_plan()'s result for these arguments, when the caller made it already (one generate call per

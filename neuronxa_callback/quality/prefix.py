@@ -9,9 +9,10 @@ Usage::
     kwargs = {cache.argument: cache_for_batch(cache, len(batch))}   # then feed each row's tokens after the prefix
 
 With a few-shot prompt most of every prompt is the same block of examples (174 of 228 tokens on average for Gemma 3
-with three NTREX examples, bench/bench_reference_likelihood.py). The reference likelihood and translate() run that block once and continue every batch from
-its cache; the rows after it are padded between the prefix and their own tokens, the attention mask hides the pads
-and position ids count real tokens, so each row sees exactly the tokens it would see alone.
+with three NTREX examples, bench/bench_reference_likelihood.py). The reference likelihood and translate() run that
+block once and continue every batch from its cache; the rows after it are padded between the prefix and their own
+tokens, the attention mask hides the pads and position ids count real tokens, so each row sees exactly the tokens it
+would see alone.
 
 Not under parameter sharding with synced generation: the prefix's forward is a collective there, and the ranks agree
 on their forwards in advance (sharding.ShardedEngine counts the likelihood's; its translate does not share).
